@@ -1,0 +1,61 @@
+// Placement: where each worker of a pool runs. The plain data the core pool consumes.
+//
+// This header is hwloc-free on purpose: the pool (mtp::core) depends only on these types and
+// on the three functions below. How a placement is computed (hwloc topology, policies, the
+// spec grammar) lives in the affinity library's other headers and sources.
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mtp {
+
+/// Where one worker runs.
+struct worker_placement {
+  std::vector<unsigned> cpus;  ///< OS CPU numbers the worker is pinned to; empty = not pinned.
+  int core = -1;               ///< Physical core (hwloc logical index) it is pinned to, or -1.
+  int numa_node = -1;          ///< NUMA node (hwloc logical index) it is pinned to, or -1.
+  int package = -1;            ///< Package / socket (hwloc logical index) it is pinned to, or -1.
+};
+
+/// The plan for a whole pool: one entry per worker, plus what the planner wants the user to
+/// know (e.g. "8 workers share 4 CPUs round-robin", "pinning unavailable: ...").
+struct placement {
+  std::vector<worker_placement> workers;
+  std::string spec;                 ///< The spec text the plan was made from ("cores", "0-3", ...).
+  std::vector<std::string> notes;   ///< Human-readable remarks about the plan.
+  bool bind_memory = false;         ///< Also bind each worker's allocations to its NUMA node.
+};
+
+/// A bad affinity spec: the message names the offending text and why.
+class affinity_error : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+/// Computes a plan for `workers` workers (0 = one per selected core or CPU) from a spec such as
+/// "cores", "pus", "numa:compact", "numa:scatter", "0-3,8", "none". Throws affinity_error.
+[[nodiscard]] placement plan_placement(std::string_view spec, std::size_t workers = 0);
+
+/// The plan a pool uses when the caller gave none: the spec from the MTP_AFFINITY environment
+/// variable if set (a bad value throws affinity_error; it never silently falls back), else
+/// "cores" (one pinned worker per allowed physical core).
+[[nodiscard]] placement default_placement(std::size_t workers = 0);
+
+/// The outcome of pinning the calling thread.
+struct bind_result {
+  bool pinned = false;   ///< True when the thread now runs only on the requested CPUs.
+  std::string error;     ///< Why not, when pinning was requested and failed; empty otherwise.
+};
+
+/// Pins the calling thread to `where.cpus` (and, if `bind_memory`, its allocations to its NUMA
+/// node). An empty CPU list does nothing and reports success with pinned == false. Never
+/// throws: a machine that forbids pinning (EPERM, ENOSYS, a restricted container) yields an
+/// error text and the thread keeps running unpinned.
+[[nodiscard]] bind_result bind_current_thread(const worker_placement& where,
+                                              bool bind_memory = false) noexcept;
+
+}  // namespace mtp

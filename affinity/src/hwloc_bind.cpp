@@ -1,0 +1,115 @@
+// Pinning the calling thread with hwloc (the MTP_WITH_HWLOC=ON backend).
+#include "hwloc_util.hpp"
+#include "internal.hpp"
+
+#include <mtp/affinity/placement.hpp>
+#include <mtp/affinity/spec.hpp>
+
+#include <hwloc.h>
+
+#include <cerrno>
+#include <string>
+
+namespace mtp {
+
+namespace {
+
+// The running machine, loaded once per process for binding only. hwloc's binding calls only
+// read the topology, so worker threads may share it.
+struct machine {
+  std::unique_ptr<hwloc_topology, topology_deleter> topo;
+  std::string error;  // why topo is null
+  int numa_nodes = 0;
+};
+
+machine load_machine() {
+  machine m;
+  hwloc_topology_t topo = nullptr;
+  if (hwloc_topology_init(&topo) != 0) {
+    m.error = "hwloc could not initialise a topology: " + impl::errno_text(errno);
+    return m;
+  }
+  m.topo.reset(topo);
+  if (hwloc_topology_load(topo) != 0) {
+    m.error = "hwloc could not load this machine's topology: " + impl::errno_text(errno);
+    m.topo.reset();
+    return m;
+  }
+  m.numa_nodes = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE);
+  return m;
+}
+
+const machine& this_machine() {
+  static const machine m = load_machine();
+  return m;
+}
+
+std::string describe_failure(int error) {
+  switch (error) {
+    case EPERM:
+      return "not permitted (EPERM): this process may not change CPU affinity here (container, "
+             "seccomp or security policy)";
+    case ENOSYS:
+      return "not supported on this system (ENOSYS)";
+    case EINVAL:
+      return "rejected by the kernel (EINVAL): the CPUs are outside this process's allowed set";
+    case EXDEV:
+      return "cannot be enforced on this system (EXDEV)";
+    default:
+      return impl::errno_text(error);
+  }
+}
+
+}  // namespace
+
+namespace impl {
+std::string_view pinning_unavailable_reason() noexcept { return {}; }
+}  // namespace impl
+
+bind_result bind_current_thread(const worker_placement& where, bool bind_memory) noexcept {
+  bind_result result;
+  if (where.cpus.empty()) return result;
+  try {
+    const std::string what = "cannot pin to CPUs " + format_cpu_list(where.cpus);
+    const machine& m = this_machine();
+    if (!m.topo) {
+      result.error = what + ": pinning unavailable: " + m.error;
+      return result;
+    }
+    hwloc_topology_t topo = m.topo.get();
+    hwloc_const_cpuset_t complete = hwloc_topology_get_complete_cpuset(topo);
+    const impl::unique_bitmap set = impl::make_bitmap();
+    for (const unsigned cpu : where.cpus) {
+      // Checked before hwloc_bitmap_set, which would grow the bitmap to any number given.
+      if (cpu > k_max_cpu_number || hwloc_bitmap_isset(complete, cpu) == 0) {
+        result.error = what + ": CPU " + std::to_string(cpu) + " does not exist on this machine";
+        return result;
+      }
+      hwloc_bitmap_set(set.get(), cpu);
+    }
+    if (hwloc_set_cpubind(topo, set.get(), HWLOC_CPUBIND_THREAD) != 0) {
+      const int error = errno;
+      result.error = what + ": " + describe_failure(error);
+      return result;
+    }
+    result.pinned = true;
+    // On a single-node machine all memory is local already: nothing to bind.
+    if (bind_memory && m.numa_nodes > 1) {
+      const impl::unique_bitmap nodes = impl::make_bitmap();
+      hwloc_cpuset_to_nodeset(topo, set.get(), nodes.get());
+      if (hwloc_set_membind(topo, nodes.get(), HWLOC_MEMBIND_BIND,
+                            HWLOC_MEMBIND_THREAD | HWLOC_MEMBIND_BYNODESET) != 0) {
+        const int error = errno;
+        result.error = "pinned to CPUs " + format_cpu_list(where.cpus) +
+                       ", but cannot bind memory to NUMA node(s) " +
+                       format_cpu_list(impl::to_cpus(nodes.get())) + ": " +
+                       describe_failure(error);
+      }
+    }
+  } catch (...) {  // only std::bad_alloc can get here
+    result.error = "cannot pin: out of memory";
+  }
+  return result;
+}
+
+}  // namespace mtp

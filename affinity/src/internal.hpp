@@ -1,0 +1,43 @@
+// Internals of the affinity library shared by its sources (namespace mtp::impl). The hwloc
+// and no-hwloc builds provide different definitions of the functions marked "backend".
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mtp::impl {
+
+/// `text` with control and non-ASCII bytes escaped as \xNN and cut after 80 characters, in
+/// single quotes: safe to embed in an error message whatever the input was.
+[[nodiscard]] std::string quote(std::string_view text);
+
+/// Throws affinity_error("<label> '<spec>': <why>"); label defaults to "affinity spec".
+[[noreturn]] void throw_spec_error(std::string_view spec, std::string_view why,
+                                   std::string_view label = "affinity spec");
+
+/// Checks that `list` is a well-formed CPU list (item ("," item)*, item = N | N-M, N <= M,
+/// numbers <= k_max_cpu_number) and returns it with every number in plain decimal (leading
+/// zeros dropped: hwloc would read "010" as octal). Throws affinity_error naming `spec` and
+/// the bad item.
+[[nodiscard]] std::string validate_cpu_list(std::string_view list, std::string_view spec,
+                       std::string_view label = "affinity spec");
+
+/// ASCII blanks removed from both ends.
+[[nodiscard]] std::string_view trim(std::string_view text) noexcept;
+
+/// The trimmed MTP_AFFINITY value, or nullopt when it is unset or blank.
+[[nodiscard]] std::optional<std::string> env_affinity_spec();
+
+/// Backend: the CPUs of a list that validate_cpu_list returned, ascending and unique. The
+/// hwloc build parses it with hwloc_bitmap_list_sscanf.
+[[nodiscard]] std::vector<unsigned> expand_cpu_list(std::string_view validated_list);
+
+/// The CPUs the calling thread may run on (sched_getaffinity), ascending; empty on failure.
+[[nodiscard]] std::vector<unsigned> thread_allowed_cpus();
+
+/// Backend: why pinning cannot work in this build, or empty when it can be attempted.
+[[nodiscard]] std::string_view pinning_unavailable_reason() noexcept;
+
+}  // namespace mtp::impl

@@ -1,0 +1,205 @@
+// Spec text: parsing, validation and formatting (no topology needed).
+#include "internal.hpp"
+
+#include <mtp/affinity/spec.hpp>
+
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
+namespace mtp {
+
+namespace impl {
+
+namespace {
+
+constexpr std::size_t k_quote_limit = 80;
+
+constexpr bool is_blank(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+// Parses a run of digits already known to be non-empty and all digits; false if it exceeds
+// k_max_cpu_number.
+bool to_cpu_number(std::string_view digits, unsigned& out) noexcept {
+  unsigned long value = 0;
+  for (const char c : digits) {
+    value = value * 10 + static_cast<unsigned long>(c - '0');
+    if (value > k_max_cpu_number) return false;
+  }
+  out = static_cast<unsigned>(value);
+  return true;
+}
+
+constexpr std::string_view k_expected =
+    "expected cores, pus, numa:compact, numa:scatter, none, or a CPU list such as 0-3,8";
+
+}  // namespace
+
+std::string_view trim(std::string_view text) noexcept {
+  while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
+  while (!text.empty() && is_blank(text.back())) text.remove_suffix(1);
+  return text;
+}
+
+std::optional<std::string> env_affinity_spec() {
+  // getenv only races with a concurrent setenv, which this library never calls.
+  if (const char* env = std::getenv(k_affinity_env)) {  // NOLINT(concurrency-mt-unsafe)
+    const std::string_view value = trim(env);
+    if (!value.empty()) return std::string(value);
+  }
+  return std::nullopt;
+}
+
+std::string quote(std::string_view text) {
+  static constexpr char k_hex[] = "0123456789abcdef";
+  std::string out = "'";
+  std::size_t shown = 0;
+  for (const char ch : text) {
+    if (shown == k_quote_limit) {
+      out += "...";
+      break;
+    }
+    const auto byte = static_cast<unsigned char>(ch);
+    if (byte < 0x20 || byte >= 0x7f || ch == '\\' || ch == '\'') {
+      out += "\\x";
+      out += k_hex[byte >> 4];
+      out += k_hex[byte & 0xf];
+    } else {
+      out += ch;
+    }
+    ++shown;
+  }
+  out += "'";
+  return out;
+}
+
+void throw_spec_error(std::string_view spec, std::string_view why, std::string_view label) {
+  throw affinity_error(std::string(label) + " " + quote(spec) + ": " + std::string(why));
+}
+
+std::string validate_cpu_list(std::string_view list, std::string_view spec, std::string_view label) {
+  if (list.empty()) throw_spec_error(spec, "empty CPU list", label);
+  std::string canonical;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = list.find(',', start);
+    const std::string_view item =
+        list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    if (item.empty()) {
+      throw_spec_error(spec, "malformed CPU list: empty item (two commas in a row, or a comma "
+                             "at the start or end)", label);
+    }
+    const std::size_t dash = item.find('-');
+    const std::string_view first = item.substr(0, dash);
+    const std::string_view last =
+        dash == std::string_view::npos ? std::string_view{} : item.substr(dash + 1);
+    const auto all_digits = [](std::string_view s) {
+      return !s.empty() && std::all_of(s.begin(), s.end(), is_digit);
+    };
+    if (!all_digits(first) || (dash != std::string_view::npos && !all_digits(last))) {
+      throw_spec_error(spec, "malformed CPU list item " + quote(item) +
+                                 " (expected a CPU number N or a range N-M)", label);
+    }
+    unsigned lo = 0;
+    unsigned hi = 0;
+    if (!to_cpu_number(first, lo) || (dash != std::string_view::npos && !to_cpu_number(last, hi))) {
+      throw_spec_error(spec, "CPU number in " + quote(item) + " is too large (the largest is " +
+                                 std::to_string(k_max_cpu_number) + ")", label);
+    }
+    if (dash != std::string_view::npos && lo > hi) {
+      throw_spec_error(spec, "malformed range " + quote(item) + ": start is greater than end", label);
+    }
+    if (!canonical.empty()) canonical += ',';
+    canonical += std::to_string(lo);
+    if (dash != std::string_view::npos) canonical += '-' + std::to_string(hi);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return canonical;
+}
+
+std::vector<unsigned> thread_allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<unsigned> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+}  // namespace impl
+
+affinity_spec parse_affinity_spec(std::string_view text) {
+  const std::string_view spec = impl::trim(text);
+  affinity_spec out;
+  out.text = std::string(spec);
+  if (spec.empty()) impl::throw_spec_error(text, std::string("empty spec (") +
+                                                     std::string(impl::k_expected) + ")");
+  if (impl::is_digit(spec.front())) {
+    out.policy = placement_policy::cpu_list;
+    out.cpus = impl::expand_cpu_list(impl::validate_cpu_list(spec, spec));
+    if (out.cpus.empty()) impl::throw_spec_error(spec, "empty selection: the CPU list names no CPU");
+    return out;
+  }
+  if (spec == "cores") {
+    out.policy = placement_policy::cores;
+  } else if (spec == "pus") {
+    out.policy = placement_policy::pus;
+  } else if (spec == "numa:compact") {
+    out.policy = placement_policy::numa_compact;
+  } else if (spec == "numa:scatter") {
+    out.policy = placement_policy::numa_scatter;
+  } else if (spec == "none") {
+    out.policy = placement_policy::none;
+  } else if (spec.starts_with("numa:") || spec == "numa") {
+    impl::throw_spec_error(spec, "unknown NUMA policy (expected numa:compact or numa:scatter)");
+  } else if (spec.find_first_of(",-") != std::string_view::npos &&
+             std::any_of(spec.begin(), spec.end(), impl::is_digit)) {
+    impl::throw_spec_error(spec, "malformed CPU list: it must start with a CPU number");
+  } else {
+    impl::throw_spec_error(spec, std::string("unknown policy (") + std::string(impl::k_expected) + ")");
+  }
+  return out;
+}
+
+std::string default_affinity_spec() {
+  return impl::env_affinity_spec().value_or(std::string(k_default_spec));
+}
+
+std::string format_cpu_list(std::vector<unsigned> cpus) {
+  std::sort(cpus.begin(), cpus.end());
+  cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
+  std::string out;
+  for (std::size_t i = 0; i < cpus.size();) {
+    std::size_t j = i;
+    while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1) ++j;
+    if (!out.empty()) out += ',';
+    out += std::to_string(cpus[i]);
+    if (j > i) {
+      out += '-';
+      out += std::to_string(cpus[j]);
+    }
+    i = j + 1;
+  }
+  return out;
+}
+
+std::string_view to_string(placement_policy policy) noexcept {
+  switch (policy) {
+    case placement_policy::none: return "none";
+    case placement_policy::cores: return "cores";
+    case placement_policy::pus: return "pus";
+    case placement_policy::numa_compact: return "numa:compact";
+    case placement_policy::numa_scatter: return "numa:scatter";
+    case placement_policy::cpu_list: return "cpu list";
+  }
+  return "unknown";
+}
+
+}  // namespace mtp

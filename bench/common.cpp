@@ -1,0 +1,158 @@
+#include "common.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+namespace bench {
+
+settings& config() {
+  static settings s;
+  return s;
+}
+
+benchmark::internal::Benchmark* repeat(benchmark::internal::Benchmark* b, int full, int quick) {
+  return b->Repetitions(config().quick ? quick : full)->ReportAggregatesOnly(true);
+}
+
+namespace {
+std::atomic<int> g_failures{0};
+double g_iters_per_us = 0;
+}  // namespace
+
+void fail(benchmark::State& state, const std::string& why) {
+  g_failures.fetch_add(1, std::memory_order_relaxed);
+  std::fprintf(stderr, "mtp_bench: WRONG RESULT in %s: %s\n", state.name().c_str(), why.c_str());
+  state.SkipWithError(why.c_str());
+}
+int failures() { return g_failures.load(std::memory_order_relaxed); }
+
+std::uint64_t spin_work(std::uint64_t seed, std::uint64_t iters) noexcept {
+  std::uint64_t x = seed | 1u;
+  for (std::uint64_t i = 0; i < iters; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    benchmark::DoNotOptimize(x);  // keeps the chain a chain: no closed form, no vectorising
+  }
+  return x;
+}
+
+void calibrate_work() {
+  // Several 20 ms rounds; keep the fastest (the least disturbed) rate.
+  double best = 0;
+  std::uint64_t iters = 1u << 16;
+  for (int round = 0; round < 8; ++round) {
+    const auto t0 = clock_type::now();
+    benchmark::DoNotOptimize(spin_work(static_cast<std::uint64_t>(round), iters));
+    const double us = elapsed_ns(t0, clock_type::now()) / 1000.0;
+    if (us < 20000.0) {
+      iters *= 2;
+      --round;
+      continue;
+    }
+    best = std::max(best, static_cast<double>(iters) / us);
+  }
+  g_iters_per_us = best;
+}
+
+std::uint64_t work_iters(double us) {
+  return static_cast<std::uint64_t>(std::llround(std::max(1.0, us * g_iters_per_us)));
+}
+double work_iters_per_us() { return g_iters_per_us; }
+
+void sleep_us(double us) {
+  timespec ts{};
+  const auto ns = static_cast<long>(us * 1000.0);
+  ts.tv_sec = ns / 1000000000L;
+  ts.tv_nsec = ns % 1000000000L;
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+double process_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6; };
+  return tv(ru.ru_utime) + tv(ru.ru_stime);
+}
+
+percentiles summarise(std::vector<double>& samples) {
+  percentiles p;
+  if (samples.empty()) return p;
+  std::sort(samples.begin(), samples.end());
+  const auto at = [&](double q) {
+    const auto i = static_cast<std::size_t>(q * static_cast<double>(samples.size() - 1) + 0.5);
+    return samples[std::min(i, samples.size() - 1)];
+  };
+  p.p50 = at(0.50);
+  p.p99 = at(0.99);
+  double sum = 0;
+  for (double s : samples) sum += s;
+  p.mean = sum / static_cast<double>(samples.size());
+  return p;
+}
+
+std::vector<unsigned> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<unsigned> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (unsigned c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+bool pin_current_thread(unsigned cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+}
+
+affinity_guard::affinity_guard() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) == 0) {
+    for (unsigned c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) saved_.push_back(c);
+    }
+  }
+}
+affinity_guard::~affinity_guard() {
+  if (saved_.empty()) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (unsigned c : saved_) CPU_SET(c, &set);
+  (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+const char* to_string(where w) {
+  switch (w) {
+    case where::fallback: return "default";
+    case where::pinned: return "pinned";
+    case where::unpinned: return "unpinned";
+  }
+  return "?";
+}
+
+mtp::pool_options pool_options_for(std::size_t workers, where w, std::chrono::nanoseconds worker_spin) {
+  mtp::pool_options o;
+  o.workers = workers;
+  o.worker_spin = worker_spin;
+  if (w == where::pinned) o.placement = mtp::plan_placement("cores", workers);
+  if (w == where::unpinned) o.placement = mtp::plan_placement("none", workers);
+  o.on_diagnostic = [](const mtp::diagnostic&) {};  // "workers share CPUs" etc.: not news here
+  return o;
+}
+
+#ifndef MTP_BENCH_HAVE_CAF
+void register_caf() {}
+bool have_caf() { return false; }
+#endif
+
+}  // namespace bench

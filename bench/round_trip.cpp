@@ -1,0 +1,130 @@
+// Round trip: one request to an item on another worker; the caller waits for the reply before
+// sending the next. Per-call times are recorded; p50 and p99 go into counters.
+//   hot    : back to back, the worker is spinning when the request arrives.
+//   asleep : a pause longer than the worker's spin budget before each call, so every call
+//            pays the wake-up path.
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "items.hpp"
+#include "mutex_pool.hpp"
+
+namespace bench {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr double k_pause_us = 200;  // well above the 20 us spin budget of the asleep runs
+
+std::int64_t calls_for(double pause_us) {
+  if (pause_us > 0) return config().quick ? 300 : 2000;
+  return config().quick ? 5000 : 50000;
+}
+
+void record(benchmark::State& state, std::vector<double>& ns, double pause_us) {
+  const percentiles p = summarise(ns);
+  state.counters["p50_us"] = p.p50 / 1000.0;
+  state.counters["p99_us"] = p.p99 / 1000.0;
+  state.counters["mean_us"] = p.mean / 1000.0;
+  state.counters["pause_us"] = pause_us;
+}
+
+// The pool: two workers (the default count here), the item on worker 1.
+void mtp_round_trip(benchmark::State& state, where w, std::chrono::nanoseconds worker_spin, double pause_us) {
+  mtp::thread_pool<echo_item> pool(pool_options_for(2, w, worker_spin));
+  const mtp::id_t id = 1;
+  pool.create(id);
+  std::vector<double> ns;
+  ns.reserve(static_cast<std::size_t>(state.max_iterations));
+  std::uint64_t wrong = 0, x = 0, sent = 0;
+  for (auto _ : state) {
+    if (pause_us > 0) sleep_us(pause_us);
+    ++x;
+    const auto t0 = clock_type::now();
+    const std::uint64_t r = pool.send(ping{id, x});
+    const auto t1 = clock_type::now();
+    wrong += r != x + id ? 1 : 0;
+    ++sent;
+    state.SetIterationTime(elapsed_ns(t0, t1) * 1e-9);
+    ns.push_back(elapsed_ns(t0, t1));
+  }
+  if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
+  if (pool.send(calls_query{id}) != sent) return fail(state, "the item did not see every request");
+  record(state, ns, pause_us);
+  state.counters["workers"] = 2;
+  state.counters["pinned"] = all_pinned(pool);
+  state.counters["worker_spin_us"] = std::chrono::duration<double, std::micro>(worker_spin).count();
+}
+
+// The same through the mutex + condition variable pool.
+void mutex_round_trip(benchmark::State& state, double pause_us) {
+  mutex_thread_pool pool(2);
+  locked_objects<echo_item> objects;
+  const std::uint64_t id = 1;
+  objects.create(id);
+  latch done;
+  std::vector<double> ns;
+  ns.reserve(static_cast<std::size_t>(state.max_iterations));
+  std::uint64_t wrong = 0, x = 0, sent = 0;
+  for (auto _ : state) {
+    if (pause_us > 0) sleep_us(pause_us);
+    ++x;
+    std::uint64_t r = 0;
+    const auto t0 = clock_type::now();
+    done.reset(1);
+    pool.submit([&] {
+      r = objects.with(id, [&](echo_item& item) { return item.handle(ping{id, x}); });
+      done.arrive();
+    });
+    done.wait();
+    const auto t1 = clock_type::now();
+    wrong += r != x + id ? 1 : 0;
+    ++sent;
+    state.SetIterationTime(elapsed_ns(t0, t1) * 1e-9);
+    ns.push_back(elapsed_ns(t0, t1));
+  }
+  if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
+  if (objects.with(id, [](echo_item& item) { return item.calls(); }) != sent) {
+    return fail(state, "the object did not see every request");
+  }
+  record(state, ns, pause_us);
+  state.counters["workers"] = 2;
+}
+
+void add(const std::string& name, double pause_us, auto fn) {
+  repeat(benchmark::RegisterBenchmark(name.c_str(), fn)
+             ->UseManualTime()
+             ->Iterations(calls_for(pause_us))
+             ->Unit(benchmark::kMicrosecond));
+}
+
+}  // namespace
+
+void register_round_trip() {
+  add("round_trip/mtp/hot", 0, [](benchmark::State& s) { mtp_round_trip(s, where::fallback, 50us, 0); });
+  add("round_trip/mtp/asleep", k_pause_us,
+      [](benchmark::State& s) { mtp_round_trip(s, where::fallback, 20us, k_pause_us); });
+  add("round_trip/mutex_pool/hot", 0, [](benchmark::State& s) { mutex_round_trip(s, 0); });
+  add("round_trip/mutex_pool/asleep", k_pause_us, [](benchmark::State& s) { mutex_round_trip(s, k_pause_us); });
+
+  // Pinned against unpinned workers.
+  for (where w : {where::pinned, where::unpinned}) {
+    const std::string p = std::string("round_trip/mtp_") + to_string(w);
+    add(p + "/hot", 0, [w](benchmark::State& s) { mtp_round_trip(s, w, 50us, 0); });
+    add(p + "/asleep", k_pause_us, [w](benchmark::State& s) { mtp_round_trip(s, w, 20us, k_pause_us); });
+  }
+
+  // The spin budget: a 200 us pause before each call; a budget above it keeps the worker awake.
+  const std::vector<std::chrono::microseconds> spins =
+      config().quick ? std::vector<std::chrono::microseconds>{0us, 1000us}
+                     : std::vector<std::chrono::microseconds>{0us, 20us, 50us, 100us, 1000us};
+  for (auto spin : spins) {
+    add("round_trip/mtp/spin:" + std::to_string(spin.count()) + "us/pause:200us", k_pause_us,
+        [spin](benchmark::State& s) { mtp_round_trip(s, where::fallback, spin, k_pause_us); });
+  }
+}
+
+}  // namespace bench

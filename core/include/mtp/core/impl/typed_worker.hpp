@@ -1,0 +1,299 @@
+// Internals: the typed worker that owns a pool's items, and the operations a chunk runs.
+// Do not include directly; use <mtp/mtp.hpp>.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+
+#include <mtp/core/impl/wait.hpp>
+#include <mtp/core/impl/worker.hpp>
+#include <mtp/core/messages.hpp>
+#include <mtp/core/options.hpp>
+#include <mtp/core/result.hpp>
+
+namespace mtp::impl {
+
+template <class H>
+concept has_before_message = requires(H& h, id_t id) { h.before_message(id); };
+template <class H>
+concept has_after_message = requires(H& h, id_t id) { h.after_message(id); };
+template <class H>
+concept has_worker_start = requires(H& h, std::size_t k) { h.on_worker_start(k); };
+template <class H>
+concept has_worker_stop = requires(H& h, std::size_t k) { h.on_worker_stop(k); };
+
+/// The worker of a thread_pool<Item, Hooks>: owns the items routed to it, in a map that only
+/// its own thread touches, so items need no locks.
+template <class Item, class Hooks>
+class worker final : public worker_base {
+ public:
+  worker(pool_core& pool, std::size_t index, const Hooks& hooks) : worker_base(pool, index), hooks_(hooks) {}
+  ~worker() override { stop_and_join(); }
+
+  // Worker thread only, from here on.
+
+  [[nodiscard]] Item* find(id_t id) noexcept {
+    const auto it = items_.find(id);
+    return it == items_.end() ? nullptr : &it->second;
+  }
+
+  /// Runs `body` as the message for `id`: sets the current id and runs the hooks around it.
+  /// If the hook or `body` throws, `fail` receives the error (`thrown` names what threw).
+  template <class Fail, class Body>
+  void run_message(id_t id, errc thrown, Fail&& fail, Body&& body) noexcept {
+    set_current_id(id);
+    if constexpr (has_before_message<Hooks>) {
+      try {
+        hooks_.before_message(id);
+      } catch (...) {
+        fail(error{errc::hook_failed, id, std::current_exception()});
+        after(id);
+        return;
+      }
+    }
+    try {
+      body();
+    } catch (...) {
+      fail(error{thrown, id, std::current_exception()});
+    }
+    after(id);
+  }
+
+  template <class... A>
+  void emplace_item(id_t id, A&&... args) {
+    // try_emplace: the key is checked before anything is built, so a duplicate never runs the
+    // constructor; a throwing constructor leaves the map unchanged.
+    items_.try_emplace(id, id, std::forward<A>(args)...);
+    set_item_count(items_.size());
+  }
+  void erase_item(id_t id) noexcept {
+    items_.erase(id);
+    set_item_count(items_.size());
+  }
+
+  void report(diagnostic::kind what, std::string text, std::optional<error> e = std::nullopt) noexcept {
+    try {
+      pool().report({what, index(), std::move(text), std::move(e)});
+    } catch (...) {
+      // Out of memory building the report: nothing better to do than carry on.
+    }
+  }
+
+ private:
+  void after(id_t id) noexcept {
+    if constexpr (has_after_message<Hooks>) {
+      try {
+        hooks_.after_message(id);
+      } catch (const std::exception& e) {
+        report(diagnostic::kind::hook_failed, std::string("after_message threw: ") + e.what());
+      } catch (...) {
+        report(diagnostic::kind::hook_failed, "after_message threw a non-standard exception");
+      }
+    }
+  }
+
+  void on_start() noexcept override {
+    if constexpr (has_worker_start<Hooks>) {
+      try {
+        hooks_.on_worker_start(index());
+      } catch (const std::exception& e) {
+        report(diagnostic::kind::hook_failed, std::string("on_worker_start threw: ") + e.what());
+      } catch (...) {
+        report(diagnostic::kind::hook_failed, "on_worker_start threw a non-standard exception");
+      }
+    }
+  }
+
+  void on_stop() noexcept override {
+    // Items die on their own thread, one by one, each with its id readable in its destructor.
+    while (!items_.empty()) {
+      const auto it = items_.begin();
+      set_current_id(it->first);
+      items_.erase(it);
+    }
+    set_item_count(0);
+    if constexpr (has_worker_stop<Hooks>) {
+      try {
+        hooks_.on_worker_stop(index());
+      } catch (const std::exception& e) {
+        report(diagnostic::kind::hook_failed, std::string("on_worker_stop threw: ") + e.what());
+      } catch (...) {
+        report(diagnostic::kind::hook_failed, "on_worker_stop threw a non-standard exception");
+      }
+    }
+  }
+
+  std::unordered_map<id_t, Item> items_;
+  Hooks hooks_;
+};
+
+// ---- Operations: what a chunk does with each of its inputs -------------------------------
+
+/// Send request R to its item.
+template <class R>
+struct request_op {
+  using input = R;
+  using output = response_t<R>;
+  static constexpr bool k_control = false;  // counts against a bounded queue
+  static id_t id_of(const R& r) noexcept { return static_cast<id_t>(r.id); }
+
+  template <class W>
+  void apply(W& w, const R& r, result<output>& out) const noexcept {
+    const id_t id = id_of(r);
+    auto* item = w.find(id);
+    if (item == nullptr) {
+      out.set_error(error{errc::unknown_id, id, {}});
+      return;
+    }
+    w.run_message(
+        id, errc::handler_failed, [&](error e) { out.set_error(std::move(e)); },
+        [&] {
+          if constexpr (std::is_void_v<output>) {
+            dispatch(*item, r);
+            out.emplace();
+          } else {
+            out.emplace(dispatch(*item, r));
+          }
+        });
+  }
+};
+
+/// Create items from ids, all with the same constructor arguments (a tuple of references).
+/// `Single`: there is exactly one id, so rvalue arguments may be moved into the item.
+template <class Args, bool Single>
+struct create_op {
+  using input = id_t;
+  using output = void;
+  static constexpr bool k_control = true;  // never held back by a bounded queue
+  static id_t id_of(id_t id) noexcept { return id; }
+
+  Args* args;
+
+  template <class W>
+  void apply(W& w, id_t id, result<void>& out) const noexcept {
+    if (w.find(id) != nullptr) {
+      out.set_error(error{errc::duplicate_id, id, {}});
+      return;
+    }
+    w.run_message(
+        id, errc::constructor_failed, [&](error e) { out.set_error(std::move(e)); },
+        [&] {
+          auto build = [&](auto&&... a) { w.emplace_item(id, std::forward<decltype(a)>(a)...); };
+          if constexpr (Single) std::apply(build, std::move(*args));
+          else std::apply(build, std::as_const(*args));
+          out.emplace();
+        });
+  }
+};
+
+/// Create items each from its own create_request.
+template <class... A>
+struct create_each_op {
+  using input = create_request<A...>;
+  using output = void;
+  static constexpr bool k_control = true;
+  static id_t id_of(const input& r) noexcept { return r.id; }
+
+  template <class W>
+  void apply(W& w, const input& r, result<void>& out) const noexcept {
+    create_op<const std::tuple<A...>, false>{&r.args}.apply(w, r.id, out);
+  }
+};
+
+/// Remove items: each is destroyed on its worker, after the messages queued before it.
+struct remove_op {
+  using input = id_t;
+  using output = void;
+  static constexpr bool k_control = true;
+  static id_t id_of(id_t id) noexcept { return id; }
+
+  template <class W>
+  void apply(W& w, id_t id, result<void>& out) const noexcept {
+    if (w.find(id) == nullptr) {
+      out.set_error(error{errc::unknown_id, id, {}});
+      return;
+    }
+    w.run_message(id, errc::handler_failed, [&](error e) { out.set_error(std::move(e)); }, [&] {
+      w.erase_item(id);
+      out.emplace();
+    });
+  }
+};
+
+/// Shared ownership of a batch whose caller may stop waiting (calls with a timeout): the
+/// caller and the last arriving worker each drop one reference; the second one frees it.
+struct timed_control {
+  std::atomic<bool> cancelled{false};  // set by a caller that gave up: skip what has not started
+  std::atomic<std::uint32_t> refs{2};
+  void (*destroy)(timed_control*) noexcept = nullptr;
+
+  void release() noexcept {
+    // acq_rel: the freeing side must see every write the other side made to the batch.
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(this);
+  }
+};
+
+/// A batch in flight: the operation, the caller's inputs and response slots, and the
+/// completion the caller waits on. Lives wherever the caller keeps it (its stack for blocking
+/// calls) until the completion fires; workers never touch it after their arrive(). A batch
+/// with a timeout has a `control` and lives on the heap instead.
+template <class Op>
+struct batch_job {
+  Op op;
+  const typename Op::input* inputs;
+  result<typename Op::output>* results;
+  completion* done;
+  timed_control* control = nullptr;
+};
+
+/// The queue entry point of a chunk: runs this worker's share of a batch.
+template <class W, class Op>
+void run_chunk(worker_base& base, envelope& e) noexcept {
+  auto& w = static_cast<W&>(base);
+  const chunk c = e.read<chunk>();
+  auto& job = *static_cast<batch_job<Op>*>(c.job);
+  timed_control* const control = job.control;
+  c.for_each([&](std::uint32_t i) {
+    // relaxed: a hint; a request that slips past it just runs, and its response is dropped.
+    if (control != nullptr && control->cancelled.load(std::memory_order_relaxed)) [[unlikely]] {
+      job.results[i].set_error(error{errc::timed_out, Op::id_of(job.inputs[i]), {}});
+      return;
+    }
+    job.op.apply(w, job.inputs[i], job.results[i]);
+  });
+  w.add_processed(c.count);
+  if (!Op::k_control && w.pool().options().queue_capacity != 0) w.release_room(c.count);
+  if (control == nullptr) {
+    job.done->arrive();  // last touch of the job: the caller may free it from here on
+  } else if (job.done->arrive()) {
+    control->release();  // the last arrival holds the workers' reference
+  }
+}
+
+/// The queue entry point of a posted request; `Inline`: the request is in the envelope, else
+/// the envelope holds a pointer to a heap copy that this function frees.
+template <class W, class R, bool Inline>
+void run_posted(worker_base& base, envelope& e) noexcept {
+  auto& w = static_cast<W&>(base);
+  auto run = [&w](const R& r) {
+    result<response_t<R>> out;
+    request_op<R>{}.apply(w, r, out);
+    if (out.has_error()) w.report(diagnostic::kind::post_failed, out.error().message(), out.error());
+  };
+  if constexpr (Inline) {
+    run(e.read<R>());
+  } else {
+    const std::unique_ptr<R> owned(e.read<R*>());
+    run(*owned);
+  }
+  w.add_processed(1);
+  if (w.pool().options().queue_capacity != 0) w.release_room(1);
+}
+
+}  // namespace mtp::impl

@@ -1,0 +1,73 @@
+// Pool options, the diagnostic hook, and the hooks policy.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <mtp/affinity/placement.hpp>
+#include <mtp/core/result.hpp>
+
+namespace mtp {
+
+/// Something the pool reports without a caller to tell: a posted request that failed, a hook
+/// that threw, a worker that could not be pinned.
+struct diagnostic {
+  enum class kind : std::uint8_t {
+    post_failed,     ///< A posted (fire-and-forget) request failed; `error` says why.
+    hook_failed,     ///< A worker or message hook threw; `text` holds its message.
+    pinning_failed,  ///< The worker could not be pinned and runs unpinned; `text` says why.
+    placement_note,  ///< A remark from the placement planner (e.g. workers share CPUs).
+  };
+  kind what;
+  std::size_t worker;  ///< Index of the worker that reports it.
+  std::string text;    ///< A readable sentence.
+  std::optional<mtp::error> error;
+};
+
+/// How a pool is built. All fields have working defaults.
+struct pool_options {
+  /// Number of workers; 0 = as many as the placement has (default: one per allowed core).
+  std::size_t workers = 0;
+
+  /// Where workers run. Unset: mtp::default_placement(workers), which honours MTP_AFFINITY.
+  std::optional<mtp::placement> placement{};
+
+  /// How long an idle worker keeps polling its queue (with a pause instruction, yielding every
+  /// 64 polls) before it sleeps on a futex. Longer: lower latency after short pauses; shorter:
+  /// less CPU burnt after a burst. Zero: sleep at once.
+  std::chrono::nanoseconds worker_spin = std::chrono::microseconds(50);
+
+  /// How long a caller waiting for its responses polls before it sleeps.
+  std::chrono::nanoseconds caller_spin = std::chrono::microseconds(50);
+
+  /// Bound on the requests waiting in one worker's queue; 0 = unbounded (the default: memory
+  /// is the limit, and a caller is never slowed by others' backlog). When a queue is full,
+  /// blocking calls wait for room (a batch larger than the bound is fed in pieces), and post
+  /// fails at once with errc::queue_full. create, remove and shutdown are never held back.
+  std::size_t queue_capacity = 0;
+
+  /// Maps an id to a worker index in [0, workers). Unset: id % workers. It must be a pure
+  /// function of the id: create, requests and remove for one id must reach the same worker.
+  std::function<std::size_t(id_t id, std::size_t workers)> router{};
+
+  /// Receives diagnostics. Unset: they are written to stderr.
+  std::function<void(const diagnostic&)> on_diagnostic{};
+
+  /// Prefix of worker thread names ("mtp-0", "mtp-1", ...); at most 10 characters are used.
+  std::string name = "mtp";
+};
+
+/// Hooks policy with no hooks: all calls compile away.
+///
+/// A hooks type may declare any of these members; those it does not declare cost nothing:
+///   void on_worker_start(std::size_t worker);   // on the worker thread, before any message
+///   void on_worker_stop(std::size_t worker);    // on the worker thread, after its items died
+///   void before_message(mtp::id_t id);          // before each handler, create and remove
+///   void after_message(mtp::id_t id);           // after each of them (also when they threw)
+/// Each worker owns its own copy of the hooks object, so hook state needs no locks.
+struct no_hooks {};
+
+}  // namespace mtp

@@ -1,0 +1,28 @@
+// What a handler, constructor, destructor or hook can ask about the thread it runs on.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+
+#include <mtp/core/impl/worker.hpp>
+#include <mtp/core/result.hpp>
+
+namespace mtp::this_worker {
+
+/// Whether the calling thread is a worker of some pool.
+[[nodiscard]] inline bool is_worker() noexcept { return impl::tl_current_worker != nullptr; }
+
+/// The calling worker's index in its pool, or nullopt off the workers.
+[[nodiscard]] inline std::optional<std::size_t> index() noexcept {
+  if (impl::tl_current_worker == nullptr) return std::nullopt;
+  return impl::tl_current_worker->index();
+}
+
+/// The id of the item whose handler, constructor or destructor runs now (also inside the
+/// before/after hooks), or nullopt off the workers.
+[[nodiscard]] inline std::optional<id_t> current_id() noexcept {
+  if (impl::tl_current_worker == nullptr) return std::nullopt;
+  return impl::tl_current_worker->current_id();
+}
+
+}  // namespace mtp::this_worker

@@ -1,0 +1,52 @@
+// Testing code that uses a pool, without threads: write it against mtp::sends and hand it a
+// mtp::mock_pool in tests.
+#include <mtp/mtp.hpp>
+
+#include <cstdio>
+#include <span>
+#include <vector>
+
+namespace {
+
+struct get_balance {
+  mtp::id_t id;
+  using response_type = long;
+  friend bool operator==(const get_balance&, const get_balance&) = default;
+};
+
+class account {
+ public:
+  account(mtp::id_t id, long balance) : balance_(balance) { (void)id; }
+  long handle(const get_balance&) const { return balance_; }
+
+ private:
+  long balance_;
+};
+
+// The code under test: works with the real pool and with the mock.
+template <mtp::sends<get_balance> Pool>
+long total_balance(Pool& pool, const std::vector<mtp::id_t>& accounts) {
+  std::vector<get_balance> requests;
+  for (mtp::id_t id : accounts) requests.push_back({id});
+  long sum = 0;
+  for (auto& r : pool.send_batch(requests)) sum += r.value();
+  return sum;
+}
+
+}  // namespace
+
+int main() {
+  mtp::mock_pool<account> mock;
+  mock.expect(get_balance{1}, 100L);
+  mock.expect(get_balance{2}, 250L);
+  const long total = total_balance(mock, {1, 2});
+  mock.verify();  // throws if the requests differed or an expectation was not met
+  std::printf("total with mock: %ld, requests seen: %zu\n", total, mock.requests<get_balance>().size());
+
+  mtp::thread_pool<account> pool({.workers = 2, .placement = mtp::plan_placement("none")});
+  pool.create(1, 100L);
+  pool.create(2, 250L);
+  const long real = total_balance(pool, {1, 2});
+  std::printf("total with pool: %ld\n", real);
+  return (total == 350 && real == 350) ? 0 : 1;
+}

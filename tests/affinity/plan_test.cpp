@@ -1,0 +1,304 @@
+// Plans on big machines, described with hwloc synthetic topologies and a checked-in XML file.
+#include "test_util.hpp"
+
+#include <mtp/affinity/spec.hpp>
+#include <mtp/affinity/topology.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+#include <vector>
+
+namespace {
+
+using mtp::placement;
+using mtp::plan_placement;
+using mtp::topology;
+using mtp_test::affinity_error_of;
+using mtp_test::expect_contains;
+
+// 2 packages x 2 NUMA nodes x 8 cores x 2 hardware threads: 32 cores, 64 CPUs.
+constexpr const char* k_big = "pack:2 numa:2 core:8 pu:2";
+
+std::filesystem::path xml_file() {
+  return std::filesystem::path(__FILE__).parent_path() / "two_socket_smt.xml";
+}
+
+class AffinityPlan : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!topology::available()) GTEST_SKIP() << "built without hwloc";
+  }
+};
+
+// Every worker's CPUs are inside the topology's allowed set.
+void expect_inside(const placement& plan, const topology& topo) {
+  const auto& allowed = topo.allowed_cpus();
+  for (const auto& w : plan.workers) {
+    for (const unsigned cpu : w.cpus) {
+      EXPECT_TRUE(std::binary_search(allowed.begin(), allowed.end(), cpu)) << "CPU " << cpu;
+    }
+  }
+}
+
+std::vector<int> packages_of(const placement& plan) {
+  std::vector<int> out;
+  for (const auto& w : plan.workers) out.push_back(w.package);
+  return out;
+}
+std::vector<int> nodes_of(const placement& plan) {
+  std::vector<int> out;
+  for (const auto& w : plan.workers) out.push_back(w.numa_node);
+  return out;
+}
+
+TEST_F(AffinityPlan, SyntheticTopologyShape) {
+  const topology topo = topology::from_synthetic(k_big);
+  EXPECT_FALSE(topo.is_this_system());
+  EXPECT_EQ(topo.allowed_cpus().size(), 64u);
+  EXPECT_EQ(topo.cores().size(), 32u);
+  EXPECT_EQ(topo.packages().size(), 2u);
+  EXPECT_EQ(topo.numa_nodes().size(), 4u);
+  for (const auto& core : topo.cores()) EXPECT_EQ(core.cpus.size(), 2u);
+  EXPECT_EQ(topo.cores()[17].package, 1);
+  EXPECT_EQ(topo.cores()[17].numa_node, 2);
+}
+
+TEST_F(AffinityPlan, CoresPinsOneWorkerPerCoreWithAllItsThreads) {
+  const topology topo = topology::from_synthetic(k_big);
+  const placement plan = plan_placement(topo, "cores");
+  EXPECT_EQ(plan.spec, "cores");
+  ASSERT_EQ(plan.workers.size(), 32u);
+  std::set<int> cores;
+  std::set<unsigned> cpus;
+  for (const auto& w : plan.workers) {
+    ASSERT_EQ(w.cpus.size(), 2u);  // both hardware threads of the core
+    EXPECT_EQ(w.cpus[1], w.cpus[0] + 1);
+    EXPECT_EQ(w.core, static_cast<int>(w.cpus[0] / 2));
+    EXPECT_EQ(w.numa_node, static_cast<int>(w.cpus[0] / 16));
+    EXPECT_EQ(w.package, static_cast<int>(w.cpus[0] / 32));
+    cores.insert(w.core);
+    cpus.insert(w.cpus.begin(), w.cpus.end());
+  }
+  EXPECT_EQ(cores.size(), 32u);
+  EXPECT_EQ(cpus.size(), 64u);
+  expect_inside(plan, topo);
+}
+
+TEST_F(AffinityPlan, FewerWorkersThanCoresAreSpreadPackagesThenNodes) {
+  const topology topo = topology::from_synthetic(k_big);
+  EXPECT_EQ(packages_of(plan_placement(topo, "cores", 2)), (std::vector<int>{0, 1}));
+  const placement four = plan_placement(topo, "cores", 4);
+  EXPECT_EQ(packages_of(four), (std::vector<int>{0, 1, 0, 1}));
+  EXPECT_EQ(nodes_of(four), (std::vector<int>{0, 2, 1, 3}));
+  ASSERT_FALSE(four.notes.empty());
+  expect_contains(four.notes.front(), {"4 of 32 cores used"});
+  // Consecutive workers never share a package while both packages have free cores.
+  const placement plan = plan_placement(topo, "cores", 32);
+  for (std::size_t i = 0; i + 1 < plan.workers.size(); ++i) {
+    EXPECT_NE(plan.workers[i].package, plan.workers[i + 1].package) << "worker " << i;
+  }
+}
+
+TEST_F(AffinityPlan, SpreadOverL3BeforeReusingOne) {
+  // One package, one NUMA node, 4 L3 caches of 2 cores each.
+  const topology topo = topology::from_synthetic("pack:1 l3:4 core:2 pu:2");
+  const placement plan = plan_placement(topo, "cores", 4);
+  std::set<int> l3s;
+  for (const auto& w : plan.workers) l3s.insert(topo.cores()[static_cast<std::size_t>(w.core)].l3);
+  EXPECT_EQ(l3s.size(), 4u);
+}
+
+TEST_F(AffinityPlan, PusUsesEveryCoreBeforeItsSecondThread) {
+  const topology topo = topology::from_synthetic(k_big);
+  const placement plan = plan_placement(topo, "pus");
+  ASSERT_EQ(plan.workers.size(), 64u);
+  std::set<int> first_half_cores;
+  std::set<unsigned> cpus;
+  for (std::size_t i = 0; i < plan.workers.size(); ++i) {
+    const auto& w = plan.workers[i];
+    ASSERT_EQ(w.cpus.size(), 1u);
+    cpus.insert(w.cpus[0]);
+    if (i < 32) first_half_cores.insert(w.core);
+  }
+  EXPECT_EQ(cpus.size(), 64u);
+  EXPECT_EQ(first_half_cores.size(), 32u);  // SMT siblings only after every core has a worker
+  EXPECT_EQ(packages_of(plan_placement(topo, "pus", 2)), (std::vector<int>{0, 1}));
+}
+
+TEST_F(AffinityPlan, NumaCompactFillsOneNodeFirst) {
+  const topology topo = topology::from_synthetic(k_big);
+  EXPECT_EQ(nodes_of(plan_placement(topo, "numa:compact", 8)), std::vector<int>(8, 0));
+  const placement ten = plan_placement(topo, "numa:compact", 10);
+  EXPECT_EQ(nodes_of(ten), (std::vector<int>{0, 0, 0, 0, 0, 0, 0, 0, 1, 1}));
+  EXPECT_EQ(ten.workers[0].core, 0);
+  EXPECT_EQ(ten.workers[1].core, 1);  // adjacent cores, sharing caches
+  EXPECT_EQ(plan_placement(topo, "numa:compact").workers.size(), 32u);
+}
+
+TEST_F(AffinityPlan, NumaScatterGoesRoundRobinOverNodes) {
+  const topology topo = topology::from_synthetic(k_big);
+  const placement plan = plan_placement(topo, "numa:scatter", 8);
+  EXPECT_EQ(nodes_of(plan), (std::vector<int>{0, 1, 2, 3, 0, 1, 2, 3}));
+  EXPECT_EQ(plan.workers[0].core, 0);
+  EXPECT_EQ(plan.workers[4].core, 1);
+  for (const auto& w : plan.workers) EXPECT_EQ(w.cpus.size(), 2u);  // pinned per core
+}
+
+TEST_F(AffinityPlan, ExplicitCpuList) {
+  const topology topo = topology::from_synthetic(k_big);
+  const placement plan = plan_placement(topo, "0-3,40");
+  ASSERT_EQ(plan.workers.size(), 5u);
+  const std::vector<std::vector<unsigned>> expected = {{0}, {1}, {2}, {3}, {40}};
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(plan.workers[i].cpus, expected[i]);
+  EXPECT_EQ(plan.workers[0].core, 0);
+  EXPECT_EQ(plan.workers[1].core, 0);  // SMT sibling of CPU 0
+  EXPECT_EQ(plan.workers[4].core, 20);
+  EXPECT_EQ(plan.workers[4].numa_node, 2);
+  EXPECT_EQ(plan.workers[4].package, 1);
+}
+
+TEST_F(AffinityPlan, CpuOutsideTheAllowedSetIsAnError) {
+  const topology topo = topology::from_synthetic(k_big);
+  const auto message = affinity_error_of([&] { (void)plan_placement(topo, "0,64"); });
+  if (message) {
+    expect_contains(*message, {"affinity spec '0,64': CPU 64 is not in this process's allowed set (0-63)"});
+  }
+}
+
+TEST_F(AffinityPlan, MoreWorkersThanCpusShareRoundRobin) {
+  const topology topo = topology::from_synthetic(k_big);
+  const placement plan = plan_placement(topo, "0-1", 5);
+  ASSERT_EQ(plan.workers.size(), 5u);
+  const std::vector<unsigned> order = {0, 1, 0, 1, 0};
+  for (std::size_t i = 0; i < order.size(); ++i) EXPECT_EQ(plan.workers[i].cpus.front(), order[i]);
+  ASSERT_FALSE(plan.notes.empty());
+  expect_contains(plan.notes.front(), {"5 workers share 2 CPUs round-robin"});
+
+  const placement cores = plan_placement(topo, "cores", 40);
+  ASSERT_EQ(cores.workers.size(), 40u);
+  EXPECT_EQ(cores.workers[32].cpus, cores.workers[0].cpus);
+  expect_contains(cores.notes.front(), {"40 workers share 32 cores round-robin"});
+}
+
+TEST_F(AffinityPlan, NoneIsUnpinned) {
+  const topology topo = topology::from_synthetic(k_big);
+  const placement plan = plan_placement(topo, "none");
+  EXPECT_EQ(plan.workers.size(), 64u);
+  for (const auto& w : plan.workers) {
+    EXPECT_TRUE(w.cpus.empty());
+    EXPECT_EQ(w.core, -1);
+    EXPECT_EQ(w.numa_node, -1);
+  }
+  EXPECT_EQ(plan_placement(topo, "none", 3).workers.size(), 3u);
+}
+
+TEST_F(AffinityPlan, RestrictedAllowedSet) {
+  topology topo = topology::from_synthetic(k_big);
+  topo.restrict_to("0-5,32-33");
+  EXPECT_EQ(topo.allowed_cpus(), (std::vector<unsigned>{0, 1, 2, 3, 4, 5, 32, 33}));
+  ASSERT_EQ(topo.cores().size(), 4u);
+  EXPECT_EQ(topo.packages().size(), 2u);
+  EXPECT_EQ(topo.numa_nodes().size(), 2u);
+
+  const placement plan = plan_placement(topo, "cores");
+  ASSERT_EQ(plan.workers.size(), 4u);
+  EXPECT_EQ(plan.workers[0].core, 0);
+  EXPECT_EQ(plan.workers[1].core, 16);  // the only allowed core of package 1
+  expect_inside(plan, topo);
+  expect_inside(plan_placement(topo, "pus"), topo);
+  expect_inside(plan_placement(topo, "numa:scatter", 9), topo);
+  EXPECT_EQ(plan_placement(topo, "pus").workers.size(), 8u);
+
+  const auto message = affinity_error_of([&] { (void)plan_placement(topo, "6"); });
+  if (message) expect_contains(*message, {"CPU 6 is not in this process's allowed set (0-5,32-33)"});
+}
+
+TEST_F(AffinityPlan, PartlyAllowedCoreKeepsOnlyItsAllowedThreads) {
+  topology topo = topology::from_synthetic(k_big);
+  topo.restrict_to("1,2-3");
+  const placement plan = plan_placement(topo, "cores");
+  ASSERT_EQ(plan.workers.size(), 2u);
+  EXPECT_EQ(plan.workers[0].cpus, (std::vector<unsigned>{1}));
+  EXPECT_EQ(plan.workers[1].cpus, (std::vector<unsigned>{2, 3}));
+}
+
+TEST_F(AffinityPlan, RestrictErrors) {
+  topology topo = topology::from_synthetic(k_big);
+  auto message = affinity_error_of([&] { topo.restrict_to("0-3x"); });
+  if (message) expect_contains(*message, {"allowed CPU list '0-3x': malformed CPU list item '0-3x'"});
+  message = affinity_error_of([&] { topo.restrict_to("100"); });
+  if (message) expect_contains(*message, {"CPU 100 is not in synthetic"});
+  topo.restrict_to("0-7");
+  message = affinity_error_of([&] { topo.restrict_to("8-9"); });
+  if (message) expect_contains(*message, {"empty selection: none of these CPUs is allowed (allowed: 0-7)"});
+  EXPECT_EQ(topo.allowed_cpus().size(), 8u);  // unchanged by the failed call
+}
+
+TEST_F(AffinityPlan, MachineWithoutCoresCountsEachThreadAsACore) {
+  const topology topo = topology::from_synthetic("pack:2 pu:4");
+  const placement plan = plan_placement(topo, "cores");
+  ASSERT_EQ(plan.workers.size(), 8u);
+  for (const auto& w : plan.workers) EXPECT_EQ(w.cpus.size(), 1u);
+  EXPECT_EQ(packages_of(plan_placement(topo, "cores", 2)), (std::vector<int>{0, 1}));
+}
+
+TEST_F(AffinityPlan, PlansNoteTheyAreNotForThisMachine) {
+  const placement plan = plan_placement(topology::from_synthetic(k_big), "cores");
+  ASSERT_FALSE(plan.notes.empty());
+  expect_contains(plan.notes.back(), {"planned on synthetic 'pack:2 numa:2 core:8 pu:2', not on this machine"});
+}
+
+TEST_F(AffinityPlan, XmlTopology) {
+  // two_socket_smt.xml: lstopo -i "pack:2 numa:1 l3:2 core:3 pu:2" --of xml
+  const topology topo = topology::from_xml(xml_file());
+  EXPECT_EQ(topo.cores().size(), 12u);
+  EXPECT_EQ(topo.allowed_cpus().size(), 24u);
+  EXPECT_EQ(topo.numa_nodes().size(), 2u);
+
+  const placement four = plan_placement(topo, "cores", 4);
+  EXPECT_EQ(packages_of(four), (std::vector<int>{0, 1, 0, 1}));
+  std::set<int> l3s;
+  for (const auto& w : four.workers) l3s.insert(topo.cores()[static_cast<std::size_t>(w.core)].l3);
+  EXPECT_EQ(l3s.size(), 4u);  // each worker has an L3 of its own
+
+  EXPECT_EQ(nodes_of(plan_placement(topo, "numa:compact", 7)), (std::vector<int>{0, 0, 0, 0, 0, 0, 1}));
+  EXPECT_EQ(nodes_of(plan_placement(topo, "numa:scatter", 3)), (std::vector<int>{0, 1, 0}));
+
+  std::set<int> cores;
+  for (const auto& w : plan_placement(topo, "pus", 12).workers) cores.insert(w.core);
+  EXPECT_EQ(cores.size(), 12u);
+}
+
+TEST_F(AffinityPlan, XmlTopologyRestrictedToOnePackage) {
+  topology topo = topology::from_xml(xml_file());
+  topo.restrict_to("0-11");
+  const placement plan = plan_placement(topo, "numa:scatter");
+  EXPECT_EQ(plan.workers.size(), 6u);
+  for (const auto& w : plan.workers) EXPECT_EQ(w.numa_node, 0);
+  expect_inside(plan, topo);
+}
+
+TEST_F(AffinityPlan, BadTopologySources) {
+  EXPECT_THROW((void)topology::from_synthetic("pack:two"), mtp::topology_error);
+  EXPECT_THROW((void)topology::from_xml("/nonexistent/topology.xml"), mtp::topology_error);
+}
+
+TEST_F(AffinityPlan, TopologyIsMovable) {
+  topology a = topology::from_synthetic("core:4 pu:1");
+  topology b = std::move(a);
+  EXPECT_EQ(b.cores().size(), 4u);
+  a = topology::from_synthetic("core:2 pu:1");
+  EXPECT_EQ(a.cores().size(), 2u);
+  EXPECT_NE(a.native_handle(), nullptr);
+}
+
+TEST(AffinityPlanWithoutHwloc, FactoriesThrowWhenUnavailable) {
+  if (topology::available()) GTEST_SKIP() << "built with hwloc";
+  EXPECT_THROW((void)topology::load(), mtp::topology_error);
+  EXPECT_THROW((void)topology::from_synthetic(k_big), mtp::topology_error);
+}
+
+}  // namespace

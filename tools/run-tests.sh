@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, then builds and runs
+#   1. the normal build (warnings as errors): every test, the examples, the installed package;
+#   2. the same suite again restricted to one CPU (taskset -c 0);
+#   3. a ThreadSanitizer build;  4. an AddressSanitizer + UndefinedBehaviorSanitizer build;
+#   5. a build without hwloc;    6. a bounded fuzzing run of the affinity spec parser;
+#   7. clang-tidy over the library sources.
+# Usage: bash tools/run-tests.sh [--quick]   (--quick: only step 1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tools/install-deps.sh
+jobs=$(nproc)
+root=${MTP_TEST_BUILD_ROOT:-build-tests}
+failed=()
+
+step() { echo; echo "== $* =="; }
+
+configure_build() {  # dir, cmake args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DMTP_BUILD_BENCHMARKS=OFF "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+}
+
+run_ctest() {  # name, dir, ctest args...
+  local name=$1 dir=$2; shift 2
+  if ! ctest --test-dir "$dir" -j"$jobs" --output-on-failure "$@"; then failed+=("$name"); fi
+}
+
+step "1. normal build"
+configure_build "$root/normal" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_WARNINGS_AS_ERRORS=ON
+run_ctest normal "$root/normal"
+[[ "${1:-}" == "--quick" ]] && { ((${#failed[@]} == 0)) || { echo "FAILED: ${failed[*]}"; exit 1; }; exit 0; }
+
+step "2. the same suite on one CPU (taskset -c 0)"
+if taskset -c 0 true 2>/dev/null; then
+  if ! taskset -c 0 ctest --test-dir "$root/normal" -j"$jobs" --output-on-failure -LE package; then
+    failed+=(one-cpu)
+  fi
+else
+  echo "taskset is not permitted here; skipped"
+fi
+
+step "3. ThreadSanitizer"
+configure_build "$root/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_SANITIZE=thread -DMTP_BUILD_TOOLS=OFF \
+  -DMTP_TEST_TIMEOUT_SCALE=5
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest tsan "$root/tsan"
+
+step "4. AddressSanitizer + UndefinedBehaviorSanitizer"
+configure_build "$root/asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DMTP_SANITIZE=address;undefined" \
+  -DMTP_BUILD_TOOLS=OFF -DMTP_TEST_TIMEOUT_SCALE=3
+ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" run_ctest asan "$root/asan"
+
+step "5. without hwloc"
+configure_build "$root/nohwloc" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_WITH_HWLOC=OFF -DMTP_ENABLE_INSTALL=OFF
+run_ctest no-hwloc "$root/nohwloc"
+
+step "6. fuzzing the affinity spec parser (bounded)"
+if ! bash tools/fuzz-affinity-spec.sh 20; then failed+=(fuzz); fi
+
+step "7. clang-tidy"
+if ! bash tools/run-clang-tidy.sh "$root/normal"; then failed+=(clang-tidy); fi
+
+echo
+if ((${#failed[@]})); then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all test steps passed"
