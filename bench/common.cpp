@@ -27,7 +27,7 @@ double g_iters_per_us = 0;
 
 void fail(benchmark::State& state, const std::string& why) {
   g_failures.fetch_add(1, std::memory_order_relaxed);
-  std::fprintf(stderr, "mtp_bench: WRONG RESULT in %s: %s\n", state.name().c_str(), why.c_str());
+  std::fprintf(stderr, "mtp_bench: WRONG RESULT (thread %d): %s\n", state.thread_index(), why.c_str());
   state.SkipWithError(why.c_str());
 }
 int failures() { return g_failures.load(std::memory_order_relaxed); }

@@ -3,6 +3,8 @@
 //   hot    : back to back, the worker is spinning when the request arrives.
 //   asleep : a pause longer than the worker's spin budget before each call, so every call
 //            pays the wake-up path.
+#include <sched.h>
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -33,19 +35,37 @@ void record(benchmark::State& state, std::vector<double>& ns, double pause_us) {
 }
 
 // The pool: two workers (the default count here), the item on worker 1.
-void mtp_round_trip(benchmark::State& state, where w, std::chrono::nanoseconds worker_spin, double pause_us) {
+// pin_caller: the calling thread is pinned to a CPU other than the item's worker's (as the
+// floors pin theirs), instead of being placed by the kernel.
+void mtp_round_trip(benchmark::State& state, where w, std::chrono::nanoseconds worker_spin, double pause_us,
+                    bool pin_caller = false) {
   mtp::thread_pool<echo_item> pool(pool_options_for(2, w, worker_spin));
   const mtp::id_t id = 1;
   pool.create(id);
+  affinity_guard guard;
+  if (pin_caller) {
+    const auto& mine = pool.stats().workers[pool.worker_of(id)].placement.cpus;
+    for (unsigned cpu : allowed_cpus()) {
+      if (mine.size() == 1 && cpu != mine[0]) {
+        if (!pin_current_thread(cpu)) return fail(state, "could not pin the caller");
+        break;
+      }
+    }
+  }
   std::vector<double> ns;
   ns.reserve(static_cast<std::size_t>(state.max_iterations));
-  std::uint64_t wrong = 0, x = 0, sent = 0;
+  // Where the caller runs relative to the item's worker: the kernel places the (unpinned)
+  // caller, and a caller sharing the worker's CPU turns every round trip into a context switch.
+  const auto& cpus = pool.stats().workers[pool.worker_of(id)].placement.cpus;
+  const int worker_cpu = cpus.size() == 1 ? static_cast<int>(cpus[0]) : -1;
+  std::uint64_t wrong = 0, x = 0, sent = 0, shared = 0;
   for (auto _ : state) {
     if (pause_us > 0) sleep_us(pause_us);
     ++x;
     const auto t0 = clock_type::now();
     const std::uint64_t r = pool.send(ping{id, x});
     const auto t1 = clock_type::now();
+    shared += sched_getcpu() == worker_cpu ? 1 : 0;
     wrong += r != x + id ? 1 : 0;
     ++sent;
     state.SetIterationTime(elapsed_ns(t0, t1) * 1e-9);
@@ -56,6 +76,8 @@ void mtp_round_trip(benchmark::State& state, where w, std::chrono::nanoseconds w
   record(state, ns, pause_us);
   state.counters["workers"] = 2;
   state.counters["pinned"] = all_pinned(pool);
+  state.counters["caller_on_worker_cpu"] = static_cast<double>(shared) / static_cast<double>(sent);
+  state.counters["caller_pinned"] = pin_caller ? 1 : 0;
   state.counters["worker_spin_us"] = std::chrono::duration<double, std::micro>(worker_spin).count();
 }
 
@@ -107,6 +129,10 @@ void register_round_trip() {
   add("round_trip/mtp/hot", 0, [](benchmark::State& s) { mtp_round_trip(s, where::fallback, 50us, 0); });
   add("round_trip/mtp/asleep", k_pause_us,
       [](benchmark::State& s) { mtp_round_trip(s, where::fallback, 20us, k_pause_us); });
+  add("round_trip/mtp/hot/caller_pinned", 0,
+      [](benchmark::State& s) { mtp_round_trip(s, where::pinned, 50us, 0, true); });
+  add("round_trip/mtp/asleep/caller_pinned", k_pause_us,
+      [](benchmark::State& s) { mtp_round_trip(s, where::pinned, 20us, k_pause_us, true); });
   add("round_trip/mutex_pool/hot", 0, [](benchmark::State& s) { mutex_round_trip(s, 0); });
   add("round_trip/mutex_pool/asleep", k_pause_us, [](benchmark::State& s) { mutex_round_trip(s, k_pause_us); });
 

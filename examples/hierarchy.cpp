@@ -63,5 +63,5 @@ int main() {
   const long b = payrolls[1].value();
   std::printf("payroll: department 1 = %ld, department 2 = %ld\n", a, b);
   company.shutdown();  // each department's employee pool stops before the department dies
-  return (a == 10 * 1100 && b == 20 * 1050) ? 0 : 1;
+  return (a == 10L * 1100 && b == 20L * 1050) ? 0 : 1;
 }

@@ -12,7 +12,7 @@ cmake --build build -j"$jobs"
 
 echo
 echo "== Demo: the examples =="
-for example in user_session chat_room hierarchy mock_test; do
+for example in quick_start user_session chat_room hierarchy mock_test; do
   echo "-- $example"
   "build/examples/example_$example"
 done

@@ -28,7 +28,7 @@ run_ctest() {  # name, dir, ctest args...
 }
 
 step "1. normal build"
-configure_build "$root/normal" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_WARNINGS_AS_ERRORS=ON
+configure_build "$root/normal" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_WARNINGS_AS_ERRORS=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 run_ctest normal "$root/normal"
 [[ "${1:-}" == "--quick" ]] && { ((${#failed[@]} == 0)) || { echo "FAILED: ${failed[*]}"; exit 1; }; exit 0; }
 

@@ -118,21 +118,30 @@ std::vector<slot> numa_scatter_slots(const topology& topo) {
   return slots;
 }
 
+[[noreturn]] void throw_not_allowed(const affinity_spec& spec, const std::vector<unsigned>& missing,
+                                    const std::vector<unsigned>& allowed) {
+  const std::string which = missing.size() == 1 ? "CPU " + format_cpu_list(missing) + " is"
+                                                : "CPUs " + format_cpu_list(missing) + " are";
+  impl::throw_spec_error(spec.text, which + " not in this process's allowed set (" +
+                                        format_cpu_list(allowed) + ")");
+}
+
 std::vector<slot> cpu_list_slots(const topology& topo, const affinity_spec& spec) {
   std::map<unsigned, slot> where;  // allowed CPU -> its core, node and package
   for (const auto& c : topo.cores()) {
     for (const unsigned cpu : c.cpus) where[cpu] = slot{{cpu}, c.index, c.numa_node, c.package};
   }
+  std::vector<unsigned> missing;
   std::vector<slot> slots;
   for (const unsigned cpu : spec.cpus) {
     const auto it = where.find(cpu);
     if (it == where.end()) {
-      impl::throw_spec_error(spec.text, "CPU " + std::to_string(cpu) +
-                                            " is not in this process's allowed set (" +
-                                            format_cpu_list(topo.allowed_cpus()) + ")");
+      missing.push_back(cpu);
+    } else {
+      slots.push_back(it->second);
     }
-    slots.push_back(it->second);
   }
+  if (!missing.empty()) throw_not_allowed(spec, missing, topo.allowed_cpus());
   return slots;
 }
 
@@ -193,15 +202,15 @@ placement plan_without_topology(const affinity_spec& spec, std::size_t workers,
     return plan;
   }
   const std::vector<unsigned> allowed = impl::thread_allowed_cpus();
+  std::vector<unsigned> missing;
   std::vector<slot> slots;
   for (const unsigned cpu : spec.cpus) {
     if (!allowed.empty() && !std::binary_search(allowed.begin(), allowed.end(), cpu)) {
-      impl::throw_spec_error(spec.text, "CPU " + std::to_string(cpu) +
-                                            " is not in this process's allowed set (" +
-                                            format_cpu_list(allowed) + ")");
+      missing.push_back(cpu);
     }
     slots.push_back(slot{{cpu}, -1, -1, -1});
   }
+  if (!missing.empty()) throw_not_allowed(spec, missing, allowed);
   placement plan = deal(spec, std::move(slots), workers, allowed.size());
   plan.notes.push_back("topology unavailable (" + std::string(reason) +
                        "): core and NUMA node are not reported");

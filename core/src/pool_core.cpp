@@ -87,7 +87,7 @@ void pool_core::shutdown() {
 void pool_core::report_pinning_failure(std::size_t worker, const std::string& why) const noexcept {
   // Once per pool: every worker would say the same thing.
   if (pinning_reported_.exchange(true, std::memory_order_relaxed)) return;  // only a once-flag
-  report({diagnostic::kind::pinning_failed, worker, "running unpinned: " + why, std::nullopt});
+  report({diagnostic::kind::pinning_failed, worker, "pinning failed: " + why, std::nullopt});
 }
 
 void pool_core::report(const diagnostic& d) const noexcept {

@@ -60,7 +60,7 @@ void worker_base::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void worker_base::main(worker_placement where, bool bind_memory) noexcept {
+void worker_base::main(const worker_placement& where, bool bind_memory) noexcept {
   tl_current_worker = this;
   const std::string name = pool_.options().name.substr(0, 10) + "-" + std::to_string(index_);
   pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());  // best effort; cosmetic
@@ -68,7 +68,7 @@ void worker_base::main(worker_placement where, bool bind_memory) noexcept {
     const bind_result bound = bind_current_thread(where, bind_memory);
     // release: published before the first message runs; pinned() readers acquire.
     pinned_.store(bound.pinned, std::memory_order_release);
-    if (!bound.pinned) pool_.report_pinning_failure(index_, bound.error);
+    if (!bound.error.empty()) pool_.report_pinning_failure(index_, bound.error);  // CPU or memory binding
   }
   on_start();
   run_loop();

@@ -166,6 +166,8 @@ TEST_F(AffinityPlan, CpuOutsideTheAllowedSetIsAnError) {
   if (message) {
     expect_contains(*message, {"affinity spec '0,64': CPU 64 is not in this process's allowed set (0-63)"});
   }
+  const auto many = affinity_error_of([&] { (void)plan_placement(topo, "60-66,70"); });
+  if (many) expect_contains(*many, {"CPUs 64-66,70 are not in this process's allowed set (0-63)"});
 }
 
 TEST_F(AffinityPlan, MoreWorkersThanCpusShareRoundRobin) {

@@ -164,9 +164,15 @@ TEST_F(Items, CreateBatchWithSharedArguments) {
   EXPECT_EQ(g_constructions.load(), 5);
   for (mtp::id_t id : {1, 2, 3, 4, 5}) EXPECT_EQ(pool.send(get_value{id}), "shared:9");
   EXPECT_EQ(text, "shared") << "shared arguments must be copied, not moved from";
+}
 
-  const auto empty = pool.create_batch(std::span<const mtp::id_t>(), 1);
-  EXPECT_TRUE(empty.empty());
+TEST_F(Items, EmptyCreateAndRemoveBatchesReturnAtOnce) {
+  pool_t pool(mtp_test::options(2));
+  const auto created = MTP_BOUNDED([&] { return pool.create_batch(std::span<const mtp::id_t>(), 1); });
+  EXPECT_TRUE(created.empty());
+  const auto removed = MTP_BOUNDED([&] { return pool.remove_batch(std::span<const mtp::id_t>()); });
+  EXPECT_TRUE(removed.empty());
+  EXPECT_EQ(g_constructions.load(), 0);
 }
 
 TEST_F(Items, CreateBatchWithCreateRequests) {

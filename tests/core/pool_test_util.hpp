@@ -22,6 +22,18 @@
 #include <utility>
 #include <vector>
 
+// MTP_TEST_TSAN: 1 under ThreadSanitizer (tests use smaller sizes there).
+#if defined(__SANITIZE_THREAD__)
+#define MTP_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MTP_TEST_TSAN 1
+#endif
+#endif
+#ifndef MTP_TEST_TSAN
+#define MTP_TEST_TSAN 0
+#endif
+
 namespace mtp_test {
 
 /// Options for a test pool: `workers` unpinned workers (pinning is irrelevant to these tests).

@@ -45,7 +45,8 @@ class affinity_error : public std::invalid_argument {
 /// "cores" (one pinned worker per allowed physical core).
 [[nodiscard]] placement default_placement(std::size_t workers = 0);
 
-/// The outcome of pinning the calling thread.
+/// The outcome of pinning the calling thread. `error` is non-empty whenever something asked for
+/// did not happen: pinning (then pinned == false) or, with pinned == true, memory binding.
 struct bind_result {
   bool pinned = false;   ///< True when the thread now runs only on the requested CPUs.
   std::string error;     ///< Why not, when pinning was requested and failed; empty otherwise.

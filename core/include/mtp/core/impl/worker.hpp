@@ -151,7 +151,7 @@ class worker_base {
 
  private:
   static void run_stop(worker_base& w, envelope&) noexcept;
-  void main(worker_placement where, bool bind_memory) noexcept;
+  void main(const worker_placement& where, bool bind_memory) noexcept;
   void run_loop() noexcept;
   std::size_t drain(envelope* buffer, std::size_t capacity) noexcept;
   void sleep_until_work() noexcept;

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the benchmark suite (build it first: cmake -S . -B build -DCMAKE_BUILD_TYPE=Release &&
+# cmake --build build) and prints a summary table with the targets beside the figures.
+#
+#   tools/run-benchmarks.sh [--quick] [--build-dir DIR] [--json FILE] [-- extra mtp_bench flags]
+#
+# --quick      fewer sizes, iterations and repetitions: well under a minute on 2 cores.
+# --build-dir  the CMake build directory (default: build); the binary is DIR/bench/mtp_bench.
+# --json       where to keep the Google Benchmark JSON (default: DIR/bench-full.json, or
+#              DIR/bench-quick.json with --quick).
+# Exits non-zero when a benchmark produced a wrong result.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="build"
+quick=""
+json=""
+extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) quick="--quick"; shift ;;
+    --build-dir) build="$2"; shift 2 ;;
+    --build-dir=*) build="${1#*=}"; shift ;;
+    --json) json="$2"; shift 2 ;;
+    --json=*) json="${1#*=}"; shift ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "run-benchmarks.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+bin="$build/bench/mtp_bench"
+if [[ ! -x "$bin" ]]; then
+  echo "run-benchmarks.sh: $bin not found; build first:" >&2
+  echo "  cmake -S . -B $build -DCMAKE_BUILD_TYPE=Release && cmake --build $build" >&2
+  exit 2
+fi
+if [[ -z "$json" ]]; then
+  if [[ -n "$quick" ]]; then json="$build/bench-quick.json"; else json="$build/bench-full.json"; fi
+fi
+
+echo "running $bin ${quick} (JSON: $json)" >&2
+start=$(date +%s)
+status=0
+"$bin" $quick --benchmark_out="$json" --benchmark_out_format=json "${extra[@]}" || status=$?
+echo "suite took $(( $(date +%s) - start )) s" >&2
+echo
+python3 "$root/tools/bench-report.py" --summary --json "$json" || status=$?
+exit $status
