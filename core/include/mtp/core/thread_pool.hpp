@@ -261,11 +261,22 @@ class thread_pool {
                   "mtp: the pool item has no constructor Item(mtp::id_t, Args...) for these arguments");
   }
 
+  // The response slot and completion of one round trip, together on one cache line: the
+  // worker writes the response and then the completion, so the caller, spinning on the
+  // completion, takes the line back once.
+  template <class T>
+  struct alignas(impl::k_cache_line) reply {
+    result<T> out;
+    impl::completion done;
+  };
+
   template <class Op>
   result<typename Op::output> run_one(const Op& op, const typename Op::input& input) {
-    result<typename Op::output> out;
-    run_into(op, &input, &out, 1, impl::scratch_order());
-    return out;
+    reply<typename Op::output> r;
+    impl::batch_job<Op> job{op, &input, &r.out, &r.done};
+    start(job, 1, impl::scratch_order());
+    r.done.wait(core_.options().caller_spin);
+    return std::move(r.out);
   }
 
   template <class Op>
@@ -320,11 +331,18 @@ class thread_pool {
       job.done->reset(0);
       return 0;
     }
+    if (n == 0) {
+      job.done->reset(0);
+      return 0;
+    }
     if (n == 1) {  // the round-trip path: no splitting
       const std::size_t k = target(job, 0, own, true);
       if (k == workers) {
         job.done->reset(0);
         return 0;
+      }
+      if constexpr (impl::fits_envelope<Op>) {
+        if (job.control == nullptr) return push_single(job, k, deadline);
       }
       const std::pair<std::size_t, impl::chunk> one{k, impl::chunk{&job, nullptr, 0, 1}};
       return push_chunks(job, std::span(&one, 1), deadline);
@@ -365,11 +383,10 @@ class thread_pool {
   std::uint32_t push_chunks(impl::batch_job<Op>& job, std::span<const std::pair<std::size_t, impl::chunk>> chunks,
                             time_point deadline) noexcept {
     const std::size_t capacity = Op::k_control ? 0 : core_.options().queue_capacity;
-    auto pieces_of = [capacity](std::uint32_t count) -> std::uint32_t {
-      return capacity == 0 ? 1 : static_cast<std::uint32_t>((count + capacity - 1) / capacity);
-    };
     std::uint32_t pieces = 0;
-    for (const auto& [k, c] : chunks) pieces += pieces_of(c.count);
+    for (const auto& [k, c] : chunks) {
+      pieces += capacity == 0 ? 1 : static_cast<std::uint32_t>((c.count + capacity - 1) / capacity);
+    }
     job.done->reset(pieces);  // before the first push: a worker may finish before we return
 
     const impl::run_fn run = &impl::run_chunk<worker_type, Op>;
@@ -398,6 +415,28 @@ class thread_pool {
       }
     }
     return pieces;
+  }
+
+  // The round trip: the request travels inside the envelope (see impl::single).
+  template <class Op>
+  std::uint32_t push_single(impl::batch_job<Op>& job, std::size_t k, time_point deadline) noexcept {
+    const std::size_t capacity = Op::k_control ? 0 : core_.options().queue_capacity;
+    impl::worker_base& w = core_.worker(k);
+    job.done->reset(1);
+    if (capacity != 0 && !w.reserve_room(1, capacity, deadline)) {
+      job.results[0].set_error(error{errc::timed_out, Op::id_of(job.inputs[0]), {}});
+      job.done->arrive();
+      return 1;
+    }
+    try {
+      const impl::single<Op> s{job.results, job.done, job.op, job.inputs[0]};
+      w.push(impl::envelope::make(&impl::run_single<worker_type, Op>, s));
+    } catch (...) {
+      if (capacity != 0) w.release_room(1);
+      job.results[0].set_error(error{errc::queue_full, Op::id_of(job.inputs[0]), std::current_exception()});
+      job.done->arrive();
+    }
+    return 1;
   }
 
   // The timed forms: the batch lives on the heap, shared with the workers, so that the caller

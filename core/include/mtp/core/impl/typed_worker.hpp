@@ -276,6 +276,33 @@ void run_chunk(worker_base& base, envelope& e) noexcept {
   }
 }
 
+/// A one-request batch carried whole inside its envelope: the worker reads the request from
+/// the queue slot and touches only the caller's response slot and completion, which the
+/// caller keeps on one cache line (see thread_pool::run_one). The round-trip path.
+template <class Op>
+struct single {
+  result<typename Op::output>* out;
+  completion* done;
+  Op op;
+  typename Op::input input;
+};
+
+template <class Op>
+inline constexpr bool fits_envelope = std::is_trivially_copyable_v<typename Op::input> &&
+                                      std::is_trivially_copyable_v<Op> &&
+                                      sizeof(single<Op>) <= envelope::k_payload;
+
+/// The queue entry point of a single.
+template <class W, class Op>
+void run_single(worker_base& base, envelope& e) noexcept {
+  auto& w = static_cast<W&>(base);
+  const single<Op> s = e.read<single<Op>>();
+  s.op.apply(w, s.input, *s.out);
+  w.add_processed(1);
+  if (!Op::k_control && w.pool().options().queue_capacity != 0) w.release_room(1);
+  s.done->arrive();  // last touch: the caller may return from here on
+}
+
 /// The queue entry point of a posted request; `Inline`: the request is in the envelope, else
 /// the envelope holds a pointer to a heap copy that this function frees.
 template <class W, class R, bool Inline>

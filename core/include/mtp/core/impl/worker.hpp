@@ -35,7 +35,7 @@ using run_fn = void (*)(worker_base&, envelope&) noexcept;
 /// it to read. A batch travels as one envelope per worker (a `chunk`: the batch's address and
 /// which of its requests this worker owns); a posted request travels inline when it is small
 /// and trivially copyable, otherwise as a pointer to a heap copy.
-struct envelope {
+struct alignas(k_cache_line) envelope {  // aligned: one envelope never straddles two lines
   static constexpr std::size_t k_payload = 56;
 
   run_fn run = nullptr;
