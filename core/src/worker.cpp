@@ -17,9 +17,18 @@ namespace {
 constexpr std::size_t k_bulk = 32;
 }  // namespace
 
-worker_base::worker_base(pool_core& pool, std::size_t index) : pool_(pool), index_(index) {}
+worker_base::worker_base(pool_core& pool, std::size_t index)
+    : pool_(pool),
+      index_(index),
+      lanes_(std::make_unique<std::atomic<lane*>[]>(pool.placement().workers.size())),
+      lane_count_(pool.placement().workers.size()) {}
 
-worker_base::~worker_base() { stop_and_join(); }
+worker_base::~worker_base() {
+  stop_and_join();
+  for (std::size_t s = 0; s < lane_count_; ++s) {
+    delete lanes_[s].load(std::memory_order_acquire);  // acquire: pairs with the sender's publication
+  }
+}
 
 void worker_base::stop_and_join() noexcept {
   // The pool joins its workers before destroying them; a still-joinable thread here means the
@@ -41,7 +50,20 @@ void worker_base::start(const worker_placement& where, bool bind_memory) {
 }
 
 void worker_base::push(const envelope& e) {
-  if (!queue_.enqueue(e)) throw std::bad_alloc();  // the queue could not grow
+  worker_base* const sender = tl_current_worker;
+  if (sender != nullptr && &sender->pool_ == &pool_) {
+    // Only `sender` ever produces into this lane, so creating it here races with nobody.
+    std::atomic<lane*>& slot = lanes_[sender->index_];
+    lane* l = slot.load(std::memory_order_relaxed);  // relaxed: we are the only writer
+    if (l == nullptr) {
+      auto fresh = std::make_unique<lane>();
+      l = fresh.get();
+      slot.store(fresh.release(), std::memory_order_release);  // release: the consumer sees a built queue
+    }
+    if (!l->enqueue(e)) throw std::bad_alloc();  // the lane could not grow
+  } else if (!queue_.enqueue(e)) {
+    throw std::bad_alloc();  // the queue could not grow
+  }
   // seq_cst fence: StoreLoad between the enqueue above and the load of sleeping_ below; pairs
   // with the fence in sleep_until_work() so that either we see the worker asleep and wake it,
   // or it sees our envelope before it sleeps.
@@ -76,19 +98,48 @@ void worker_base::main(const worker_placement& where, bool bind_memory) noexcept
   tl_current_worker = nullptr;
 }
 
+std::size_t worker_base::queue_depth() const noexcept {
+  std::size_t depth = queue_.size_approx();
+  for (std::size_t s = 0; s < lane_count_; ++s) {
+    if (const lane* l = lanes_[s].load(std::memory_order_acquire)) depth += l->size_approx();
+  }
+  return depth;
+}
+
+bool worker_base::has_work() const noexcept {
+  if (queue_.size_approx() != 0) return true;
+  for (std::size_t s = 0; s < lane_count_; ++s) {
+    // acquire: pairs with the sender's release when it created the lane.
+    if (lane* l = lanes_[s].load(std::memory_order_acquire); l != nullptr && l->peek() != nullptr) return true;
+  }
+  return false;
+}
+
+// Runs what the sibling lanes hold, at most k_bulk per lane per round so that no lane (and
+// not the MPSC queue) starves the others.
+std::size_t worker_base::run_lanes(envelope& slot) noexcept {
+  std::size_t ran = 0;
+  for (std::size_t s = 0; s < lane_count_; ++s) {
+    lane* l = lanes_[s].load(std::memory_order_acquire);  // acquire: see a fully built lane
+    if (l == nullptr) continue;
+    for (std::size_t k = 0; k < k_bulk && l->try_dequeue(slot); ++k, ++ran) slot.run(*this, slot);
+  }
+  return ran;
+}
+
 void worker_base::run_loop() noexcept {
   envelope buffer[k_bulk];
   for (;;) {
     const std::size_t n = queue_.try_dequeue_bulk(buffer, k_bulk);
     for (std::size_t i = 0; i < n; ++i) buffer[i].run(*this, buffer[i]);
-    if (n != 0) continue;
+    if (n + run_lanes(buffer[0]) != 0) continue;
     if (stop_seen_) {
       // Every sender left the gate before the stop marker was pushed, so what is still queued
-      // was fully enqueued before it: an empty queue now means nothing more can come.
-      if (queue_.size_approx() == 0) return;
+      // was fully enqueued before it: no work now means nothing more can come.
+      if (!has_work()) return;
       continue;
     }
-    const bool work = spin_until([this] { return queue_.size_approx() != 0; }, pool_.options().worker_spin);
+    const bool work = spin_until([this] { return has_work(); }, pool_.options().worker_spin);
     if (!work) sleep_until_work();
   }
 }
@@ -98,7 +149,7 @@ void worker_base::sleep_until_work() noexcept {
   // seq_cst fence: StoreLoad between announcing sleep and re-checking the queue; pairs with the
   // fence in push().
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (queue_.size_approx() != 0) {
+  if (has_work()) {
     sleeping_.store(0, std::memory_order_relaxed);  // no one waits on it: we never slept
     return;
   }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <concurrentqueue/concurrentqueue.h>
+#include <readerwriterqueue/readerwriterqueue.h>
 
 #include <mtp/affinity/placement.hpp>
 #include <mtp/core/options.hpp>
@@ -101,7 +102,8 @@ class worker_base {
 
   /// Starts the thread; it pins itself to `where` first.
   void start(const worker_placement& where, bool bind_memory);
-  /// Enqueues one envelope and wakes the worker if it sleeps. Any thread; lock-free.
+  /// Enqueues one envelope and wakes the worker if it sleeps. Any thread; lock-free. From a
+  /// worker of the same pool it goes through that worker's SPSC lane, else the MPSC queue.
   void push(const envelope& e);
   /// Bounded queues: waits until `n` more requests fit under `capacity` (an empty queue always
   /// takes a piece), then counts them. Returns false if `deadline` passed first.
@@ -126,7 +128,7 @@ class worker_base {
   [[nodiscard]] std::size_t item_count() const noexcept {
     return items_.load(std::memory_order_relaxed);  // a statistic: no ordering needed
   }
-  [[nodiscard]] std::size_t queue_depth() const noexcept { return queue_.size_approx(); }
+  [[nodiscard]] std::size_t queue_depth() const noexcept;
   [[nodiscard]] const worker_placement& where() const noexcept { return where_; }
   /// Whether the thread pinned itself; valid once started() (set before the first message).
   [[nodiscard]] bool pinned() const noexcept { return pinned_.load(std::memory_order_acquire); }
@@ -155,6 +157,8 @@ class worker_base {
   void run_loop() noexcept;
   std::size_t drain(envelope* buffer, std::size_t capacity) noexcept;
   void sleep_until_work() noexcept;
+  [[nodiscard]] bool has_work() const noexcept;
+  std::size_t run_lanes(envelope& slot) noexcept;
 
   pool_core& pool_;
   const std::size_t index_;
@@ -163,10 +167,19 @@ class worker_base {
   bool stop_seen_ = false;
   std::thread thread_;
 
-  // MPSC: any caller thread produces, only this worker consumes. moodycamel's ConcurrentQueue
-  // keeps one sub-queue per producer, so each sender's messages stay in the order it sent
-  // them, and bulk dequeue takes many at a time. (An SPSC queue would need one per caller.)
+  // MPSC: any thread outside this pool produces, only this worker consumes. moodycamel's
+  // ConcurrentQueue keeps one sub-queue per producer, so each sender's messages stay in the
+  // order it sent them, and bulk dequeue takes many at a time.
   moodycamel::ConcurrentQueue<envelope> queue_;
+
+  // SPSC lanes from this pool's own workers: lane s carries what worker s's thread sends here
+  // (posts and calls between sibling items). Exactly one producer and one consumer, so a
+  // ReaderWriterQueue: no producer lookup, no CAS, and the MPSC queue keeps fewer producers.
+  // Created by its sender on first use; the pointer is published with release, read with
+  // acquire; freed with the worker.
+  using lane = moodycamel::ReaderWriterQueue<envelope>;
+  std::unique_ptr<std::atomic<lane*>[]> lanes_;
+  std::size_t lane_count_ = 0;
 
   // Written by producers on every push (when the worker sleeps) and by the worker when it
   // dozes off: its own line so that it does not share one with the queue's consumer state.
