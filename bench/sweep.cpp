@@ -100,7 +100,14 @@ sweep_case make_sweep_case(double work_us, double total_us) {
 
 void run_sweep(benchmark::State& state, const sweep_case& c, const sweep_runner& runner) {
   const std::size_t n = c.reqs.size();
-  std::vector<work_item> seq_items, ceil_items;
+  // The ceiling's items get a cache line each, so its two threads never share one by accident
+  // (the pool's items live apart too: each worker allocates its own).
+  struct alignas(64) padded_item {
+    explicit padded_item(mtp::id_t id) : item(id) {}
+    work_item item;
+  };
+  std::vector<work_item> seq_items;
+  std::vector<padded_item> ceil_items;
   for (std::size_t i = 0; i < c.items; ++i) {
     seq_items.emplace_back(i);
     ceil_items.emplace_back(i);
@@ -130,11 +137,11 @@ void run_sweep(benchmark::State& state, const sweep_case& c, const sweep_runner&
     t0 = clock_type::now();
     helper.start([&] {
       for (std::size_t i = 0; i < n; ++i) {
-        if (c.reqs[i].id % 2 == 1) out_ceil[i] = ceil_items[c.reqs[i].id].handle(c.reqs[i]);
+        if (c.reqs[i].id % 2 == 1) out_ceil[i] = ceil_items[c.reqs[i].id].item.handle(c.reqs[i]);
       }
     });
     for (std::size_t i = 0; i < n; ++i) {
-      if (c.reqs[i].id % 2 == 0) out_ceil[i] = ceil_items[c.reqs[i].id].handle(c.reqs[i]);
+      if (c.reqs[i].id % 2 == 0) out_ceil[i] = ceil_items[c.reqs[i].id].item.handle(c.reqs[i]);
     }
     helper.wait();
     t1 = clock_type::now();
@@ -158,7 +165,7 @@ void run_sweep(benchmark::State& state, const sweep_case& c, const sweep_runner&
   const std::vector<std::uint64_t> sums = runner.sums();
   for (std::size_t i = 0; i < c.items; ++i) {
     const std::uint64_t want = c.item_sums[i] * iters;
-    if (sums.at(i) != want || seq_items[i].sum() != want || ceil_items[i].sum() != want) {
+    if (sums.at(i) != want || seq_items[i].sum() != want || ceil_items[i].item.sum() != want) {
       return fail(state, "item state differs from the sequential run at item " + std::to_string(i));
     }
   }
