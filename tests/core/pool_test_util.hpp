@@ -70,10 +70,9 @@ auto bounded_at(const char* file, int line, F&& f, std::chrono::seconds limit = 
 class gate {
  public:
   void open() {
-    {
-      std::lock_guard lock(m_);
-      open_ = true;
-    }
+    // Notify under the lock: a waiter may destroy the gate as soon as it sees it open.
+    std::lock_guard lock(m_);
+    open_ = true;
     cv_.notify_all();
   }
   void wait() {
@@ -115,10 +114,8 @@ class diagnostic_sink {
   /// The callback to put in pool_options::on_diagnostic (the sink must outlive the pool).
   std::function<void(const mtp::diagnostic&)> callback() {
     return [this](const mtp::diagnostic& d) {
-      {
-        std::lock_guard lock(m_);
-        seen_.push_back(d);
-      }
+      std::lock_guard lock(m_);
+      seen_.push_back(d);
       cv_.notify_all();
     };
   }

@@ -167,7 +167,7 @@ class sequenced {
 };
 
 TEST(Requests, PerItemFifoUnderManyConcurrentCallers) {
-  constexpr int k_ops = MTP_TEST_TSAN ? 400 : 3000;
+  constexpr int k_ops = MTP_TEST_TSAN ? 1500 : 3000;
   constexpr mtp::id_t k_items = 1000;
   mtp::thread_pool<sequenced> pool(mtp_test::options(2));
   {

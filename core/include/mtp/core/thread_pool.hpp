@@ -97,11 +97,15 @@ class thread_pool {
     return run_many(impl::create_op<const std::tuple<const A&...>, false>{&refs}, ids);
   }
 
-  /// Creates one item per request, each from its own arguments.
-  template <class... A>
-  std::vector<result<void>> create_batch(std::span<const create_request<A...>> requests) {
-    check_constructible<const A&...>();
-    return run_many(impl::create_each_op<A...>{}, requests);
+  /// Creates one item per request (a contiguous range of mtp::create_request<A...>), each
+  /// from its own arguments.
+  template <std::ranges::contiguous_range Range>
+    requires impl::is_create_request<std::ranges::range_value_t<Range>>
+  std::vector<result<void>> create_batch(const Range& requests) {
+    using request_type = std::ranges::range_value_t<Range>;
+    using op = typename impl::create_each_op_for<request_type>::type;
+    op::template check<Item>();
+    return run_many(op{}, std::span<const request_type>(std::ranges::data(requests), std::ranges::size(requests)));
   }
 
   /// Destroys the item on its worker, after the messages queued for it before. Returns false

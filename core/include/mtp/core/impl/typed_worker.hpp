@@ -200,10 +200,28 @@ struct create_each_op {
   static constexpr bool k_control = true;
   static id_t id_of(const input& r) noexcept { return r.id; }
 
+  template <class Item>
+  static constexpr void check() {
+    static_assert(std::is_constructible_v<Item, id_t, const A&...>,
+                  "mtp: the pool item has no constructor Item(mtp::id_t, Args...) for these arguments");
+  }
+
   template <class W>
   void apply(W& w, const input& r, result<void>& out) const noexcept {
     create_op<const std::tuple<A...>, false>{&r.args}.apply(w, r.id, out);
   }
+};
+
+template <class T>
+inline constexpr bool is_create_request = false;
+template <class... A>
+inline constexpr bool is_create_request<create_request<A...>> = true;
+
+template <class T>
+struct create_each_op_for;
+template <class... A>
+struct create_each_op_for<create_request<A...>> {
+  using type = create_each_op<A...>;
 };
 
 /// Remove items: each is destroyed on its worker, after the messages queued before it.
