@@ -3,6 +3,7 @@
 #include <mtp/core/impl/wait.hpp>
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <cstdio>
 #include <new>
@@ -15,6 +16,9 @@ constinit thread_local worker_base* tl_current_worker = nullptr;
 namespace {
 // Envelopes taken per dequeue: one moodycamel block, so a bulk dequeue touches one block.
 constexpr std::size_t k_bulk = 32;
+// An idle worker yields more often than a waiting caller: a caller sharing its CPU may be
+// waiting for that CPU to run, and an idle worker has nothing to lose by letting it.
+constexpr unsigned k_idle_yield_every = 16;
 }  // namespace
 
 worker_base::worker_base(pool_core& pool, std::size_t index)
@@ -46,7 +50,12 @@ void worker_base::stop_and_join() noexcept {
 
 void worker_base::start(const worker_placement& where, bool bind_memory) {
   where_ = where;
+  sole_cpu_ = where.cpus.size() == 1 ? static_cast<int>(where.cpus.front()) : -1;
   thread_ = std::thread([this, where, bind_memory] { main(where, bind_memory); });
+}
+
+bool worker_base::shares_cpu_with_caller() const noexcept {
+  return sole_cpu_ >= 0 && sched_getcpu() == sole_cpu_;  // sched_getcpu: a vDSO read, no system call
 }
 
 void worker_base::push(const envelope& e) {
@@ -139,7 +148,7 @@ void worker_base::run_loop() noexcept {
       if (!has_work()) return;
       continue;
     }
-    const bool work = spin_until([this] { return has_work(); }, pool_.options().worker_spin);
+    const bool work = spin_until([this] { return has_work(); }, pool_.options().worker_spin, k_idle_yield_every);
     if (!work) sleep_until_work();
   }
 }

@@ -279,7 +279,9 @@ class thread_pool {
     reply<typename Op::output> r;
     impl::batch_job<Op> job{op, &input, &r.out, &r.done};
     start(job, 1, impl::scratch_order());
-    r.done.wait(core_.options().caller_spin);
+    const std::size_t k = core_.route(Op::id_of(input));
+    const bool near = k < core_.worker_count() && core_.worker(k).shares_cpu_with_caller();
+    r.done.wait(core_.options().caller_spin, near ? impl::k_yield_always : impl::k_yield_every);
     return std::move(r.out);
   }
 
@@ -297,7 +299,16 @@ class thread_pool {
     impl::completion done;
     impl::batch_job<Op> job{op, inputs, out, &done};
     start(job, n, order);
-    done.wait(core_.options().caller_spin);
+    done.wait(core_.options().caller_spin, caller_shares_a_cpu() ? impl::k_yield_always : impl::k_yield_every);
+  }
+
+  // Whether one of the workers is pinned to the caller's current CPU: a batch's caller then
+  // yields at every poll, since spinning would take that worker's CPU away from it.
+  [[nodiscard]] bool caller_shares_a_cpu() const noexcept {
+    for (std::size_t k = 0; k < core_.worker_count(); ++k) {
+      if (core_.worker(k).shares_cpu_with_caller()) return true;
+    }
+    return false;
   }
 
   // Where request i goes: a worker index, or worker_count() when it was answered here already

@@ -29,6 +29,8 @@ inline void cpu_relax() noexcept {
 
 /// Polls between two sched_yield calls while spinning.
 inline constexpr unsigned k_yield_every = 64;
+/// The same for a waiter that knows the thread it waits for needs its CPU: yield every poll.
+inline constexpr unsigned k_yield_always = 1;
 
 void yield_thread() noexcept;
 
@@ -42,19 +44,29 @@ bool futex_wait_until(std::atomic<std::uint32_t>& word, std::uint32_t expected,
 void futex_wake_one(std::atomic<std::uint32_t>& word) noexcept;
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
 
+/// A sched_yield that took longer than this let another thread run: the CPU is contended.
+inline constexpr std::chrono::nanoseconds k_contended_yield = std::chrono::microseconds(3);
+
 /// Spins until `ready()` holds or `budget` has passed; returns whether it holds.
+///
+/// Spinning pays only while the CPU has nothing better to do. Every k_yield_every polls the
+/// spinner yields; if the yield took long, another thread needed this CPU (with one worker
+/// per core, typically a caller or a worker sharing it), so the spinner stops and the caller
+/// of spin_until goes to sleep instead of taking turns with that thread.
 template <class Ready>
-bool spin_until(Ready&& ready, std::chrono::nanoseconds budget) noexcept {
+bool spin_until(Ready&& ready, std::chrono::nanoseconds budget, unsigned yield_every = k_yield_every) noexcept {
   if (ready()) return true;
   if (budget.count() <= 0) return false;
   const auto deadline = std::chrono::steady_clock::now() + budget;
   for (unsigned polls = 1;; ++polls) {
     if (ready()) return true;
     cpu_relax();
-    if (polls % k_yield_every == 0) {
+    if (polls % yield_every == 0) {
       // Read the clock only every k_yield_every polls: it is a vDSO call, not free.
-      if (std::chrono::steady_clock::now() >= deadline) return ready();
+      const auto before = std::chrono::steady_clock::now();
+      if (before >= deadline) return ready();
       yield_thread();
+      if (std::chrono::steady_clock::now() - before > k_contended_yield) return ready();
     }
   }
 }
@@ -95,9 +107,10 @@ class completion {
     return (word_.load(std::memory_order_acquire) & ~k_sleeping) == 0;
   }
 
-  /// Waits until every chunk arrived: spins for `spin`, then sleeps.
-  void wait(std::chrono::nanoseconds spin) noexcept {
-    if (spin_until([this] { return done(); }, spin)) return;
+  /// Waits until every chunk arrived: spins for `spin` (yielding every `yield_every` polls),
+  /// then sleeps.
+  void wait(std::chrono::nanoseconds spin, unsigned yield_every = k_yield_every) noexcept {
+    if (spin_until([this] { return done(); }, spin, yield_every)) return;
     while (!done()) {
       // seq_cst is not needed: the fetch_or is an RMW on the same word the workers decrement,
       // so either it sees the last arrival or that arrival sees k_sleeping.

@@ -130,6 +130,10 @@ class worker_base {
   }
   [[nodiscard]] std::size_t queue_depth() const noexcept;
   [[nodiscard]] const worker_placement& where() const noexcept { return where_; }
+  /// Whether the calling thread runs on the one CPU this worker is pinned to: then a caller
+  /// waiting for this worker must yield its CPU at once rather than spin.
+  [[nodiscard]] bool shares_cpu_with_caller() const noexcept;
+
   /// Whether the thread pinned itself; valid once started() (set before the first message).
   [[nodiscard]] bool pinned() const noexcept { return pinned_.load(std::memory_order_acquire); }
 
@@ -163,6 +167,7 @@ class worker_base {
   pool_core& pool_;
   const std::size_t index_;
   worker_placement where_;
+  int sole_cpu_ = -1;  // the CPU when pinned to exactly one, else -1
   id_t current_id_ = 0;
   bool stop_seen_ = false;
   std::thread thread_;
