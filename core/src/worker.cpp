@@ -59,6 +59,11 @@ bool worker_base::shares_cpu_with_caller() const noexcept {
 }
 
 void worker_base::push(const envelope& e) {
+  enqueue(e);
+  wake();
+}
+
+void worker_base::enqueue(const envelope& e) {
   worker_base* const sender = tl_current_worker;
   if (sender != nullptr && &sender->pool_ == &pool_) {
     // Only `sender` ever produces into this lane, so creating it here races with nobody.
@@ -73,9 +78,12 @@ void worker_base::push(const envelope& e) {
   } else if (!queue_.enqueue(e)) {
     throw std::bad_alloc();  // the queue could not grow
   }
-  // seq_cst fence: StoreLoad between the enqueue above and the load of sleeping_ below; pairs
-  // with the fence in sleep_until_work() so that either we see the worker asleep and wake it,
-  // or it sees our envelope before it sleeps.
+}
+
+void worker_base::wake() noexcept {
+  // seq_cst fence: StoreLoad between the caller's enqueue (before this call) and the load of
+  // sleeping_ below; pairs with the fence in sleep_until_work() so that either we see the
+  // worker asleep and wake it, or it sees the envelope before it sleeps.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   // relaxed: ordered by the fence above; the exchange makes exactly one producer do the wake.
   if (sleeping_.load(std::memory_order_relaxed) != 0 && sleeping_.exchange(0, std::memory_order_relaxed) == 1) {

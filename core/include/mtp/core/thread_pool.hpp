@@ -416,7 +416,10 @@ class thread_pool {
         }
         if (!failed) {
           try {
-            w.push(impl::envelope::make(run, piece));
+            w.enqueue(impl::envelope::make(run, piece));
+            // A bounded queue drains only if its worker is awake: wake it before the next
+            // reserve_room can wait. Unbounded: all wakes come after all enqueues, below.
+            if (capacity != 0) w.wake();
             continue;
           } catch (...) {
             if (capacity != 0) w.release_room(piece.count);
@@ -429,7 +432,22 @@ class thread_pool {
         if (job.done->arrive() && job.control != nullptr) job.control->release();
       }
     }
+    if (capacity == 0) wake_all(chunks);
     return pieces;
+  }
+
+  // Wakes the workers that got chunks, the one pinned to the caller's own CPU last: waking it
+  // may hand it the CPU at once (it slept, so the scheduler favours it), and the caller must
+  // not be the one left waiting for that CPU with wake-ups still to send. Without this order
+  // the other worker could start a whole time slice (milliseconds) late.
+  void wake_all(std::span<const std::pair<std::size_t, impl::chunk>> chunks) noexcept {
+    std::size_t near = core_.worker_count();
+    for (const auto& [k, c] : chunks) {
+      impl::worker_base& w = core_.worker(k);
+      if (near == core_.worker_count() && w.shares_cpu_with_caller()) near = k;
+      else w.wake();
+    }
+    if (near != core_.worker_count()) core_.worker(near).wake();
   }
 
   // The round trip: the request travels inside the envelope (see impl::single).

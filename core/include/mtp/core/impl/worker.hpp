@@ -105,6 +105,10 @@ class worker_base {
   /// Enqueues one envelope and wakes the worker if it sleeps. Any thread; lock-free. From a
   /// worker of the same pool it goes through that worker's SPSC lane, else the MPSC queue.
   void push(const envelope& e);
+  /// push() in two steps, for a sender that enqueues to several workers before waking any:
+  /// enqueue() may throw std::bad_alloc; every enqueue() must be followed by a wake().
+  void enqueue(const envelope& e);
+  void wake() noexcept;
   /// Bounded queues: waits until `n` more requests fit under `capacity` (an empty queue always
   /// takes a piece), then counts them. Returns false if `deadline` passed first.
   bool reserve_room(std::uint32_t n, std::size_t capacity, std::chrono::steady_clock::time_point deadline) noexcept;
