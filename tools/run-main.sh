@@ -18,7 +18,7 @@ for example in quick_start user_session chat_room hierarchy mock_test; do
 done
 echo
 echo "== Machine topology and the default plan =="
-build/tools/mtp-topology/mtp-topology || true
+build/tools/mtp-topology || true
 
 echo
 echo "== Benchmarks =="

@@ -86,28 +86,24 @@ class worker final : public worker_base {
   }
 
  private:
-  void after(id_t id) noexcept {
-    if constexpr (has_after_message<Hooks>) {
-      try {
-        hooks_.after_message(id);
-      } catch (const std::exception& e) {
-        report(diagnostic::kind::hook_failed, std::string("after_message threw: ") + e.what());
-      } catch (...) {
-        report(diagnostic::kind::hook_failed, "after_message threw a non-standard exception");
-      }
+  // Runs a hook that has no caller to fail: what it throws goes to the diagnostic hook.
+  template <class F>
+  void run_hook(const char* name, F&& hook) noexcept {
+    try {
+      hook();
+    } catch (const std::exception& e) {
+      report(diagnostic::kind::hook_failed, std::string(name) + " threw: " + e.what());
+    } catch (...) {
+      report(diagnostic::kind::hook_failed, std::string(name) + " threw a non-standard exception");
     }
   }
 
+  void after(id_t id) noexcept {
+    if constexpr (has_after_message<Hooks>) run_hook("after_message", [&] { hooks_.after_message(id); });
+  }
+
   void on_start() noexcept override {
-    if constexpr (has_worker_start<Hooks>) {
-      try {
-        hooks_.on_worker_start(index());
-      } catch (const std::exception& e) {
-        report(diagnostic::kind::hook_failed, std::string("on_worker_start threw: ") + e.what());
-      } catch (...) {
-        report(diagnostic::kind::hook_failed, "on_worker_start threw a non-standard exception");
-      }
-    }
+    if constexpr (has_worker_start<Hooks>) run_hook("on_worker_start", [&] { hooks_.on_worker_start(index()); });
   }
 
   void on_stop() noexcept override {
@@ -118,15 +114,7 @@ class worker final : public worker_base {
       items_.erase(it);
     }
     set_item_count(0);
-    if constexpr (has_worker_stop<Hooks>) {
-      try {
-        hooks_.on_worker_stop(index());
-      } catch (const std::exception& e) {
-        report(diagnostic::kind::hook_failed, std::string("on_worker_stop threw: ") + e.what());
-      } catch (...) {
-        report(diagnostic::kind::hook_failed, "on_worker_stop threw a non-standard exception");
-      }
-    }
+    if constexpr (has_worker_stop<Hooks>) run_hook("on_worker_stop", [&] { hooks_.on_worker_stop(index()); });
   }
 
   std::unordered_map<id_t, Item> items_;
