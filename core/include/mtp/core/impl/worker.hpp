@@ -138,7 +138,7 @@ class worker_base {
   /// waiting for this worker must yield its CPU at once rather than spin.
   [[nodiscard]] bool shares_cpu_with_caller() const noexcept;
 
-  /// Whether the thread pinned itself; valid once started() (set before the first message).
+  /// Whether the thread pinned itself; set before it runs its first message.
   [[nodiscard]] bool pinned() const noexcept { return pinned_.load(std::memory_order_acquire); }
 
   /// Counts processed messages (worker thread).
