@@ -1,11 +1,11 @@
 // The pool and its placement together: workers really run where the placement says (checked
 // from inside each worker), and a machine that refuses pinning leaves a running, unpinned
 // pool that said so once.
+#include "test_util.hpp"
+
 #include <mtp/mtp.hpp>
 
 #include <gtest/gtest.h>
-
-#include <sched.h>
 
 #include <mutex>
 #include <string>
@@ -20,16 +20,7 @@ struct where_am_i {
 
 struct probe {
   explicit probe(mtp::id_t) {}
-  std::vector<unsigned> handle(const where_am_i&) const {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    std::vector<unsigned> cpus;
-    if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-    for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-      if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-    }
-    return cpus;
-  }
+  std::vector<unsigned> handle(const where_am_i&) const { return mtp_test::cpus_of_this_thread(); }
 };
 
 TEST(PoolAffinity, EachWorkerRunsOnTheCpusOfItsPlacement) {
