@@ -244,4 +244,43 @@ TEST_F(Items, RequestsAfterCreateSeeTheItemAndRemoveRunsAfterQueuedMessages) {
   EXPECT_EQ(ran.load(), 100) << "remove overtook messages queued before it";
 }
 
+TEST_F(Items, MessagesQueuedWhenTheItemIsRemovedGetUnknownId) {
+  // One thread removes the item while another keeps sending to it. Each of the sender's
+  // requests either ran before the remove (a value) or after it (unknown_id), and since one
+  // sender's messages run in order, once one says unknown_id all later ones do too.
+  pool_t pool(mtp_test::options(2));
+  pool.create(5, 7);
+  constexpr int k_requests = 20000;
+  std::vector<mtp::result<std::string>> results;
+  std::atomic<bool> sending{false};
+  std::thread sender([&] {
+    std::vector<get_value> one{{5}};
+    results.reserve(k_requests);
+    sending.store(true, std::memory_order_release);
+    for (int i = 0; i < k_requests; ++i) results.push_back(std::move(pool.send_batch(one)[0]));
+  });
+  while (!sending.load(std::memory_order_acquire)) std::this_thread::yield();
+  EXPECT_TRUE(MTP_BOUNDED([&] { return pool.remove(5); }));
+  sender.join();
+  ASSERT_EQ(results.size(), static_cast<std::size_t>(k_requests));
+  bool gone = false;
+  int answered = 0;
+  for (int i = 0; i < k_requests; ++i) {
+    if (results[i].has_value()) {
+      ++answered;
+      EXPECT_FALSE(gone) << "request " << i << " ran after an earlier one found the item removed";
+      EXPECT_EQ(results[i].value(), "7");
+    } else {
+      ASSERT_EQ(results[i].error().code, mtp::errc::unknown_id) << results[i].error().message();
+      gone = true;
+    }
+  }
+  RecordProperty("answered_before_remove", answered);  // where the remove landed, for the record
+  EXPECT_EQ(pool.send_batch(std::vector<get_value>{{5}})[0].error().code, mtp::errc::unknown_id);
+  const auto life = g_life.find(5);
+  ASSERT_TRUE(life.has_value());
+  EXPECT_EQ(life->destroyed, 1);
+  EXPECT_TRUE(g_life.errors().empty());
+}
+
 }  // namespace
