@@ -54,9 +54,9 @@ void worker_base::start(const worker_placement& where, bool bind_memory) {
   thread_ = std::thread([this, where, bind_memory] { main(where, bind_memory); });
 }
 
-bool worker_base::shares_cpu_with_caller() const noexcept {
-  return sole_cpu_ >= 0 && sched_getcpu() == sole_cpu_;  // sched_getcpu: a vDSO read, no system call
-}
+int current_cpu() noexcept { return sched_getcpu(); }
+
+std::size_t worker_base::pool_options_capacity() const noexcept { return pool_.options().queue_capacity; }
 
 void worker_base::push(const envelope& e) {
   enqueue(e);

@@ -278,9 +278,9 @@ class thread_pool {
   result<typename Op::output> run_one(const Op& op, const typename Op::input& input) {
     reply<typename Op::output> r;
     impl::batch_job<Op> job{op, &input, &r.out, &r.done};
-    start(job, 1, impl::scratch_order());
-    const std::size_t k = core_.route(Op::id_of(input));
-    const bool near = k < core_.worker_count() && core_.worker(k).shares_cpu_with_caller();
+    std::size_t k = core_.worker_count();
+    start(job, 1, impl::scratch_order(), time_point::max(), &k);
+    const bool near = k < core_.worker_count() && core_.worker(k).pinned_to(impl::current_cpu());
     r.done.wait(core_.options().caller_spin, near ? impl::k_yield_always : impl::k_yield_every);
     return std::move(r.out);
   }
@@ -305,8 +305,9 @@ class thread_pool {
   // Whether one of the workers is pinned to the caller's current CPU: a batch's caller then
   // yields at every poll, since spinning would take that worker's CPU away from it.
   [[nodiscard]] bool caller_shares_a_cpu() const noexcept {
+    const int cpu = impl::current_cpu();
     for (std::size_t k = 0; k < core_.worker_count(); ++k) {
-      if (core_.worker(k).shares_cpu_with_caller()) return true;
+      if (core_.worker(k).pinned_to(cpu)) return true;
     }
     return false;
   }
@@ -333,10 +334,11 @@ class thread_pool {
   // Splits the job over the workers and pushes one chunk per worker that has a share (in
   // pieces when queues are bounded). `order` receives the per-worker index lists and must live
   // until the completion fires. Returns the number of arrivals the completion expects (0 when
-  // nothing could be sent: every result is then already filled).
+  // nothing could be sent: every result is then already filled). For a one-request job,
+  // `single_worker` (if given) receives the worker it went to.
   template <class Op>
   std::uint32_t start(impl::batch_job<Op>& job, std::size_t n, std::vector<std::uint32_t>& order,
-                      time_point deadline = time_point::max()) {
+                      time_point deadline = time_point::max(), std::size_t* single_worker = nullptr) {
     if (n > std::numeric_limits<std::uint32_t>::max()) throw std::length_error("mtp: batch larger than 2^32 requests");
     const std::size_t workers = core_.worker_count();
     impl::worker_base* const own = core_.own_worker();
@@ -352,6 +354,7 @@ class thread_pool {
     }
     if (n == 1) {  // the round-trip path: no splitting
       const std::size_t k = target(job, 0, own, true);
+      if (single_worker != nullptr) *single_worker = k;
       if (k == workers) {
         job.done->reset(0);
         return 0;
@@ -441,10 +444,11 @@ class thread_pool {
   // not be the one left waiting for that CPU with wake-ups still to send. Without this order
   // the other worker could start a whole time slice (milliseconds) late.
   void wake_all(std::span<const std::pair<std::size_t, impl::chunk>> chunks) noexcept {
+    const int cpu = impl::current_cpu();
     std::size_t near = core_.worker_count();
     for (const auto& [k, c] : chunks) {
       impl::worker_base& w = core_.worker(k);
-      if (near == core_.worker_count() && w.shares_cpu_with_caller()) near = k;
+      if (near == core_.worker_count() && w.pinned_to(cpu)) near = k;
       else w.wake();
     }
     if (near != core_.worker_count()) core_.worker(near).wake();

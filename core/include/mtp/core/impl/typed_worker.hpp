@@ -273,8 +273,7 @@ void run_chunk(worker_base& base, envelope& e) noexcept {
     }
     job.op.apply(w, job.inputs[i], job.results[i]);
   });
-  w.add_processed(c.count);
-  if (!Op::k_control && w.pool().options().queue_capacity != 0) w.release_room(c.count);
+  w.finish_messages(c.count, !Op::k_control);
   if (control == nullptr) {
     job.done->arrive();  // last touch of the job: the caller may free it from here on
   } else if (job.done->arrive()) {
@@ -304,8 +303,7 @@ void run_single(worker_base& base, envelope& e) noexcept {
   auto& w = static_cast<W&>(base);
   const single<Op> s = e.read<single<Op>>();
   s.op.apply(w, s.input, *s.out);
-  w.add_processed(1);
-  if (!Op::k_control && w.pool().options().queue_capacity != 0) w.release_room(1);
+  w.finish_messages(1, !Op::k_control);
   s.done->arrive();  // last touch: the caller may return from here on
 }
 
@@ -325,8 +323,7 @@ void run_posted(worker_base& base, envelope& e) noexcept {
     const std::unique_ptr<R> owned(e.read<R*>());
     run(*owned);
   }
-  w.add_processed(1);
-  if (w.pool().options().queue_capacity != 0) w.release_room(1);
+  w.finish_messages(1, true);
 }
 
 }  // namespace mtp::impl

@@ -109,6 +109,13 @@ class worker_base {
   /// enqueue() may throw std::bad_alloc; every enqueue() must be followed by a wake().
   void enqueue(const envelope& e);
   void wake() noexcept;
+
+  /// Worker thread: `n` messages of one envelope are done. Counts them, and gives their room
+  /// back when they counted against a bounded queue (`counted`: not create/remove).
+  void finish_messages(std::uint32_t n, bool counted) noexcept {
+    add_processed(n);
+    if (counted && pool_options_capacity() != 0) release_room(n);
+  }
   /// Bounded queues: waits until `n` more requests fit under `capacity` (an empty queue always
   /// takes a piece), then counts them. Returns false if `deadline` passed first.
   bool reserve_room(std::uint32_t n, std::size_t capacity, std::chrono::steady_clock::time_point deadline) noexcept;
@@ -134,9 +141,9 @@ class worker_base {
   }
   [[nodiscard]] std::size_t queue_depth() const noexcept;
   [[nodiscard]] const worker_placement& where() const noexcept { return where_; }
-  /// Whether the calling thread runs on the one CPU this worker is pinned to: then a caller
-  /// waiting for this worker must yield its CPU at once rather than spin.
-  [[nodiscard]] bool shares_cpu_with_caller() const noexcept;
+  /// Whether this worker is pinned to exactly `cpu`: a caller running there that waits for
+  /// this worker must yield its CPU at once rather than spin.
+  [[nodiscard]] bool pinned_to(int cpu) const noexcept { return sole_cpu_ >= 0 && sole_cpu_ == cpu; }
 
   /// Whether the thread pinned itself; set before it runs its first message.
   [[nodiscard]] bool pinned() const noexcept { return pinned_.load(std::memory_order_acquire); }
@@ -160,6 +167,7 @@ class worker_base {
   }
 
  private:
+  [[nodiscard]] std::size_t pool_options_capacity() const noexcept;
   static void run_stop(worker_base& w, envelope&) noexcept;
   void main(const worker_placement& where, bool bind_memory) noexcept;
   void run_loop() noexcept;
@@ -205,6 +213,9 @@ class worker_base {
   std::atomic<std::uint32_t> room_waiters_{0};
   std::atomic<std::uint32_t> room_epoch_{0};
 };
+
+/// The CPU the calling thread runs on now (a vDSO read, no system call), or -1.
+[[nodiscard]] int current_cpu() noexcept;
 
 /// The calling thread's worker, if it is a pool worker (any pool).
 extern constinit thread_local worker_base* tl_current_worker;
