@@ -5,7 +5,6 @@
 #include <pthread.h>
 #include <sched.h>
 
-#include <cstdio>
 #include <new>
 #include <string>
 
@@ -13,25 +12,57 @@ namespace mtp::impl {
 
 constinit thread_local worker_base* tl_current_worker = nullptr;
 
+/// An envelope with its queue link: exactly one cache line, so that a sender writes one line
+/// per message and no two nodes share one.
+struct alignas(k_cache_line) queue_node {
+  std::atomic<queue_node*> next{nullptr};
+  envelope e;
+};
+static_assert(sizeof(queue_node) == k_cache_line, "a queue node fills exactly one cache line");
+
 namespace {
-// Envelopes taken per dequeue: one moodycamel block, so a bulk dequeue touches one block.
-constexpr std::size_t k_bulk = 32;
+// Envelopes run per round before the worker re-checks its stop flag and idle state.
+constexpr std::size_t k_bulk = 64;
 // An idle worker yields more often than a waiting caller: a caller sharing its CPU may be
 // waiting for that CPU to run, and an idle worker has nothing to lose by letting it.
 constexpr unsigned k_idle_yield_every = 16;
+// Used nodes a worker hands back per batch, and the most it keeps besides (beyond that it
+// frees them: a burst of a million posts must not pin a million nodes for the pool's life).
+constexpr std::size_t k_free_batch = 64;
+constexpr std::size_t k_stash_max = 1024;
+
+void free_list(queue_node* n) noexcept {
+  while (n != nullptr) {
+    queue_node* next = n->next.load(std::memory_order_relaxed);  // a private list now
+    delete n;
+    n = next;
+  }
+}
+
+/// Nodes this thread took from a worker's free list (one batch, at most k_free_batch), for its
+/// next sends to any pool: nodes are plain memory. Freed when the thread exits, so nothing is
+/// kept for threads that are gone.
+struct node_cache {
+  queue_node* head = nullptr;
+  node_cache() = default;
+  node_cache(const node_cache&) = delete;
+  node_cache& operator=(const node_cache&) = delete;
+  ~node_cache() { free_list(head); }
+};
+thread_local node_cache tl_nodes;
 }  // namespace
 
 worker_base::worker_base(pool_core& pool, std::size_t index)
-    : pool_(pool),
-      index_(index),
-      lanes_(std::make_unique<std::atomic<lane*>[]>(pool.placement().workers.size())),
-      lane_count_(pool.placement().workers.size()) {}
+    : pool_(pool), index_(index), bounded_(pool.options().queue_capacity != 0), tail_(new queue_node) {
+  head_ = tail_.load(std::memory_order_relaxed);  // the dummy node: not yet shared
+}
 
 worker_base::~worker_base() {
   stop_and_join();
-  for (std::size_t s = 0; s < lane_count_; ++s) {
-    delete lanes_[s].load(std::memory_order_acquire);  // acquire: pairs with the sender's publication
-  }
+  // The thread is gone: the queue holds only the dummy (everything else ran).
+  free_list(head_);
+  free_list(stash_);
+  free_list(free_.load(std::memory_order_acquire));  // acquire: pairs with the worker's store
 }
 
 void worker_base::stop_and_join() noexcept {
@@ -56,28 +87,36 @@ void worker_base::start(const worker_placement& where, bool bind_memory) {
 
 int current_cpu() noexcept { return sched_getcpu(); }
 
-std::size_t worker_base::pool_options_capacity() const noexcept { return pool_.options().queue_capacity; }
-
 void worker_base::push(const envelope& e) {
   enqueue(e);
   wake();
 }
 
+queue_node* worker_base::take_free_nodes() noexcept {
+  if (free_.load(std::memory_order_relaxed) == nullptr) return nullptr;  // relaxed: a hint only
+  // acquire: pairs with the worker's release store, so the links inside the batch are visible.
+  return free_.exchange(nullptr, std::memory_order_acquire);
+}
+
 void worker_base::enqueue(const envelope& e) {
-  worker_base* const sender = tl_current_worker;
-  if (sender != nullptr && &sender->pool_ == &pool_) {
-    // Only `sender` ever produces into this lane, so creating it here races with nobody.
-    std::atomic<lane*>& slot = lanes_[sender->index_];
-    lane* l = slot.load(std::memory_order_relaxed);  // relaxed: we are the only writer
-    if (l == nullptr) {
-      auto fresh = std::make_unique<lane>();
-      l = fresh.get();
-      slot.store(fresh.release(), std::memory_order_release);  // release: the consumer sees a built queue
-    }
-    if (!l->enqueue(e)) throw std::bad_alloc();  // the lane could not grow
-  } else if (!queue_.enqueue(e)) {
-    throw std::bad_alloc();  // the queue could not grow
+  node_cache& cache = tl_nodes;
+  if (cache.head == nullptr) cache.head = take_free_nodes();
+  queue_node* n = cache.head;
+  if (n != nullptr) {
+    cache.head = n->next.load(std::memory_order_relaxed);  // a private list of this thread
+    n->next.store(nullptr, std::memory_order_relaxed);  // published by the exchange below
+  } else {
+    n = new queue_node;  // throws std::bad_alloc: the caller answers the request with queue_full
   }
+  n->e = e;
+  // relaxed: a statistic on the line the exchange below takes anyway.
+  enqueued_.fetch_add(1, std::memory_order_relaxed);
+  // acq_rel: release publishes the node's contents to whoever links after us; acquire makes
+  // the previous tail's node ours to link (its `next` write below must follow its creation).
+  queue_node* prev = tail_.exchange(n, std::memory_order_acq_rel);
+  // release: the worker's acquire load of `next` sees the envelope. Between the exchange and
+  // this store the list is cut: the worker sees the queue as empty until it is linked.
+  prev->next.store(n, std::memory_order_release);
 }
 
 void worker_base::wake() noexcept {
@@ -88,6 +127,23 @@ void worker_base::wake() noexcept {
   // relaxed: ordered by the fence above; the exchange makes exactly one producer do the wake.
   if (sleeping_.load(std::memory_order_relaxed) != 0 && sleeping_.exchange(0, std::memory_order_relaxed) == 1) {
     futex_wake_one(sleeping_);
+  }
+}
+
+void worker_base::recycle(queue_node* n) noexcept {
+  if (stash_count_ >= k_stash_max) {
+    delete n;
+    return;
+  }
+  n->next.store(stash_, std::memory_order_relaxed);  // the worker's private stash
+  stash_ = n;
+  ++stash_count_;
+  // Hand a batch back when the shared list is empty. Only the worker stores a non-null list,
+  // and senders only take it whole, so a null seen here stays null until our store.
+  if (stash_count_ >= k_free_batch && free_.load(std::memory_order_relaxed) == nullptr) {  // relaxed: see above
+    free_.store(stash_, std::memory_order_release);  // release: senders see the links
+    stash_ = nullptr;
+    stash_count_ = 0;
   }
 }
 
@@ -112,47 +168,49 @@ void worker_base::main(const worker_placement& where, bool bind_memory) noexcept
   on_start();
   run_loop();
   on_stop();
+  mark_idle();
   tl_current_worker = nullptr;
+  // The pool was dropped by one of this worker's own items: we free it, and with it ourselves.
+  if (pool_.finisher_ == this) pool_.finish_from(*this);
 }
 
 std::size_t worker_base::queue_depth() const noexcept {
-  std::size_t depth = queue_.size_approx();
-  for (std::size_t s = 0; s < lane_count_; ++s) {
-    if (const lane* l = lanes_[s].load(std::memory_order_acquire)) depth += l->size_approx();
-  }
-  return depth;
+  // relaxed, both: two statistics read one after the other; clamp the race to zero.
+  const std::uint64_t in = enqueued_.load(std::memory_order_relaxed);
+  const std::uint64_t out = dequeued_.load(std::memory_order_relaxed);
+  return in > out ? static_cast<std::size_t>(in - out) : 0;
 }
 
 bool worker_base::has_work() const noexcept {
-  if (queue_.size_approx() != 0) return true;
-  for (std::size_t s = 0; s < lane_count_; ++s) {
-    // acquire: pairs with the sender's release when it created the lane.
-    if (lane* l = lanes_[s].load(std::memory_order_acquire); l != nullptr && l->peek() != nullptr) return true;
-  }
-  return false;
+  // acquire: pairs with the sender's release link; a cut list reads as empty, and that
+  // sender's wake() after linking finds us.
+  return head_->next.load(std::memory_order_acquire) != nullptr;
 }
 
-// Runs what the sibling lanes hold, at most k_bulk per lane per round so that no lane (and
-// not the MPSC queue) starves the others.
-std::size_t worker_base::run_lanes(envelope& slot) noexcept {
+std::size_t worker_base::drain(std::size_t limit) noexcept {
   std::size_t ran = 0;
-  for (std::size_t s = 0; s < lane_count_; ++s) {
-    lane* l = lanes_[s].load(std::memory_order_acquire);  // acquire: see a fully built lane
-    if (l == nullptr) continue;
-    for (std::size_t k = 0; k < k_bulk && l->try_dequeue(slot); ++k, ++ran) slot.run(*this, slot);
+  while (ran < limit) {
+    queue_node* const next = head_->next.load(std::memory_order_acquire);  // acquire: see has_work()
+    if (next == nullptr) break;
+    queue_node* const done = head_;
+    head_ = next;  // `next` is the new dummy; its envelope runs in place
+    recycle(done);
+    // relaxed: a statistic; single writer. Counted before it runs: a running envelope is
+    // no longer waiting.
+    dequeued_.store(dequeued_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    next->e.run(*this, next->e);
+    ++ran;
   }
   return ran;
 }
 
 void worker_base::run_loop() noexcept {
-  envelope buffer[k_bulk];
   for (;;) {
-    const std::size_t n = queue_.try_dequeue_bulk(buffer, k_bulk);
-    for (std::size_t i = 0; i < n; ++i) buffer[i].run(*this, buffer[i]);
-    if (n + run_lanes(buffer[0]) != 0) continue;
+    if (drain(k_bulk) != 0) continue;
+    mark_idle();
     if (stop_seen_) {
       // Every sender left the gate before the stop marker was pushed, so what is still queued
-      // was fully enqueued before it: no work now means nothing more can come.
+      // was linked before it: no work now means nothing more can come.
       if (!has_work()) return;
       continue;
     }
@@ -164,7 +222,7 @@ void worker_base::run_loop() noexcept {
 void worker_base::sleep_until_work() noexcept {
   sleeping_.store(1, std::memory_order_relaxed);  // ordered by the fence below
   // seq_cst fence: StoreLoad between announcing sleep and re-checking the queue; pairs with the
-  // fence in push().
+  // fence in wake().
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (has_work()) {
     sleeping_.store(0, std::memory_order_relaxed);  // no one waits on it: we never slept
@@ -175,10 +233,6 @@ void worker_base::sleep_until_work() noexcept {
   while (sleeping_.load(std::memory_order_acquire) == 1) futex_wait(sleeping_, 1);
 }
 
-}  // namespace mtp::impl
-
-namespace mtp::impl {
-
 bool worker_base::try_reserve_room(std::uint32_t n, std::size_t capacity) noexcept {
   // seq_cst: the CAS is one side of a Dekker pair with release_room() (see reserve_room).
   std::uint64_t now = queued_.load(std::memory_order_seq_cst);
@@ -188,9 +242,9 @@ bool worker_base::try_reserve_room(std::uint32_t n, std::size_t capacity) noexce
   }
 }
 
-bool worker_base::reserve_room(std::uint32_t n, std::size_t capacity,
-                               std::chrono::steady_clock::time_point deadline) noexcept {
+bool worker_base::reserve_room(std::uint32_t n, std::size_t capacity, time_point deadline) noexcept {
   if (try_reserve_room(n, capacity)) return true;
+  if (std::chrono::steady_clock::now() >= deadline) return false;
   const auto spin = pool_.options().caller_spin;
   if (spin_until([&] { return try_reserve_room(n, capacity); }, spin)) return true;
   for (;;) {
@@ -200,7 +254,7 @@ bool worker_base::reserve_room(std::uint32_t n, std::size_t capacity,
     const std::uint32_t epoch = room_epoch_.load(std::memory_order_seq_cst);
     const bool got = try_reserve_room(n, capacity);
     if (!got) {
-      if (deadline == std::chrono::steady_clock::time_point::max()) futex_wait(room_epoch_, epoch);
+      if (deadline == time_point::max()) futex_wait(room_epoch_, epoch);
       else (void)futex_wait_until(room_epoch_, epoch, deadline);
     }
     room_waiters_.fetch_sub(1, std::memory_order_relaxed);  // a count only; ordering comes from queued_

@@ -9,69 +9,79 @@
 #include <vector>
 
 #include <mtp/core/impl/wait.hpp>
+#include <mtp/core/impl/worker.hpp>
 #include <mtp/core/result.hpp>
 
 namespace mtp {
 
 namespace impl {
 /// What a submitted batch owns: its responses and completion; subclasses own the requests.
+/// Shared by the handle and the workers (shared_control): the last to let go frees it.
 template <class T>
-struct async_state {
+struct async_state : shared_control {
   std::vector<result<T>> results;
   completion done;
   std::chrono::nanoseconds spin{};
-  virtual ~async_state() = default;
+  /// The worker that must not wait for this batch: it has requests queued behind the message
+  /// that submitted it. Null otherwise.
+  const worker_base* blocked_worker = nullptr;
 };
 }  // namespace impl
 
 /// The responses of a submitted batch, in request order, once they have all arrived.
 ///
 /// Threads: one owner at a time (movable, not copyable); workers fill it in the background.
-/// Destroying a handle whose batch is still running waits for it: the workers write into the
-/// handle's storage, so it must outlive them. That wait always ends: every queued request is
-/// answered, also during shutdown.
+/// Destroying a handle does not wait: the requests still run (every queued request is
+/// answered, also during shutdown), their responses are dropped, and the last worker frees
+/// the batch's storage.
 template <class T>
 class [[nodiscard]] batch {
  public:
   batch() = default;
-  explicit batch(std::unique_ptr<impl::async_state<T>> state) noexcept : state_(std::move(state)) {}
-  batch(batch&&) noexcept = default;
+  /// Takes over the handle's reference to `state`.
+  explicit batch(impl::async_state<T>* state) noexcept : state_(state) {}
+  batch(batch&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
   batch& operator=(batch&& other) noexcept {
     if (this != &other) {
-      finish();
-      state_ = std::move(other.state_);
+      drop();
+      state_ = std::exchange(other.state_, nullptr);
     }
     return *this;
   }
-  ~batch() { finish(); }
+  batch(const batch&) = delete;
+  batch& operator=(const batch&) = delete;
+  ~batch() { drop(); }
 
   /// Whether every response has arrived (never blocks).
   [[nodiscard]] bool ready() const noexcept { return state_ == nullptr || state_->done.done(); }
 
-  /// Waits for every response; returns them in request order.
+  /// Waits for every response; returns them in request order. Throws
+  /// pool_error(would_deadlock) on a worker that still has requests of this batch queued.
   std::span<result<T>> wait() {
-    check();
+    check_waitable();
     state_->done.wait(state_->spin);
     return state_->results;
   }
 
-  /// Waits at most until `deadline`; returns ready().
+  /// Waits at most until `deadline` (any clock; a deadline beyond what the clock can
+  /// represent waits as long as needed); returns ready().
   template <class Clock, class Duration>
   bool wait_until(std::chrono::time_point<Clock, Duration> deadline) {
-    check();
-    const auto steady = std::chrono::steady_clock::now() + (deadline - Clock::now());
-    return state_->done.wait_until(state_->spin, std::chrono::time_point_cast<std::chrono::steady_clock::duration>(steady));
+    return wait_for(deadline - Clock::now());
   }
+  /// Waits at most `timeout` (any duration type; saturates instead of overflowing); returns
+  /// ready().
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) {
-    return wait_until(std::chrono::steady_clock::now() + timeout);
+    check_waitable();
+    return state_->done.wait_until(state_->spin, impl::deadline_after(timeout));
   }
 
   /// Waits, then moves the responses out; the handle is empty afterwards.
   std::vector<result<T>> take() {
     wait();
     std::vector<result<T>> out = std::move(state_->results);
-    state_.reset();
+    drop();
     return out;
   }
 
@@ -79,14 +89,19 @@ class [[nodiscard]] batch {
   [[nodiscard]] std::size_t size() const noexcept { return state_ ? state_->results.size() : 0; }
 
  private:
-  void check() const {
+  void check_waitable() const {
     if (state_ == nullptr) throw std::logic_error("mtp::batch: empty handle (moved from or taken)");
+    if (state_->blocked_worker != nullptr && state_->blocked_worker == impl::tl_current_worker && !state_->done.done()) {
+      throw pool_error(errc::would_deadlock, 0,
+                       "mtp: waiting for a batch whose requests are queued on the waiting worker itself would "
+                       "deadlock (would_deadlock)");
+    }
   }
-  void finish() noexcept {
-    if (state_ != nullptr) state_->done.wait(state_->spin);
+  void drop() noexcept {
+    if (state_ != nullptr) std::exchange(state_, nullptr)->release();
   }
 
-  std::unique_ptr<impl::async_state<T>> state_;
+  impl::async_state<T>* state_ = nullptr;
 };
 
 }  // namespace mtp

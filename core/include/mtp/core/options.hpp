@@ -20,11 +20,16 @@ struct diagnostic {
     hook_failed,     ///< A worker or message hook threw; `text` holds its message.
     pinning_failed,  ///< The worker could not be pinned and runs unpinned; `text` says why.
     placement_note,  ///< A remark from the placement planner (e.g. workers share CPUs).
+    stalled,         ///< One message has run longer than pool_options::stall_threshold.
   };
   kind what;
   std::size_t worker;  ///< Index of the worker that reports it.
   std::string text;    ///< A readable sentence.
   std::optional<mtp::error> error;
+  /// `stalled`: the item whose message (handler, constructor, destructor or hook) runs.
+  std::optional<id_t> item{};
+  /// `stalled`: how long that message has been running when reported.
+  std::chrono::nanoseconds running{};
 };
 
 /// How a pool is built. All fields have working defaults.
@@ -55,6 +60,13 @@ struct pool_options {
 
   /// Receives diagnostics. Unset: they are written to stderr.
   std::function<void(const diagnostic&)> on_diagnostic{};
+
+  /// A message (handler, constructor, destructor or hook) running longer than this is
+  /// reported once through on_diagnostic (kind `stalled`, with the worker, the item id and the
+  /// time so far), and again if shutdown then waits for it. Checked by one process-wide
+  /// monitor thread a few times per threshold, so the worker's own cost is two plain stores
+  /// per message. Zero: off.
+  std::chrono::nanoseconds stall_threshold = std::chrono::seconds(1);
 
   /// Prefix of worker thread names ("mtp-0", "mtp-1", ...); at most 10 characters are used.
   std::string name = "mtp";

@@ -47,7 +47,7 @@ class worker final : public worker_base {
   /// If the hook or `body` throws, `fail` receives the error (`thrown` names what threw).
   template <class Fail, class Body>
   void run_message(id_t id, errc thrown, Fail&& fail, Body&& body) noexcept {
-    set_current_id(id);
+    begin_message(id);
     if constexpr (has_before_message<Hooks>) {
       try {
         hooks_.before_message(id);
@@ -110,7 +110,7 @@ class worker final : public worker_base {
     // Items die on their own thread, one by one, each with its id readable in its destructor.
     while (!items_.empty()) {
       const auto it = items_.begin();
-      set_current_id(it->first);
+      begin_message(it->first);
       items_.erase(it);
     }
     set_item_count(0);
@@ -232,30 +232,24 @@ struct remove_op {
   }
 };
 
-/// Shared ownership of a batch whose caller may stop waiting (calls with a timeout): the
-/// caller and the last arriving worker each drop one reference; the second one frees it.
-struct timed_control {
-  std::atomic<bool> cancelled{false};  // set by a caller that gave up: skip what has not started
-  std::atomic<std::uint32_t> refs{2};
-  void (*destroy)(timed_control*) noexcept = nullptr;
-
-  void release() noexcept {
-    // acq_rel: the freeing side must see every write the other side made to the batch.
-    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(this);
-  }
-};
-
 /// A batch in flight: the operation, the caller's inputs and response slots, and the
-/// completion the caller waits on. Lives wherever the caller keeps it (its stack for blocking
-/// calls) until the completion fires; workers never touch it after their arrive(). A batch
-/// with a timeout has a `control` and lives on the heap instead.
+/// completion (in job_base). Lives wherever the caller keeps it (its stack for blocking calls)
+/// until the completion fires; workers never touch it after their arrive(). A shared batch
+/// (timed or submitted) has a `control` and lives on the heap instead.
 template <class Op>
-struct batch_job {
+struct batch_job : job_base {
   Op op;
-  const typename Op::input* inputs;
-  result<typename Op::output>* results;
-  completion* done;
-  timed_control* control = nullptr;
+  const typename Op::input* inputs = nullptr;
+  result<typename Op::output>* results = nullptr;
+
+  batch_job(const Op& o, const typename Op::input* in, result<typename Op::output>* out, completion* d,
+            shared_control* c = nullptr) noexcept
+      : job_base{d, c, &fail_one}, op(o), inputs(in), results(out) {}
+
+  static void fail_one(job_base& base, std::uint32_t i, errc code, std::exception_ptr ex) noexcept {
+    auto& job = static_cast<batch_job&>(base);
+    job.results[i].set_error(error{code, Op::id_of(job.inputs[i]), std::move(ex)});
+  }
 };
 
 /// The queue entry point of a chunk: runs this worker's share of a batch.
@@ -263,8 +257,8 @@ template <class W, class Op>
 void run_chunk(worker_base& base, envelope& e) noexcept {
   auto& w = static_cast<W&>(base);
   const chunk c = e.read<chunk>();
-  auto& job = *static_cast<batch_job<Op>*>(c.job);
-  timed_control* const control = job.control;
+  auto& job = *static_cast<batch_job<Op>*>(static_cast<job_base*>(c.job));
+  shared_control* const control = job.control;
   c.for_each([&](std::uint32_t i) {
     // relaxed: a hint; a request that slips past it just runs, and its response is dropped.
     if (control != nullptr && control->cancelled.load(std::memory_order_relaxed)) [[unlikely]] {
@@ -274,11 +268,7 @@ void run_chunk(worker_base& base, envelope& e) noexcept {
     job.op.apply(w, job.inputs[i], job.results[i]);
   });
   w.finish_messages(c.count, !Op::k_control);
-  if (control == nullptr) {
-    job.done->arrive();  // last touch of the job: the caller may free it from here on
-  } else if (job.done->arrive()) {
-    control->release();  // the last arrival holds the workers' reference
-  }
+  job.arrive();  // last touch of the job: the caller may free it from here on
 }
 
 /// A one-request batch carried whole inside its envelope: the worker reads the request from
@@ -288,7 +278,7 @@ template <class Op>
 struct single {
   result<typename Op::output>* out;
   completion* done;
-  Op op;
+  [[no_unique_address]] Op op;  // usually empty: takes no room from the request
   typename Op::input input;
 };
 

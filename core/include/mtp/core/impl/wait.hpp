@@ -44,6 +44,22 @@ bool futex_wait_until(std::atomic<std::uint32_t>& word, std::uint32_t expected,
 void futex_wake_one(std::atomic<std::uint32_t>& word) noexcept;
 void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
 
+/// The steady-clock instant `timeout` from now, saturated: any duration type (int, long or
+/// floating-point counts, any period) works, a timeout too large for the clock means "never"
+/// (time_point::max()), and zero or negative ones mean "already passed".
+template <class Rep, class Period>
+[[nodiscard]] std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> timeout) noexcept {
+  using clock = std::chrono::steady_clock;
+  const clock::time_point now = clock::now();
+  // Compare in floating-point nanoseconds: no conversion of the caller's count can overflow
+  // or wrap, whatever its representation (a NaN compares false and means "never").
+  const std::chrono::duration<long double, std::nano> wanted = timeout;
+  const std::chrono::duration<long double, std::nano> room = clock::time_point::max() - now;
+  if (!(wanted < room)) return clock::time_point::max();
+  if (wanted <= wanted.zero()) return now;
+  return now + std::chrono::duration_cast<clock::duration>(wanted);
+}
+
 /// A sched_yield that took longer than this let another thread run: the CPU is contended.
 inline constexpr std::chrono::nanoseconds k_contended_yield = std::chrono::microseconds(3);
 

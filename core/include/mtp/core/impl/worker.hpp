@@ -1,98 +1,44 @@
-// Internals: the envelope that travels a worker's queue, the untyped worker, and the untyped
-// pool core (start, routing, shutdown). Do not include directly; use <mtp/mtp.hpp>.
+// Internals: the untyped worker (its thread and queue), the untyped pool core (start, routing,
+// the one send path, shutdown, stall detection) and the sender gate. Do not include directly;
+// use <mtp/mtp.hpp>.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
-#include <concurrentqueue/concurrentqueue.h>
-#include <readerwriterqueue/readerwriterqueue.h>
-
 #include <mtp/affinity/placement.hpp>
+#include <mtp/core/impl/envelope.hpp>
+#include <mtp/core/impl/wait.hpp>
 #include <mtp/core/options.hpp>
 #include <mtp/core/result.hpp>
 
 namespace mtp::impl {
 
-/// Size of a cache line on the targets we tune for; an explicit constant rather than
-/// std::hardware_destructive_interference_size, whose value may change with compiler flags.
-inline constexpr std::size_t k_cache_line = 64;
-
-class worker_base;
-struct envelope;
-using run_fn = void (*)(worker_base&, envelope&) noexcept;
-
-/// What one queue slot carries: a function that knows the message's type, and 56 bytes for
-/// it to read. A batch travels as one envelope per worker (a `chunk`: the batch's address and
-/// which of its requests this worker owns); a posted request travels inline when it is small
-/// and trivially copyable, otherwise as a pointer to a heap copy.
-struct alignas(k_cache_line) envelope {  // aligned: one envelope never straddles two lines
-  static constexpr std::size_t k_payload = 56;
-
-  run_fn run = nullptr;
-  alignas(8) unsigned char payload[k_payload];
-
-  template <class T>
-  static envelope make(run_fn fn, const T& data) noexcept {
-    static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= k_payload, "does not fit an envelope");
-    envelope e;
-    e.run = fn;
-    std::memcpy(e.payload, &data, sizeof(T));
-    return e;
-  }
-  template <class T>
-  [[nodiscard]] T read() const noexcept {
-    static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= k_payload, "does not fit an envelope");
-    union holder {
-      holder() noexcept {}  // leaves `value` unconstructed: memcpy below creates it
-      T value;
-    } h;
-    std::memcpy(&h.value, payload, sizeof(T));
-    return h.value;
-  }
-};
-static_assert(sizeof(envelope) == k_cache_line, "an envelope fills exactly one cache line");
-static_assert(std::is_trivially_copyable_v<envelope>, "the queue moves envelopes by copying bytes");
-
-/// A worker's share of a batch: requests [first, first+count) of the job, or, when `indices`
-/// is set, requests indices[0..count).
-struct chunk {
-  void* job;
-  const std::uint32_t* indices;
-  std::uint32_t first;
-  std::uint32_t count;
-
-  /// The piece [from, from+n) of this chunk's requests.
-  [[nodiscard]] chunk piece(std::uint32_t from, std::uint32_t n) const noexcept {
-    return indices == nullptr ? chunk{job, nullptr, first + from, n} : chunk{job, indices + from, 0, n};
-  }
-
-  template <class F>
-  void for_each(F&& f) const {
-    if (indices == nullptr) {
-      for (std::uint32_t i = first; i < first + count; ++i) f(i);
-    } else {
-      for (std::uint32_t k = 0; k < count; ++k) f(indices[k]);
-    }
-  }
-};
-
 class pool_core;
+struct queue_node;  // an envelope with its queue link; defined in worker.cpp
+
+using time_point = std::chrono::steady_clock::time_point;
 
 /// One worker thread and its queue. The typed subclass owns the items.
 ///
-/// Threads: push() from any thread; everything else named "worker thread" runs only on the
-/// worker's own thread; the statistics getters from any thread (they are snapshots).
+/// The queue is one unbounded MPSC linked list per worker (Vyukov's design): a sender links
+/// its node with one atomic exchange of the tail, the worker follows the links. It keeps no
+/// state per sender, so a worker's poll and dequeue cost the same however many threads have
+/// ever sent to it, and it is linearisable, so messages reach the worker in happens-before
+/// order whatever thread sent them (causal order). Nodes are recycled: the worker hands used
+/// nodes back in batches, each sending thread keeps a small cache, and both are bounded.
+///
+/// Threads: enqueue()/push()/wake() from any thread, lock-free (a sender pre-empted between
+/// its exchange and its link delays the worker, never another sender); everything named
+/// "worker thread" only on the worker's own thread; statistics getters from any thread.
 class worker_base {
  public:
   worker_base(pool_core& pool, std::size_t index);
@@ -102,8 +48,7 @@ class worker_base {
 
   /// Starts the thread; it pins itself to `where` first.
   void start(const worker_placement& where, bool bind_memory);
-  /// Enqueues one envelope and wakes the worker if it sleeps. Any thread; lock-free. From a
-  /// worker of the same pool it goes through that worker's SPSC lane, else the MPSC queue.
+  /// Enqueues one envelope and wakes the worker if it sleeps. Any thread.
   void push(const envelope& e);
   /// push() in two steps, for a sender that enqueues to several workers before waking any:
   /// enqueue() may throw std::bad_alloc; every enqueue() must be followed by a wake().
@@ -114,11 +59,11 @@ class worker_base {
   /// back when they counted against a bounded queue (`counted`: not create/remove).
   void finish_messages(std::uint32_t n, bool counted) noexcept {
     add_processed(n);
-    if (counted && pool_options_capacity() != 0) release_room(n);
+    if (counted && bounded_) release_room(n);
   }
   /// Bounded queues: waits until `n` more requests fit under `capacity` (an empty queue always
   /// takes a piece), then counts them. Returns false if `deadline` passed first.
-  bool reserve_room(std::uint32_t n, std::size_t capacity, std::chrono::steady_clock::time_point deadline) noexcept;
+  bool reserve_room(std::uint32_t n, std::size_t capacity, time_point deadline) noexcept;
   /// As reserve_room, without waiting; false when they do not fit.
   bool try_reserve_room(std::uint32_t n, std::size_t capacity) noexcept;
   /// Worker thread: `n` counted requests are done; wakes senders waiting for room.
@@ -130,8 +75,18 @@ class worker_base {
 
   [[nodiscard]] std::size_t index() const noexcept { return index_; }
   [[nodiscard]] pool_core& pool() const noexcept { return pool_; }
-  /// The id whose message the worker is running now (worker thread).
-  [[nodiscard]] id_t current_id() const noexcept { return current_id_; }
+  /// The id whose message the worker is running now (or ran last).
+  [[nodiscard]] id_t current_id() const noexcept {
+    return current_id_.load(std::memory_order_relaxed);  // single writer; read for reports only
+  }
+  /// Whether the worker is inside a message (handler, constructor, destructor, hook) now.
+  [[nodiscard]] bool in_message() const noexcept {
+    return !idle_.load(std::memory_order_relaxed);  // a sample for the stall detector
+  }
+  /// Messages started so far; the stall detector watches it move.
+  [[nodiscard]] std::uint64_t messages_started() const noexcept {
+    return started_.load(std::memory_order_relaxed);  // a sample for the stall detector
+  }
 
   [[nodiscard]] std::uint64_t messages_processed() const noexcept {
     return processed_.load(std::memory_order_relaxed);  // a statistic: no ordering needed
@@ -139,6 +94,7 @@ class worker_base {
   [[nodiscard]] std::size_t item_count() const noexcept {
     return items_.load(std::memory_order_relaxed);  // a statistic: no ordering needed
   }
+  /// Envelopes waiting (approximate: two counters read one after the other).
   [[nodiscard]] std::size_t queue_depth() const noexcept;
   [[nodiscard]] const worker_placement& where() const noexcept { return where_; }
   /// Whether this worker is pinned to exactly `cpu`: a caller running there that waits for
@@ -154,6 +110,15 @@ class worker_base {
     processed_.store(processed_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
+  /// Worker thread: a message for `id` starts (handler, constructor, destructor, hooks).
+  void begin_message(id_t id) noexcept {
+    // relaxed, all three: single writer; only the stall detector samples them, and a stale
+    // sample only delays a report by one tick.
+    current_id_.store(id, std::memory_order_relaxed);
+    started_.store(started_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (idle_.load(std::memory_order_relaxed)) idle_.store(false, std::memory_order_relaxed);
+  }
+
  protected:
   virtual void on_start() noexcept = 0;  // worker thread: before the first message
   virtual void on_stop() noexcept = 0;   // worker thread: destroy items, after the last message
@@ -161,53 +126,61 @@ class worker_base {
   /// that the thread never calls on_stop() on a half-destroyed object.
   void stop_and_join() noexcept;
 
-  void set_current_id(id_t id) noexcept { current_id_ = id; }
   void set_item_count(std::size_t n) noexcept {
     items_.store(n, std::memory_order_relaxed);  // single writer; a statistic only
   }
 
  private:
-  [[nodiscard]] std::size_t pool_options_capacity() const noexcept;
+  friend class pool_core;
   static void run_stop(worker_base& w, envelope&) noexcept;
   void main(const worker_placement& where, bool bind_memory) noexcept;
   void run_loop() noexcept;
-  std::size_t drain(envelope* buffer, std::size_t capacity) noexcept;
+  std::size_t drain(std::size_t limit) noexcept;
   void sleep_until_work() noexcept;
   [[nodiscard]] bool has_work() const noexcept;
-  std::size_t run_lanes(envelope& slot) noexcept;
+  void recycle(queue_node* n) noexcept;
+  queue_node* take_free_nodes() noexcept;
+  void mark_idle() noexcept {
+    idle_.store(true, std::memory_order_relaxed);  // a sample for the stall detector
+  }
 
   pool_core& pool_;
   const std::size_t index_;
+  const bool bounded_;
   worker_placement where_;
   int sole_cpu_ = -1;  // the CPU when pinned to exactly one, else -1
-  id_t current_id_ = 0;
   bool stop_seen_ = false;
   std::thread thread_;
 
-  // MPSC: any thread outside this pool produces, only this worker consumes. moodycamel's
-  // ConcurrentQueue keeps one sub-queue per producer, so each sender's messages stay in the
-  // order it sent them, and bulk dequeue takes many at a time.
-  moodycamel::ConcurrentQueue<envelope> queue_;
+  // Senders' line: every enqueue exchanges the tail and bumps the count, nothing else here,
+  // so one sender's enqueue touches one line it may already own.
+  alignas(k_cache_line) std::atomic<queue_node*> tail_;
+  std::atomic<std::uint64_t> enqueued_{0};
 
-  // SPSC lanes from this pool's own workers: lane s carries what worker s's thread sends here
-  // (posts and calls between sibling items). Exactly one producer and one consumer, so a
-  // ReaderWriterQueue: no producer lookup, no CAS, and the MPSC queue keeps fewer producers.
-  // Created by its sender on first use; the pointer is published with release, read with
-  // acquire; freed with the worker.
-  using lane = moodycamel::ReaderWriterQueue<envelope>;
-  std::unique_ptr<std::atomic<lane*>[]> lanes_;
-  std::size_t lane_count_ = 0;
-
-  // Written by producers on every push (when the worker sleeps) and by the worker when it
-  // dozes off: its own line so that it does not share one with the queue's consumer state.
+  // Written by senders on every wake (when the worker sleeps) and by the worker when it
+  // dozes off: its own line so that it does not share one with the queue's ends.
   alignas(k_cache_line) std::atomic<std::uint32_t> sleeping_{0};
-  // Statistics, written by the worker on every chunk: kept off the line producers touch.
-  alignas(k_cache_line) std::atomic<std::uint64_t> processed_{0};
+
+  // Used nodes handed back to senders: the worker stores a batch when it is empty, a sender
+  // exchanges the whole list out. Both sides write it, so it has its own line.
+  alignas(k_cache_line) std::atomic<queue_node*> free_{nullptr};
+
+  // Worker-only line: the consumer end and the worker's own stash of used nodes.
+  alignas(k_cache_line) queue_node* head_ = nullptr;
+  queue_node* stash_ = nullptr;
+  std::size_t stash_count_ = 0;
+  std::atomic<std::uint64_t> dequeued_{0};  // written by the worker, read by stats
+
+  // The stall detector's samples and the statistics, written by the worker per message.
+  alignas(k_cache_line) std::atomic<id_t> current_id_{0};
+  std::atomic<std::uint64_t> started_{0};
+  std::atomic<bool> idle_{true};
+  std::atomic<std::uint64_t> processed_{0};
   std::atomic<std::size_t> items_{0};
   std::atomic<bool> pinned_{false};
 
   // Bounded queues only (untouched when the capacity is 0): requests counted in the queue,
-  // senders waiting for room, and the futex word those senders sleep on. Producers and the
+  // senders waiting for room, and the futex word those senders sleep on. Senders and the
   // worker both write these, so they sit apart from the hot lines above.
   alignas(k_cache_line) std::atomic<std::uint64_t> queued_{0};
   std::atomic<std::uint32_t> room_waiters_{0};
@@ -220,7 +193,46 @@ class worker_base {
 /// The calling thread's worker, if it is a pool worker (any pool).
 extern constinit thread_local worker_base* tl_current_worker;
 
-/// The untyped part of a pool: workers, routing, the sender gate, shutdown, diagnostics.
+/// Shared ownership of a batch whose caller may stop waiting (timed and submitted batches):
+/// the caller's handle and the last arriving worker each drop one reference; the second one
+/// frees it.
+struct shared_control {
+  std::atomic<bool> cancelled{false};  // set by a caller that gave up: skip what has not started
+  std::atomic<std::uint32_t> refs{2};
+  void (*destroy)(shared_control*) noexcept = nullptr;
+
+  void release() noexcept {
+    // acq_rel: the freeing side must see every write the other side made to the batch.
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(this);
+  }
+};
+
+/// The untyped face of a batch in flight: what the send path needs to fail a request it could
+/// not deliver, and to count the pieces.
+struct job_base {
+  completion* done = nullptr;
+  shared_control* control = nullptr;  // set when the batch is shared (timed, submitted)
+  /// Answers request `i` with `e` (its id filled in by the typed side).
+  void (*fail)(job_base& job, std::uint32_t i, errc code, std::exception_ptr ex) noexcept = nullptr;
+
+  /// One piece of the batch is answered; frees a shared batch when it was the last reference.
+  /// The last arrival may free an unshared job at once (its caller returns), so everything
+  /// is read before it.
+  void arrive() noexcept {
+    shared_control* const shared = control;
+    if (done->arrive() && shared != nullptr) shared->release();
+  }
+};
+
+/// How one send treats bounded queues.
+struct send_policy {
+  std::size_t capacity = 0;             ///< 0: do not count (unbounded, or create/remove)
+  time_point deadline = time_point::max();  ///< waiting for room gives up then
+  errc no_room = errc::timed_out;       ///< what a request that found no room gets
+};
+
+/// The untyped part of a pool: workers, routing, the sender gate, the send path, shutdown,
+/// diagnostics.
 class pool_core {
  public:
   explicit pool_core(pool_options options);
@@ -231,15 +243,25 @@ class pool_core {
   using worker_factory = std::function<std::unique_ptr<worker_base>(pool_core&, std::size_t)>;
   void start(const worker_factory& make);
 
+  /// Ends a pool: shutdown() and free it, or, called on one of its own workers (an item
+  /// dropping the pool it lives in), stop it without waiting and let that worker free it
+  /// once it has finished its current message and destroyed its items.
+  static void destroy(std::unique_ptr<pool_core> core) noexcept;
+
   [[nodiscard]] std::size_t worker_count() const noexcept { return workers_.size(); }
   [[nodiscard]] worker_base& worker(std::size_t k) const noexcept { return *workers_[k]; }
   [[nodiscard]] const mtp::placement& placement() const noexcept { return placement_; }
   [[nodiscard]] const pool_options& options() const noexcept { return options_; }
 
-  static constexpr std::size_t k_bad_route = ~std::size_t{0};
-  /// The worker index for `id`, or k_bad_route when a user router returned nonsense.
-  [[nodiscard]] std::size_t route(id_t id) const noexcept {
-    if (!has_router_) [[likely]] return mask_ != 0 ? (id & mask_) : id % workers_.size();
+  static constexpr std::uint32_t k_bad_route = ~std::uint32_t{0};
+  /// A route meaning "already answered by the sender": not sent to any worker.
+  static constexpr std::uint32_t k_answered = k_bad_route - 1;
+  /// The worker index for `id`, or k_bad_route when a user router threw or returned an index
+  /// out of range.
+  [[nodiscard]] std::uint32_t route(id_t id) const noexcept {
+    if (!has_router_) [[likely]] {
+      return static_cast<std::uint32_t>(mask_ != 0 ? (id & mask_) : id % workers_.size());
+    }
     return route_custom(id);
   }
 
@@ -255,6 +277,19 @@ class pool_core {
   [[nodiscard]] bool enter() noexcept;
   void leave() noexcept;
 
+  /// The one send path of every batch form: groups the routed requests by worker (counting
+  /// sort into `order`, which must live until the batch completes), sends one chunk per worker
+  /// (in pieces of at most the capacity when queues are bounded), then wakes each worker once,
+  /// the one on the caller's CPU last. `routes[i]` is the worker of request i, or k_answered.
+  /// A piece that cannot be sent (no room, no memory) is answered through job.fail, as is
+  /// every piece after it. Sets the completion's count before the first push and returns it.
+  /// The caller holds the sender gate.
+  std::uint32_t dispatch(job_base& job, const std::uint32_t* routes, std::size_t n, run_fn run,
+                         const send_policy& policy, std::vector<std::uint32_t>& order);
+  /// Sends one envelope that carries its whole request; false (nothing sent) when there was no
+  /// room before the deadline; throws std::bad_alloc when no node could be had.
+  bool send_one(std::size_t k, const envelope& e, const send_policy& policy);
+
   /// Stops accepting messages, lets every worker answer what it already has, destroys every
   /// item on its own thread, joins the threads. Idempotent; concurrent calls all return once
   /// the pool has stopped. Throws pool_error(would_deadlock) on one of this pool's workers.
@@ -266,18 +301,28 @@ class pool_core {
   void report_pinning_failure(std::size_t worker, const std::string& why) const noexcept;
 
  private:
-  [[nodiscard]] std::size_t route_custom(id_t id) const noexcept;
+  friend class worker_base;
+  friend class stall_monitor;
+  [[nodiscard]] std::uint32_t route_custom(id_t id) const noexcept;
+  void close_gate() noexcept;
+  /// Worker thread of the worker that dropped its own pool: joins the others and frees it.
+  void finish_from(worker_base& self) noexcept;
 
   pool_options options_;
   mtp::placement placement_;
   std::vector<std::unique_ptr<worker_base>> workers_;
   std::size_t mask_ = 0;  // workers - 1 when the count is a power of two above 1, else 0
   bool has_router_ = false;
+  bool monitored_ = false;  // registered with the stall monitor
 
   std::mutex shutdown_mutex_;  // serialises shutdown(); never taken on a message path
   bool joined_ = false;        // written under shutdown_mutex_
+  // The worker that dropped its own pool and will free it; set before its stop marker is
+  // pushed, read by that worker after it ran the marker (the queue orders the two).
+  worker_base* finisher_ = nullptr;
 
-  // The gate, on its own line: every send touches it, the workers never do.
+  // The gate, on its own line: every send touches it, the workers never do. active_senders_
+  // is also the futex word shutdown sleeps on while senders are inside.
   alignas(k_cache_line) std::atomic<bool> stopping_{false};
   std::atomic<std::uint32_t> active_senders_{0};
   mutable std::atomic<bool> pinning_reported_{false};
@@ -298,5 +343,12 @@ class send_gate {
   pool_core& core_;
   bool open_;
 };
+
+/// Per-thread scratch for the send path (one send at a time per thread). Buffers that grew
+/// past a high-water mark are released after the send instead of being kept for the thread's
+/// life.
+std::vector<std::uint32_t>& scratch_routes();
+std::vector<std::uint32_t>& scratch_order();
+void trim_scratch() noexcept;
 
 }  // namespace mtp::impl
