@@ -17,6 +17,19 @@ constinit thread_local worker_base* tl_current_worker = nullptr;
 struct alignas(k_cache_line) queue_node {
   std::atomic<queue_node*> next{nullptr};
   envelope e;
+
+  // Counted, so that tests can check that memory for exited threads and drained bursts is
+  // returned. Only the slow path allocates: nodes are recycled.
+  static inline std::atomic<std::int64_t> alive{0};
+  static void* operator new(std::size_t size) {
+    void* p = ::operator new(size, std::align_val_t{k_cache_line});
+    alive.fetch_add(1, std::memory_order_relaxed);  // a statistic
+    return p;
+  }
+  static void operator delete(void* p) noexcept {
+    alive.fetch_sub(1, std::memory_order_relaxed);  // a statistic
+    ::operator delete(p, std::align_val_t{k_cache_line});
+  }
 };
 static_assert(sizeof(queue_node) == k_cache_line, "a queue node fills exactly one cache line");
 
@@ -86,6 +99,10 @@ void worker_base::start(const worker_placement& where, bool bind_memory) {
 }
 
 int current_cpu() noexcept { return sched_getcpu(); }
+
+std::int64_t queue_nodes_alive() noexcept {
+  return queue_node::alive.load(std::memory_order_relaxed);  // a statistic
+}
 
 void worker_base::push(const envelope& e) {
   enqueue(e);

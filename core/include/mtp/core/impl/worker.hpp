@@ -190,6 +190,10 @@ class worker_base {
 /// The CPU the calling thread runs on now (a vDSO read, no system call), or -1.
 [[nodiscard]] int current_cpu() noexcept;
 
+/// Queue nodes allocated and not yet freed, in the whole process (for tests: memory held for
+/// exited threads and drained bursts must be returned).
+[[nodiscard]] std::int64_t queue_nodes_alive() noexcept;
+
 /// The calling thread's worker, if it is a pool worker (any pool).
 extern constinit thread_local worker_base* tl_current_worker;
 
