@@ -1,5 +1,6 @@
-// Messages between items on different workers of one pool travel through per-pair SPSC lanes.
-// These tests check that path keeps per-sender order, loses nothing, and drains at shutdown.
+// Messages between items on different workers of one pool travel through the same queue as
+// every other sender's. These tests check that path keeps per-sender order, loses nothing,
+// and drains at shutdown.
 #include <mtp/mtp.hpp>
 
 #include <gtest/gtest.h>

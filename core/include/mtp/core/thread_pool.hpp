@@ -55,6 +55,27 @@
 
 namespace mtp {
 
+namespace impl {
+/// The elements of any input range as a span of T: a contiguous range of T as it is (no
+/// copy), any other range (a view, a std::deque, a generator) gathered once into `storage`.
+template <class T, class Range>
+std::span<const T> gather(Range&& range, std::vector<T>& storage) {
+  using value = std::ranges::range_value_t<Range>;
+  if constexpr (std::ranges::contiguous_range<Range> && std::ranges::sized_range<Range> && std::same_as<value, T>) {
+    return {std::ranges::data(range), std::ranges::size(range)};
+  } else {
+    if constexpr (std::ranges::sized_range<Range>) storage.reserve(std::ranges::size(range));
+    for (auto&& x : range) storage.emplace_back(std::forward<decltype(x)>(x));
+    return storage;
+  }
+}
+
+template <class Range>
+concept id_range = std::ranges::input_range<Range> && std::convertible_to<std::ranges::range_value_t<Range>, id_t>;
+template <class Range>
+concept request_range = std::ranges::input_range<Range> && request<std::ranges::range_value_t<Range>>;
+}  // namespace impl
+
 template <class Item, class Hooks = no_hooks>
 class thread_pool {
   using worker_type = impl::worker<Item, Hooks>;
@@ -100,24 +121,27 @@ class thread_pool {
     run_one(impl::create_op<decltype(refs), true>{&refs}, id).value();
   }
 
-  /// Creates one item per id, each as `Item(id, args...)` with copies of the same arguments.
-  /// One result per id, in order.
-  template <class... A>
-  std::vector<result<void>> create_batch(std::span<const id_t> ids, const A&... args) {
+  /// Creates one item per id (any input range of ids), each as `Item(id, args...)` with copies
+  /// of the same arguments. One result per id, in order.
+  template <impl::id_range Ids, class... A>
+  std::vector<result<void>> create_batch(Ids&& ids, const A&... args) {
     check_constructible<const A&...>();
     const std::tuple<const A&...> refs(args...);
-    return run_many(impl::create_op<const std::tuple<const A&...>, false>{&refs}, ids);
+    std::vector<id_t> storage;
+    return run_many(impl::create_op<const std::tuple<const A&...>, false>{&refs},
+                    impl::gather<id_t>(std::forward<Ids>(ids), storage));
   }
 
-  /// Creates one item per request (a contiguous range of mtp::create_request<A...>), each
-  /// from its own arguments.
-  template <std::ranges::contiguous_range Range>
+  /// Creates one item per request (any input range of mtp::create_request<A...>), each from
+  /// its own arguments.
+  template <std::ranges::input_range Range>
     requires impl::is_create_request<std::ranges::range_value_t<Range>>
-  std::vector<result<void>> create_batch(const Range& requests) {
+  std::vector<result<void>> create_batch(Range&& requests) {
     using request_type = std::ranges::range_value_t<Range>;
     using op = typename impl::create_each_op_for<request_type>::type;
     op::template check<Item>();
-    return run_many(op{}, std::span<const request_type>(std::ranges::data(requests), std::ranges::size(requests)));
+    std::vector<request_type> storage;
+    return run_many(op{}, impl::gather<request_type>(std::forward<Range>(requests), storage));
   }
 
   /// Destroys the item on its worker, after the messages queued for it before. Returns false
@@ -129,8 +153,12 @@ class thread_pool {
     return true;
   }
 
-  /// Removes many; errc::unknown_id for the ids that did not exist.
-  std::vector<result<void>> remove_batch(std::span<const id_t> ids) { return run_many(impl::remove_op{}, ids); }
+  /// Removes many (any input range of ids); errc::unknown_id for the ids that did not exist.
+  template <impl::id_range Ids>
+  std::vector<result<void>> remove_batch(Ids&& ids) {
+    std::vector<id_t> storage;
+    return run_many(impl::remove_op{}, impl::gather<id_t>(std::forward<Ids>(ids), storage));
+  }
 
   // ---- Requests ----------------------------------------------------------------------------
 
@@ -151,13 +179,16 @@ class thread_pool {
 
   /// Sends a batch (any mix of ids, any number per id) and waits. Responses come back in
   /// request order. The batch is split per worker and each worker gets its whole share in one
-  /// queue operation; the caller is woken once.
-  template <std::ranges::contiguous_range Range>
-    requires request<std::ranges::range_value_t<Range>>
-  auto send_batch(const Range& requests) {
+  /// queue operation; the caller is woken once. Any input range of requests works: a
+  /// contiguous one is read in place, others (a view such as
+  /// `std::views::iota(0, n) | std::views::transform(make_request)`, a std::deque, a
+  /// generator) are gathered once first.
+  template <impl::request_range Range>
+  auto send_batch(Range&& requests) {
     using R = std::ranges::range_value_t<Range>;
     impl::check_handles<Item, R>();
-    return run_many(impl::request_op<R>{}, std::span<const R>(std::ranges::data(requests), std::ranges::size(requests)));
+    std::vector<R> storage;
+    return run_many(impl::request_op<R>{}, impl::gather<R>(std::forward<Range>(requests), storage));
   }
 
   /// As send_batch, writing response i into out[i] (out.size() must equal the batch size):
@@ -184,13 +215,13 @@ class thread_pool {
   /// returned as usual; otherwise every result is errc::timed_out, the requests that had not
   /// started are skipped, and those that had run are not undone (their responses are
   /// discarded). The requests are copied, so the caller's storage may go away at once.
-  template <std::ranges::contiguous_range Range, class Rep, class Period>
-    requires request<std::ranges::range_value_t<Range>>
-  auto send_batch(const Range& requests, std::chrono::duration<Rep, Period> timeout) {
+  template <impl::request_range Range, class Rep, class Period>
+  auto send_batch(Range&& requests, std::chrono::duration<Rep, Period> timeout) {
     using R = std::ranges::range_value_t<Range>;
     impl::check_handles<Item, R>();
-    return run_timed(std::span<const R>(std::ranges::data(requests), std::ranges::size(requests)),
-                     impl::deadline_after(timeout));
+    const time_point deadline = impl::deadline_after(timeout);  // the clock starts before gathering
+    std::vector<R> storage;
+    return run_timed(impl::gather<R>(std::forward<Range>(requests), storage), deadline);
   }
 
   /// Starts a batch and returns at once; the handle's wait() returns the responses in
@@ -199,6 +230,15 @@ class thread_pool {
   /// errc::queue_full. From a worker of this pool, requests for that worker's own items are
   /// queued behind the current message (the handle's wait() there throws would_deadlock
   /// until they have run).
+  /// As submit_batch(std::vector), from any input range of requests (copied into the batch).
+  template <impl::request_range Range>
+    requires(!std::same_as<std::remove_cvref_t<Range>, std::vector<std::ranges::range_value_t<Range>>>)
+  batch<response_t<std::ranges::range_value_t<Range>>> submit_batch(Range&& requests) {
+    std::vector<std::ranges::range_value_t<Range>> owned;  // the batch owns its requests
+    if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(requests));
+    for (auto&& r : requests) owned.emplace_back(std::forward<decltype(r)>(r));
+    return submit_batch(std::move(owned));
+  }
   template <request R>
   batch<response_t<R>> submit_batch(std::vector<R> requests) {
     impl::check_handles<Item, R>();
