@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
   bench::register_create();
   bench::register_break_even();
   bench::register_idle();
+  bench::register_callers();
+  bench::register_churn();
   bench::register_caf();
 
   benchmark::RunSpecifiedBenchmarks();
