@@ -9,6 +9,7 @@
 //     <kind>: mtp (the threads send to the pool), mtp_untouched (the same churn, but the
 //     threads never touch the pool: what thread churn alone costs), mutex_pool (the baseline,
 //     its own round trip before and after).
+//     A warm-up wave of A threads that only allocate runs before the "before" figures.
 //     Counters: p50_before_us, p50_after_us, p50_ratio (after / before), rss_before_mb,
 //     rss_after_mb, rss_delta_mb, churn_s (time to run the T threads).
 //
@@ -20,11 +21,15 @@
 //     idle_after_ms_per_s, idle_ratio.
 //
 // The pools have MTP_BENCH_WORKERS workers (default 2) and 1,000 items; round trips go to item 1.
+// While it times its round trips the measuring thread is pinned to a CPU other than item 1's
+// worker's (the mutex pool: to the last allowed CPU), so that before and after compare the same
+// placement; the threads it starts are not pinned.
 #include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <latch>
+#include <memory>
 #include <span>
 #include <string>
 #include <thread>
@@ -41,8 +46,22 @@ constexpr std::size_t k_items = 1000;
 
 std::size_t round_trips() { return config().quick ? 5000 : 20000; }
 
-// One thread's round trips: `call(x)` makes one and returns true when the reply was right.
-percentiles time_round_trips(const std::function<bool(std::uint64_t)>& call, std::size_t n, std::uint64_t& wrong) {
+// A CPU other than the one item `id`'s worker is pinned to, or -1.
+template <class Pool>
+int cpu_away_from(const Pool& pool, mtp::id_t id) {
+  const std::vector<unsigned> mine = pool.stats().workers[pool.worker_of(id)].placement.cpus;
+  for (unsigned cpu : allowed_cpus()) {
+    if (mine.size() == 1 && cpu != mine[0]) return static_cast<int>(cpu);
+  }
+  return -1;
+}
+
+// One thread's round trips, on `cpu` (unpinned when -1): `call(x)` makes one and returns true
+// when the reply was right.
+percentiles time_round_trips(const std::function<bool(std::uint64_t)>& call, std::size_t n, std::uint64_t& wrong,
+                             int cpu) {
+  affinity_guard guard;
+  if (cpu >= 0) (void)pin_current_thread(static_cast<unsigned>(cpu));
   std::vector<double> ns;
   ns.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -71,18 +90,27 @@ void churn_threads(std::size_t threads, std::size_t alive, const std::function<b
 }
 
 // The shared shape: warm up, measure, churn, measure again.
-void churn_case(benchmark::State& state, std::size_t threads, std::size_t alive,
+void churn_case(benchmark::State& state, std::size_t threads, std::size_t alive, int cpu,
                 const std::function<bool(std::uint64_t)>& round_trip, const std::function<bool(std::uint64_t)>& one_call) {
   std::uint64_t wrong = 0;
   std::atomic<std::uint64_t> wrong_churn{0};
   for (auto _ : state) {
-    (void)time_round_trips(round_trip, round_trips() / 4, wrong);  // warm-up
-    const percentiles before = time_round_trips(round_trip, round_trips(), wrong);
+    // Warm-up: one wave of `alive` threads that allocate and free but never touch the pool, so
+    // that what a first use of threads sets up once (the allocator's per-thread arenas, cached
+    // stacks) is in the baseline, and no caller has been seen by the pool yet.
+    churn_threads(alive, alive, [](std::uint64_t i) {
+      auto p = std::make_unique<std::uint64_t[]>(32);
+      p[i % 32] = i;
+      benchmark::DoNotOptimize(p.get());
+      return true;
+    }, wrong_churn);
+    (void)time_round_trips(round_trip, round_trips() / 4, wrong, cpu);
+    const percentiles before = time_round_trips(round_trip, round_trips(), wrong, cpu);
     const double rss0 = rss_mb();
     const auto t0 = clock_type::now();
     churn_threads(threads, alive, one_call, wrong_churn);
     const double churn_s = elapsed_ns(t0, clock_type::now()) * 1e-9;
-    const percentiles after = time_round_trips(round_trip, round_trips(), wrong);
+    const percentiles after = time_round_trips(round_trip, round_trips(), wrong, cpu);
     const double rss1 = rss_mb();
     state.SetIterationTime(churn_s);
     state.counters["p50_before_us"] = before.p50 / 1000.0;
@@ -100,6 +128,7 @@ void churn_case(benchmark::State& state, std::size_t threads, std::size_t alive,
   }
   state.counters["threads"] = static_cast<double>(threads);
   state.counters["alive"] = static_cast<double>(alive);
+  state.counters["caller_pinned"] = cpu >= 0 ? 1 : 0;
   state.counters["workers"] = static_cast<double>(bench_workers());
 }
 
@@ -123,7 +152,7 @@ void mtp_churn(benchmark::State& state, std::size_t threads, std::size_t alive, 
     const mtp::id_t id = i % k_items;
     return pool.send(ping{id, i}) == i + id;
   };
-  churn_case(state, threads, alive, round_trip, one_call);
+  churn_case(state, threads, alive, cpu_away_from(pool, 1), round_trip, one_call);
   if (pool.stats().total_items() != k_items) fail(state, "items lost");
   state.counters["pinned"] = all_pinned(pool);
 }
@@ -143,8 +172,10 @@ void mutex_churn(benchmark::State& state, std::size_t threads, std::size_t alive
     done.wait();
     return r == x + id;
   };
+  const std::vector<unsigned> cpus = allowed_cpus();
+  const int cpu = cpus.size() > 1 ? static_cast<int>(cpus.back()) : -1;
   churn_case(
-      state, threads, alive, [&](std::uint64_t x) { return call(1, x); },
+      state, threads, alive, cpu, [&](std::uint64_t x) { return call(1, x); },
       [&](std::uint64_t i) { return call(i % k_items, i); });
 }
 
@@ -166,9 +197,10 @@ void mtp_idle_callers(benchmark::State& state, std::size_t threads, bool stay_bl
   const auto round_trip = [&pool](std::uint64_t x) { return pool.send(ping{1, x}) == x + 1; };
   std::uint64_t wrong = 0;
   std::atomic<std::uint64_t> wrong_callers{0};
+  const int cpu = cpu_away_from(pool, 1);
   for (auto _ : state) {
-    (void)time_round_trips(round_trip, round_trips() / 4, wrong);
-    const percentiles before = time_round_trips(round_trip, round_trips(), wrong);
+    (void)time_round_trips(round_trip, round_trips() / 4, wrong, cpu);
+    const percentiles before = time_round_trips(round_trip, round_trips(), wrong, cpu);
     const double idle_before = idle_ms_per_s();
 
     std::latch sent(static_cast<std::ptrdiff_t>(threads));
@@ -188,7 +220,7 @@ void mtp_idle_callers(benchmark::State& state, std::size_t threads, bool stay_bl
       for (auto& t : callers) t.join();
     }
 
-    const percentiles after = time_round_trips(round_trip, round_trips(), wrong);
+    const percentiles after = time_round_trips(round_trip, round_trips(), wrong, cpu);
     const double idle_after = idle_ms_per_s();
     release.count_down();
     for (auto& t : callers) {
@@ -206,6 +238,7 @@ void mtp_idle_callers(benchmark::State& state, std::size_t threads, bool stay_bl
     return fail(state, std::to_string(wrong + wrong_callers.load()) + " wrong replies");
   }
   state.counters["threads"] = static_cast<double>(threads);
+  state.counters["caller_pinned"] = cpu >= 0 ? 1 : 0;
   state.counters["window_s"] = idle_window_s();
   state.counters["workers"] = static_cast<double>(pool.worker_count());
   state.counters["pinned"] = all_pinned(pool);
