@@ -11,7 +11,9 @@
 //     its own round trip before and after).
 //     A warm-up wave of A threads that only allocate runs before the "before" figures.
 //     Counters: p50_before_us, p50_after_us, p50_ratio (after / before), rss_before_mb,
-//     rss_after_mb, rss_delta_mb, churn_s (time to run the T threads).
+//     rss_after_mb, rss_delta_mb, heap_delta_mb (what malloc holds: see heap_mb), churn_s (time
+//     to run the T threads). The RSS is the process's: pages that earlier benchmarks touched
+//     and freed are reused without growing it, so heap_delta_mb is the sharper of the two.
 //
 //   idle_callers/mtp/threads:1000/{exited,blocked}
 //     Round-trip p50 and the CPU the process uses while idle (the caller sleeps for a window:
@@ -107,11 +109,13 @@ void churn_case(benchmark::State& state, std::size_t threads, std::size_t alive,
     (void)time_round_trips(round_trip, round_trips() / 4, wrong, cpu);
     const percentiles before = time_round_trips(round_trip, round_trips(), wrong, cpu);
     const double rss0 = rss_mb();
+    const double heap0 = heap_mb();
     const auto t0 = clock_type::now();
     churn_threads(threads, alive, one_call, wrong_churn);
     const double churn_s = elapsed_ns(t0, clock_type::now()) * 1e-9;
     const percentiles after = time_round_trips(round_trip, round_trips(), wrong, cpu);
     const double rss1 = rss_mb();
+    const double heap1 = heap_mb();
     state.SetIterationTime(churn_s);
     state.counters["p50_before_us"] = before.p50 / 1000.0;
     state.counters["p50_after_us"] = after.p50 / 1000.0;
@@ -121,6 +125,9 @@ void churn_case(benchmark::State& state, std::size_t threads, std::size_t alive,
     state.counters["rss_before_mb"] = rss0;
     state.counters["rss_after_mb"] = rss1;
     state.counters["rss_delta_mb"] = rss1 - rss0;
+    state.counters["heap_before_mb"] = heap0;
+    state.counters["heap_after_mb"] = heap1;
+    state.counters["heap_delta_mb"] = heap1 - heap0;
     state.counters["churn_s"] = churn_s;
   }
   if (wrong != 0 || wrong_churn.load() != 0) {

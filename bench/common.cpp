@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -110,6 +111,11 @@ double rss_mb() {
   long size = 0, resident = 0;
   if (!(in >> size >> resident)) return 0;
   return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
+}
+
+double heap_mb() {
+  const struct mallinfo2 mi = mallinfo2();
+  return static_cast<double>(mi.uordblks + mi.hblkhd) / (1024.0 * 1024.0);
 }
 
 percentiles summarise(std::vector<double>& samples) {

@@ -59,6 +59,9 @@ void sleep_us(double us);
 double process_cpu_seconds();
 /// Resident set size of the process in MB (2^20 bytes), from /proc/self/statm.
 double rss_mb();
+/// Bytes held by malloc (every arena, and its mmapped chunks) in MB, from mallinfo2: unlike the
+/// RSS, it falls when memory is freed and does not grow when freed memory is reused.
+double heap_mb();
 
 struct percentiles {
   double p50 = 0, p99 = 0, mean = 0;
