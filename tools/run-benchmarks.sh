@@ -5,7 +5,7 @@
 #
 #   tools/run-benchmarks.sh [--quick] [--build-dir DIR] [--json FILE] [-- extra mtp_bench flags]
 #
-# full         about 5 minutes on 2 cores (the churn runs 100,000 caller threads per kind).
+# full         about 6 minutes on 2 cores (the churn runs 100,000 caller threads per kind).
 # --quick      fewer sizes, iterations and repetitions, churn of 2,000 threads: about 20 s on
 #              2 cores.
 # --build-dir  the CMake build directory (default: build); the binary is DIR/bench/mtp_bench.
