@@ -5,15 +5,41 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <malloc.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 namespace bench {
 
 settings& config() {
   static settings s;
   return s;
+}
+
+std::size_t bench_workers() {
+  const char* env = std::getenv("MTP_BENCH_WORKERS");
+  if (env == nullptr) return 2;
+  const long n = std::strtol(env, nullptr, 10);
+  return n > 0 ? static_cast<std::size_t>(n) : 2;
+}
+
+std::vector<std::size_t> bench_callers(const std::vector<std::size_t>& fallback) {
+  const char* env = std::getenv("MTP_BENCH_CALLERS");
+  if (env == nullptr || *env == '\0') return fallback;
+  std::vector<std::size_t> out;
+  std::stringstream in(env);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    const long n = std::strtol(part.c_str(), nullptr, 10);
+    if (n > 0) out.push_back(static_cast<std::size_t>(n));
+  }
+  return out.empty() ? fallback : out;
 }
 
 benchmark::internal::Benchmark* repeat(benchmark::internal::Benchmark* b, int full, int quick) {
@@ -78,6 +104,18 @@ double process_cpu_seconds() {
   getrusage(RUSAGE_SELF, &ru);
   const auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6; };
   return tv(ru.ru_utime) + tv(ru.ru_stime);
+}
+
+double rss_mb() {
+  std::ifstream in("/proc/self/statm");
+  long size = 0, resident = 0;
+  if (!(in >> size >> resident)) return 0;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
+}
+
+double heap_mb() {
+  const struct mallinfo2 mi = mallinfo2();
+  return static_cast<double>(mi.uordblks + mi.hblkhd) / (1024.0 * 1024.0);
 }
 
 percentiles summarise(std::vector<double>& samples) {

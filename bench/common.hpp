@@ -24,6 +24,13 @@ struct settings {
 };
 settings& config();
 
+/// Workers of the pools in round_trip/, batch/, callers/ and churn/ (and threads of their
+/// mutex-pool baselines): MTP_BENCH_WORKERS when set to a positive number, else 2.
+std::size_t bench_workers();
+/// Caller-thread counts for callers/: MTP_BENCH_CALLERS (a comma-separated list, e.g. "1,2")
+/// when set, else `fallback`.
+std::vector<std::size_t> bench_callers(const std::vector<std::size_t>& fallback);
+
 /// Applies the suite's repetition policy: medians (and mean, stddev) only.
 benchmark::internal::Benchmark* repeat(benchmark::internal::Benchmark* b, int full = 5, int quick = 2);
 
@@ -50,6 +57,11 @@ inline double elapsed_ns(clock_type::time_point a, clock_type::time_point b) {
 void sleep_us(double us);
 /// CPU time of the whole process (all threads), user + system, in seconds.
 double process_cpu_seconds();
+/// Resident set size of the process in MB (2^20 bytes), from /proc/self/statm.
+double rss_mb();
+/// Bytes held by malloc (every arena, and its mmapped chunks) in MB, from mallinfo2: unlike the
+/// RSS, it falls when memory is freed and does not grow when freed memory is reused.
+double heap_mb();
 
 struct percentiles {
   double p50 = 0, p99 = 0, mean = 0;
@@ -99,6 +111,8 @@ void register_create();
 void register_break_even();
 void register_idle();
 void register_floors();
+void register_callers();
+void register_churn();
 void register_caf();  // no-op when CAF was not found
 bool have_caf();
 

@@ -1,7 +1,16 @@
 // Item creation and removal: 100,000 small items created in batches, then removed in batches.
 // The benchmark time is the creation; removal goes into a counter.
+//
+// Pool lifetime: constructing and destroying a thread_pool<echo_item> (no items), per pool.
+//   pool_lifetime/mtp/default     pool_options{} (one worker per allowed core, the default
+//                                 placement; only the diagnostic sink is silenced)
+//   pool_lifetime/mtp/workers:1   one worker
+//   pool_lifetime/mutex_pool/threads:2  the baseline: start and join two threads
+// The benchmark time is construction + destruction; construct_us and destroy_us split it.
 #include <cstdint>
+#include <memory>
 #include <span>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -94,6 +103,34 @@ void mutex_create(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(n));
 }
 
+template <class Make>
+void pool_lifetime(benchmark::State& state, Make make) {
+  double construct_ns = 0, destroy_ns = 0;
+  std::size_t workers = 0;
+  for (auto _ : state) {
+    const auto t0 = clock_type::now();
+    auto pool = make();
+    const auto t1 = clock_type::now();
+    workers = pool.second;
+    pool.first.reset();
+    const auto t2 = clock_type::now();
+    construct_ns += elapsed_ns(t0, t1);
+    destroy_ns += elapsed_ns(t1, t2);
+    state.SetIterationTime(elapsed_ns(t0, t2) * 1e-9);
+  }
+  const double n = static_cast<double>(state.iterations());
+  state.counters["construct_us"] = construct_ns / n / 1000.0;
+  state.counters["destroy_us"] = destroy_ns / n / 1000.0;
+  state.counters["total_us"] = (construct_ns + destroy_ns) / n / 1000.0;
+  state.counters["workers"] = static_cast<double>(workers);
+}
+
+mtp::pool_options quiet_defaults() {
+  mtp::pool_options o;
+  o.on_diagnostic = [](const mtp::diagnostic&) {};
+  return o;
+}
+
 void add(const std::string& name, std::int64_t iterations, auto fn) {
   repeat(benchmark::RegisterBenchmark(name.c_str(), fn)
              ->UseManualTime()
@@ -112,6 +149,28 @@ void register_create() {
   }
   if (!quick) add("create/mtp/one_by_one", 1, [](benchmark::State& s) { mtp_create(s, 1); });
   add("create/mutex_pool/one_closure_each", quick ? 1 : 3, [](benchmark::State& s) { mutex_create(s); });
+
+  const auto lifetime = [quick](const std::string& name, auto make) {
+    repeat(benchmark::RegisterBenchmark(name.c_str(), [make](benchmark::State& s) { pool_lifetime(s, make); })
+               ->UseManualTime()
+               ->Iterations(quick ? 20 : 200)
+               ->Unit(benchmark::kMicrosecond),
+           3, 1);
+  };
+  lifetime("pool_lifetime/mtp/default", [] {
+    auto p = std::make_unique<mtp::thread_pool<echo_item>>(quiet_defaults());
+    const std::size_t w = p->worker_count();
+    return std::pair{std::move(p), w};
+  });
+  lifetime("pool_lifetime/mtp/workers:1", [] {
+    auto o = quiet_defaults();
+    o.workers = 1;
+    auto p = std::make_unique<mtp::thread_pool<echo_item>>(std::move(o));
+    const std::size_t w = p->worker_count();
+    return std::pair{std::move(p), w};
+  });
+  lifetime("pool_lifetime/mutex_pool/threads:2",
+           [] { return std::pair{std::make_unique<mutex_thread_pool>(2), std::size_t{2}}; });
 }
 
 }  // namespace bench

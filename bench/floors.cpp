@@ -4,11 +4,16 @@
 //                         pinned to different CPUs.
 //   floor/futex/...       a round trip where both sides sleep on a futex and wake each other.
 //   floor/futex_wake/...  the responder sleeps on a futex, the caller spins for the reply.
+//   floor/same_cpu/yield  two threads pinned to ONE CPU hand a value back and forth through one
+//                         cache line; whoever waits calls sched_yield, so every handoff is a
+//                         same-CPU context switch (the floor for a caller on its worker's CPU).
+//   floor/same_cpu/futex  the same two threads, each sleeping on a futex until woken.
 //   floor/bulk_queue/...  10,000 messages over 1,000 objects through one moodycamel
 //                         ConcurrentQueue per worker: bulk enqueue with a producer token, bulk
 //                         dequeue of up to 256, replies written into a caller-owned array, one
 //                         atomic add per dequeued chunk. No routing table, no error handling.
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -48,13 +53,22 @@ void futex_wake(std::atomic<std::uint32_t>& w) {
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
 }
 
-/// Pins the caller to the first allowed CPU and returns the CPU for the other thread, or -1
-/// when only one CPU is allowed (both then run unpinned).
-int pin_pair(affinity_guard&, bool pin = true) {
+/// Where the two threads of a floor run.
+enum class pair_at {
+  cross,  // pinned to two different CPUs
+  same,   // both pinned to one CPU
+  kernel  // unpinned: the kernel places them
+};
+
+/// Pins the caller to the first allowed CPU and returns the CPU for the other thread (another
+/// one, or the same with pair_at::same), or -1 when they run unpinned (also when `cross` is
+/// asked for and only one CPU is allowed).
+int pin_pair(affinity_guard&, pair_at at = pair_at::cross) {
   const std::vector<unsigned> cpus = allowed_cpus();
-  if (cpus.size() < 2 || !pin) return -1;
+  if (at == pair_at::kernel || cpus.empty()) return -1;
+  if (at == pair_at::cross && cpus.size() < 2) return -1;
   if (!pin_current_thread(cpus[0])) return -1;
-  return static_cast<int>(cpus[1]);
+  return static_cast<int>(at == pair_at::same ? cpus[0] : cpus[1]);
 }
 
 std::int64_t calls_for(double pause_us) {
@@ -109,13 +123,56 @@ void ping_pong(benchmark::State& state) {
   record(state, ns, 0, other);
 }
 
+// Two threads pinned to one CPU bounce one cache line; the waiting side yields the CPU at
+// every poll, so each handoff is a switch to the other thread.
+void same_cpu_yield(benchmark::State& state) {
+  affinity_guard guard;
+  const int other = pin_pair(guard, pair_at::same);
+  if (other < 0) return fail(state, "could not pin");
+  alignas(64) std::atomic<std::uint64_t> line{0};
+  std::atomic<bool> stop{false};
+  std::thread responder([&] {
+    (void)pin_current_thread(static_cast<unsigned>(other));
+    std::uint64_t seen = 0;
+    for (;;) {
+      const std::uint64_t v = line.load(std::memory_order_acquire);
+      if (v != seen && (v & 1u) == 1u) {
+        seen = v + 1;
+        line.store(seen, std::memory_order_release);
+      } else if (stop.load(std::memory_order_relaxed)) {
+        return;
+      } else {
+        sched_yield();
+      }
+    }
+  });
+  std::vector<double> ns;
+  ns.reserve(static_cast<std::size_t>(state.max_iterations));
+  std::uint64_t v = 0;
+  for (auto _ : state) {
+    const auto t0 = clock_type::now();
+    line.store(v + 1, std::memory_order_release);
+    while (line.load(std::memory_order_acquire) != v + 2) sched_yield();
+    const auto t1 = clock_type::now();
+    v += 2;
+    state.SetIterationTime(elapsed_ns(t0, t1) * 1e-9);
+    ns.push_back(elapsed_ns(t0, t1));
+  }
+  stop.store(true);
+  responder.join();
+  if (v != 2 * static_cast<std::uint64_t>(state.iterations())) return fail(state, "lost a round trip");
+  record(state, ns, 0, other);
+  state.counters["same_cpu"] = 1;
+}
+
 // caller_spins: the caller polls for the reply instead of sleeping, so only the responder's
 // wake-up is on the path (the shape of a pool whose worker sleeps and whose caller spins).
-// pin: the two threads on different CPUs; otherwise the kernel places them (and tends to put
-// a woken thread on its waker's CPU).
-void futex_round_trip(benchmark::State& state, double pause_us, bool caller_spins, bool pin) {
+// at: the two threads on different CPUs, on one CPU, or placed by the kernel (which tends to
+// put a woken thread on its waker's CPU).
+void futex_round_trip(benchmark::State& state, double pause_us, bool caller_spins, pair_at at) {
   affinity_guard guard;
-  const int other = pin_pair(guard, pin);
+  const int other = pin_pair(guard, at);
+  if (at == pair_at::same && other < 0) return fail(state, "could not pin");
   alignas(64) std::atomic<std::uint32_t> to_responder{0};
   alignas(64) std::atomic<std::uint32_t> to_caller{0};
   std::atomic<std::uint64_t> answered{0};
@@ -267,12 +324,16 @@ void register_floors() {
                ->Unit(benchmark::kMicrosecond));
   };
   rt("floor/ping_pong", 0, [](benchmark::State& s) { ping_pong(s); });
-  rt("floor/futex/hot", 0, [](benchmark::State& s) { futex_round_trip(s, 0, false, true); });
-  rt("floor/futex/asleep", 200, [](benchmark::State& s) { futex_round_trip(s, 200, false, true); });
-  rt("floor/futex_wake/asleep", 200, [](benchmark::State& s) { futex_round_trip(s, 200, true, true); });
-  rt("floor/futex_unpinned/hot", 0, [](benchmark::State& s) { futex_round_trip(s, 0, false, false); });
-  rt("floor/futex_unpinned/asleep", 200, [](benchmark::State& s) { futex_round_trip(s, 200, false, false); });
-  rt("floor/futex_wake_unpinned/asleep", 200, [](benchmark::State& s) { futex_round_trip(s, 200, true, false); });
+  rt("floor/futex/hot", 0, [](benchmark::State& s) { futex_round_trip(s, 0, false, pair_at::cross); });
+  rt("floor/futex/asleep", 200, [](benchmark::State& s) { futex_round_trip(s, 200, false, pair_at::cross); });
+  rt("floor/futex_wake/asleep", 200, [](benchmark::State& s) { futex_round_trip(s, 200, true, pair_at::cross); });
+  rt("floor/futex_unpinned/hot", 0, [](benchmark::State& s) { futex_round_trip(s, 0, false, pair_at::kernel); });
+  rt("floor/futex_unpinned/asleep", 200,
+     [](benchmark::State& s) { futex_round_trip(s, 200, false, pair_at::kernel); });
+  rt("floor/futex_wake_unpinned/asleep", 200,
+     [](benchmark::State& s) { futex_round_trip(s, 200, true, pair_at::kernel); });
+  rt("floor/same_cpu/yield", 0, [](benchmark::State& s) { same_cpu_yield(s); });
+  rt("floor/same_cpu/futex", 0, [](benchmark::State& s) { futex_round_trip(s, 0, false, pair_at::same); });
   for (std::size_t w : {std::size_t{1}, std::size_t{2}}) {
     const std::string name = "floor/bulk_queue/workers:" + std::to_string(w) + "/batch:10000/items:1000";
     repeat(benchmark::RegisterBenchmark(name.c_str(), [w](benchmark::State& s) { bulk_queue(s, w, 10000, 1000); })

@@ -45,12 +45,16 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("mtp_caf", bench::have_caf() ? "1" : "0");
   benchmark::AddCustomContext("mtp_compiler", __VERSION__);
 
+  // The churn first: its RSS figures mean most in a process that has not yet touched and freed
+  // memory (freed pages are reused without growing the RSS).
+  bench::register_churn();
   bench::register_floors();
   bench::register_round_trip();
   bench::register_batch();
   bench::register_create();
   bench::register_break_even();
   bench::register_idle();
+  bench::register_callers();
   bench::register_caf();
 
   benchmark::RunSpecifiedBenchmarks();

@@ -3,6 +3,10 @@
 //   hot    : back to back, the worker is spinning when the request arrives.
 //   asleep : a pause longer than the worker's spin budget before each call, so every call
 //            pays the wake-up path.
+// caller_pinned: the caller is pinned to a CPU other than the item's worker's (cross-CPU);
+// caller_colocated: the caller is pinned to the item's worker's own CPU (the same-CPU floors in
+// floors.cpp are the reference). Otherwise the kernel places the caller.
+// The pools have MTP_BENCH_WORKERS workers (default 2); the item is id 1.
 #include <sched.h>
 
 #include <chrono>
@@ -34,29 +38,38 @@ void record(benchmark::State& state, std::vector<double>& ns, double pause_us) {
   state.counters["pause_us"] = pause_us;
 }
 
-// The pool: two workers (the default count here), the item on worker 1.
-// pin_caller: the calling thread is pinned to a CPU other than the item's worker's (as the
-// floors pin theirs), instead of being placed by the kernel.
+// Where the calling thread runs.
+enum class caller_at {
+  kernel,     // unpinned: the kernel places it
+  other_cpu,  // pinned to a CPU other than the item's worker's (as the floors pin theirs)
+  worker_cpu  // pinned to the item's worker's own CPU
+};
+
+// The pool: bench_workers() workers (2 by default), the item is id 1 (on worker 1 of 2).
 void mtp_round_trip(benchmark::State& state, where w, std::chrono::nanoseconds worker_spin, double pause_us,
-                    bool pin_caller = false) {
-  mtp::thread_pool<echo_item> pool(pool_options_for(2, w, worker_spin));
+                    caller_at at = caller_at::kernel) {
+  mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), w, worker_spin));
   const mtp::id_t id = 1;
   pool.create(id);
   affinity_guard guard;
-  if (pin_caller) {
-    const auto& mine = pool.stats().workers[pool.worker_of(id)].placement.cpus;
+  if (at != caller_at::kernel) {
+    const std::vector<unsigned> mine = pool.stats().workers[pool.worker_of(id)].placement.cpus;
+    if (mine.size() != 1) return fail(state, "the item's worker is not pinned to one CPU");
+    bool pinned = false;
     for (unsigned cpu : allowed_cpus()) {
-      if (mine.size() == 1 && cpu != mine[0]) {
+      if ((at == caller_at::worker_cpu) == (cpu == mine[0])) {
         if (!pin_current_thread(cpu)) return fail(state, "could not pin the caller");
+        pinned = true;
         break;
       }
     }
+    if (!pinned) return fail(state, "no CPU to pin the caller to");
   }
   std::vector<double> ns;
   ns.reserve(static_cast<std::size_t>(state.max_iterations));
   // Where the caller runs relative to the item's worker: the kernel places the (unpinned)
   // caller, and a caller sharing the worker's CPU turns every round trip into a context switch.
-  const auto& cpus = pool.stats().workers[pool.worker_of(id)].placement.cpus;
+  const std::vector<unsigned> cpus = pool.stats().workers[pool.worker_of(id)].placement.cpus;
   const int worker_cpu = cpus.size() == 1 ? static_cast<int>(cpus[0]) : -1;
   std::uint64_t wrong = 0, x = 0, sent = 0, shared = 0;
   for (auto _ : state) {
@@ -74,16 +87,16 @@ void mtp_round_trip(benchmark::State& state, where w, std::chrono::nanoseconds w
   if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
   if (pool.send(calls_query{id}) != sent) return fail(state, "the item did not see every request");
   record(state, ns, pause_us);
-  state.counters["workers"] = 2;
+  state.counters["workers"] = static_cast<double>(pool.worker_count());
   state.counters["pinned"] = all_pinned(pool);
   state.counters["caller_on_worker_cpu"] = static_cast<double>(shared) / static_cast<double>(sent);
-  state.counters["caller_pinned"] = pin_caller ? 1 : 0;
+  state.counters["caller_pinned"] = at != caller_at::kernel ? 1 : 0;
   state.counters["worker_spin_us"] = std::chrono::duration<double, std::micro>(worker_spin).count();
 }
 
 // The same through the mutex + condition variable pool.
 void mutex_round_trip(benchmark::State& state, double pause_us) {
-  mutex_thread_pool pool(2);
+  mutex_thread_pool pool(bench_workers());
   locked_objects<echo_item> objects;
   const std::uint64_t id = 1;
   objects.create(id);
@@ -113,7 +126,7 @@ void mutex_round_trip(benchmark::State& state, double pause_us) {
     return fail(state, "the object did not see every request");
   }
   record(state, ns, pause_us);
-  state.counters["workers"] = 2;
+  state.counters["workers"] = static_cast<double>(bench_workers());
 }
 
 void add(const std::string& name, double pause_us, auto fn) {
@@ -130,9 +143,13 @@ void register_round_trip() {
   add("round_trip/mtp/asleep", k_pause_us,
       [](benchmark::State& s) { mtp_round_trip(s, where::fallback, 20us, k_pause_us); });
   add("round_trip/mtp/hot/caller_pinned", 0,
-      [](benchmark::State& s) { mtp_round_trip(s, where::pinned, 50us, 0, true); });
+      [](benchmark::State& s) { mtp_round_trip(s, where::pinned, 50us, 0, caller_at::other_cpu); });
   add("round_trip/mtp/asleep/caller_pinned", k_pause_us,
-      [](benchmark::State& s) { mtp_round_trip(s, where::pinned, 20us, k_pause_us, true); });
+      [](benchmark::State& s) { mtp_round_trip(s, where::pinned, 20us, k_pause_us, caller_at::other_cpu); });
+  add("round_trip/mtp/hot/caller_colocated", 0,
+      [](benchmark::State& s) { mtp_round_trip(s, where::pinned, 50us, 0, caller_at::worker_cpu); });
+  add("round_trip/mtp/asleep/caller_colocated", k_pause_us,
+      [](benchmark::State& s) { mtp_round_trip(s, where::pinned, 20us, k_pause_us, caller_at::worker_cpu); });
   add("round_trip/mutex_pool/hot", 0, [](benchmark::State& s) { mutex_round_trip(s, 0); });
   add("round_trip/mutex_pool/asleep", k_pause_us, [](benchmark::State& s) { mutex_round_trip(s, k_pause_us); });
 

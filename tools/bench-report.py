@@ -6,6 +6,9 @@
                                                      their marker comments and draw docs/img/*.png
   tools/bench-report.py --run [--build-dir DIR]     run the full suite first (JSON kept in
                                                      DIR/bench-full.json), then as above
+  tools/bench-report.py --json FILE --print TAG     print one table (summary, round-trip, batch,
+                                                     batch-forms, create, pool-lifetime, sweep, idle,
+                                                     callers, churn, idle-callers) and nothing else
 
 Charts need matplotlib; the summary and the tables need only the standard library.
 """
@@ -133,7 +136,89 @@ def summary_rows(rows):
                     f"at 1 us: {fmt(at1)} of ceiling", None, "<= 1 us at 90% of ceiling", (w is not None and w <= 1.0) if series else None))
     idle = get(rows, "idle/mtp/spin:50us", "idle_ms_per_s")
     out.append(("idle after a burst", f"{fmt(idle)} ms/s", "", None, "< 1 ms/s", idle < 1 if idle is not None else None))
+    out.extend(scale_summary_rows(rows))
     return out
+
+
+def scale_summary_rows(rows):
+    """Rows for same-CPU floors, batch forms, callers at scale, churn, idle callers, pool lifetime."""
+    out = []
+    p50 = lambda n: get(rows, n, "p50_us")
+    co, cross = p50("round_trip/mtp/hot/caller_colocated"), p50("round_trip/mtp/hot/caller_pinned")
+    sy, sf = p50("floor/same_cpu/yield"), p50("floor/same_cpu/futex")
+    if co is not None or sy is not None:
+        r = ratio(co, sy)
+        out.append(("round trip, caller on the worker's CPU (p50)", f"{fmt(co)} us", f"same-CPU yield handoff {fmt(sy)} us", r, "(info)", None))
+        r = ratio(co, sf)
+        out.append(("  vs same-CPU futex handoff", f"{fmt(co)} us", f"same-CPU futex {fmt(sf)} us", r, "(info)", None))
+        r = ratio(co, cross)
+        out.append(("  vs caller on the other CPU", f"{fmt(co)} us", f"cross-CPU round trip {fmt(cross)} us", r, "(info)", None))
+    fs = get(rows, "batch/forms/batch:10000/items:1000", "span_ns_per_msg")
+    fv = get(rows, "batch/forms/batch:10000/items:1000", "vector_ns_per_msg")
+    if fs is not None:
+        r = get(rows, "batch/forms/batch:10000/items:1000", "vector_over_span")
+        out.append(("batch 10k over 1k, vector form", f"{fmt(fv)} ns/msg", f"span form, same iterations {fmt(fs)} ns/msg", r, "(info)", None))
+    for mode, label in (("send", "round trips"), ("batch:100", "batches of 100")):
+        counts = caller_counts(rows, f"callers/mtp/{mode}")
+        if not counts:
+            continue
+        lo, hi = counts[0], counts[-1]
+        m_lo = get(rows, f"callers/mtp/{mode}/callers:{lo}", "msgs_per_s")
+        m_hi = get(rows, f"callers/mtp/{mode}/callers:{hi}", "msgs_per_s")
+        x_hi = get(rows, f"callers/mutex_pool/{mode}/callers:{hi}", "msgs_per_s")
+        p99 = get(rows, f"callers/mtp/{mode}/callers:{hi}", "p99_us")
+        xp99 = get(rows, f"callers/mutex_pool/{mode}/callers:{hi}", "p99_us")
+        r = ratio(m_hi, m_lo)
+        out.append((f"{hi} callers, {label}: throughput", f"{fmt(mps(m_hi))} M msg/s", f"{lo} caller: {fmt(mps(m_lo))} M msg/s", r, "(info)", None))
+        r = ratio(m_hi, x_hi)
+        out.append((f"  vs mutex pool, {hi} callers", f"{fmt(mps(m_hi))} M msg/s", f"mutex pool {fmt(mps(x_hi))} M msg/s", r, "(info: x faster)", None))
+        r = ratio(p99, xp99)
+        out.append((f"  p99 per call, {hi} callers", f"{fmt(p99)} us", f"mutex pool {fmt(xp99)} us", r, "(info)", None))
+    name = churn_name(rows, "mtp")
+    if name:
+        t = fmt(get(rows, name, "threads"))
+        r = get(rows, name, "p50_ratio")
+        out.append((f"round trip after {t} caller threads (p50)", f"{fmt(get(rows, name, 'p50_after_us'))} us",
+                    f"before {fmt(get(rows, name, 'p50_before_us'))} us", r, "<= 1.1x", r <= 1.1 if r is not None else None))
+        d = get(rows, name, "rss_delta_mb")
+        base = get(rows, churn_name(rows, "mtp_untouched") or "", "rss_delta_mb")
+        out.append((f"RSS after {t} caller threads", f"{d:+.2f} MB" if d is not None else "n/a",
+                    f"threads not touching the pool {base:+.2f} MB" if base is not None else "", None, "<= +2 MB", d <= 2 if d is not None else None))
+        # The RSS does not grow where the churn reuses pages that earlier benchmarks freed; what
+        # malloc holds does, so it is checked against the same bound.
+        h = get(rows, name, "heap_delta_mb")
+        out.append((f"  malloc'd memory after {t} caller threads", f"{h:+.2f} MB" if h is not None else "n/a",
+                    "", None, "<= +2 MB", h <= 2 if h is not None else None))
+    for how in ("exited", "blocked"):
+        n = f"idle_callers/mtp/threads:1000/{how}"
+        if n not in rows:
+            continue
+        r = get(rows, n, "p50_ratio")
+        out.append((f"round trip after 1,000 callers ({how}), p50", f"{fmt(get(rows, n, 'p50_after_us'))} us",
+                    f"1 caller {fmt(get(rows, n, 'p50_before_us'))} us", r, "(info)", None))
+        r = get(rows, n, "idle_ratio")
+        out.append((f"  idle CPU after 1,000 callers ({how})", f"{fmt(get(rows, n, 'idle_after_ms_per_s'))} ms/s",
+                    f"1 caller {fmt(get(rows, n, 'idle_before_ms_per_s'))} ms/s", r, "(info)", None))
+    d = get(rows, "pool_lifetime/mtp/default", "total_us")
+    if d is not None:
+        one = get(rows, "pool_lifetime/mtp/workers:1", "total_us")
+        mx = get(rows, "pool_lifetime/mutex_pool/threads:2", "total_us")
+        out.append(("pool construct + destroy, default options", f"{fmt(d)} us", f"1 worker {fmt(one)} us; mutex pool {fmt(mx)} us", None, "(info)", None))
+    return out
+
+
+def mps(v):
+    return None if v is None else v / 1e6
+
+
+def caller_counts(rows, prefix):
+    return sorted({int(n.rsplit(":", 1)[1]) for n in rows if n.startswith(prefix + "/callers:")})
+
+
+def churn_name(rows, kind):
+    """The churn row of `kind` with the most threads (the full run's, else the quick run's)."""
+    names = [n for n in rows if n.startswith(f"churn/{kind}/threads:")]
+    return max(names, key=lambda n: get(rows, n, "threads") or 0) if names else None
 
 
 def summary_table(rows):
@@ -157,7 +242,7 @@ def round_trip_table(rows):
 
 def batch_table(rows):
     lines = ["| implementation | batch | items | ns/msg | M msg/s |", "|---|---|---|---|---|"]
-    names = [n for n in rows if n.startswith("batch/") or n.startswith("floor/bulk_queue")]
+    names = [n for n in rows if (n.startswith("batch/") and not n.startswith("batch/forms")) or n.startswith("floor/bulk_queue")]
     key = lambda n: (n.split("/")[0] != "floor", n.split("/")[1], get(rows, n, "items") or 0, get(rows, n, "batch") or 0)
     for n in sorted(names, key=key):
         impl = n.split("/")[1] + (" (" + n.split("/")[2] + ")" if n.startswith("floor/") else "")
@@ -171,6 +256,59 @@ def create_table(rows):
     for n in sorted(n for n in rows if n.startswith("create/")):
         p = n.split("/")
         lines.append(f"| {p[1]} | {'/'.join(p[2:])} | {fmt(get(rows, n, 'create_ns_per_item'))} | {fmt(get(rows, n, 'remove_ns_per_item'))} |")
+    return "\n".join(lines)
+
+
+def batch_forms_table(rows):
+    lines = ["| batch | items | span form ns/msg | vector form ns/msg | vector / span |", "|---|---|---|---|---|"]
+    for n in sorted(n for n in rows if n.startswith("batch/forms/")):
+        lines.append(f"| {fmt(get(rows, n, 'batch'))} | {fmt(get(rows, n, 'items'))} | {fmt(get(rows, n, 'span_ns_per_msg'))} "
+                     f"| {fmt(get(rows, n, 'vector_ns_per_msg'))} | {fmt(get(rows, n, 'vector_over_span'))}x |")
+    return "\n".join(lines)
+
+
+def pool_lifetime_table(rows):
+    lines = ["| implementation | options | workers | construct us | destroy us | total us per pool |", "|---|---|---|---|---|---|"]
+    for n in sorted(n for n in rows if n.startswith("pool_lifetime/")):
+        p = n.split("/")
+        lines.append(f"| {p[1]} | {'/'.join(p[2:])} | {fmt(get(rows, n, 'workers'))} | {fmt(get(rows, n, 'construct_us'))} "
+                     f"| {fmt(get(rows, n, 'destroy_us'))} | {fmt(get(rows, n, 'total_us'))} |")
+    return "\n".join(lines)
+
+
+def callers_table(rows):
+    lines = ["| callers | calls | mtp M msg/s | mtp p50 us | mtp p99 us | mutex pool M msg/s | mutex pool p50 us | mutex pool p99 us | mtp / mutex pool throughput |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for mode, label in (("send", "send"), ("batch:100", "batch of 100")):
+        for c in sorted(set(caller_counts(rows, f"callers/mtp/{mode}")) | set(caller_counts(rows, f"callers/mutex_pool/{mode}"))):
+            a, b = f"callers/mtp/{mode}/callers:{c}", f"callers/mutex_pool/{mode}/callers:{c}"
+            ma, mb = get(rows, a, "msgs_per_s"), get(rows, b, "msgs_per_s")
+            r = ratio(ma, mb)
+            lines.append(f"| {c:,} | {label} | {fmt(mps(ma))} | {fmt(get(rows, a, 'p50_us'))} | {fmt(get(rows, a, 'p99_us'))} "
+                         f"| {fmt(mps(mb))} | {fmt(get(rows, b, 'p50_us'))} | {fmt(get(rows, b, 'p99_us'))} | {fmt(r) + 'x' if r else 'n/a'} |")
+    return "\n".join(lines)
+
+
+def churn_table(rows):
+    lines = ["| caller threads | threads / alive | p50 before us | p50 after us | after / before | RSS before MB | RSS after MB | RSS delta MB | malloc'd delta MB | churn s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for n in sorted(n for n in rows if n.startswith("churn/")):
+        p = n.split("/")
+        d = get(rows, n, "rss_delta_mb")
+        h = get(rows, n, "heap_delta_mb")
+        lines.append(f"| {p[1]} | {fmt(get(rows, n, 'threads'))} / {fmt(get(rows, n, 'alive'))} | {fmt(get(rows, n, 'p50_before_us'))} "
+                     f"| {fmt(get(rows, n, 'p50_after_us'))} | {fmt(get(rows, n, 'p50_ratio'))}x | {fmt(get(rows, n, 'rss_before_mb'))} "
+                     f"| {fmt(get(rows, n, 'rss_after_mb'))} | {f'{d:+.2f}' if d is not None else 'n/a'} | {f'{h:+.2f}' if h is not None else 'n/a'} | {fmt(get(rows, n, 'churn_s'))} |")
+    return "\n".join(lines)
+
+
+def idle_callers_table(rows):
+    lines = ["| 1,000 callers then | p50 1 caller us | p50 after us | after / before | idle 1 caller ms/s | idle after ms/s | after / before |",
+             "|---|---|---|---|---|---|---|"]
+    for n in sorted(n for n in rows if n.startswith("idle_callers/")):
+        lines.append(f"| {n.rsplit('/', 1)[1]} | {fmt(get(rows, n, 'p50_before_us'))} | {fmt(get(rows, n, 'p50_after_us'))} "
+                     f"| {fmt(get(rows, n, 'p50_ratio'))}x | {fmt(get(rows, n, 'idle_before_ms_per_s'))} "
+                     f"| {fmt(get(rows, n, 'idle_after_ms_per_s'))} | {fmt(get(rows, n, 'idle_ratio'))}x |")
     return "\n".join(lines)
 
 
@@ -311,6 +449,7 @@ def main():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--summary", action="store_true", help="print the summary table only")
     ap.add_argument("--charts-only", action="store_true", help="draw the charts only")
+    ap.add_argument("--print", dest="print_tag", metavar="TAG", help="print one table and exit")
     ap.add_argument("--doc", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--img", default=os.path.join(ROOT, "docs", "img"))
     a = ap.parse_args()
@@ -327,6 +466,15 @@ def main():
     if a.charts_only:
         charts(rows, a.img)
         return 0
+    tables = {"summary": summary_table, "round-trip": round_trip_table, "batch": batch_table,
+              "batch-forms": batch_forms_table, "create": create_table, "pool-lifetime": pool_lifetime_table,
+              "sweep": sweep_table, "idle": idle_table, "callers": callers_table, "churn": churn_table,
+              "idle-callers": idle_callers_table}
+    if a.print_tag:
+        if a.print_tag not in tables:
+            ap.error(f"--print: one of {', '.join(tables)}")
+        print(tables[a.print_tag](rows))
+        return 1 if errors else 0
     if a.summary:
         print(summary_table(rows))
         for n in errors:
@@ -338,6 +486,11 @@ def main():
                       ("round-trip", round_trip_table(rows)), ("batch", batch_table(rows)),
                       ("create", create_table(rows)), ("sweep", sweep_table(rows)), ("idle", idle_table(rows))):
         text = replace_block(text, tag, body)
+    # Tables without a marker in the document are left out silently.
+    for tag, fn in (("batch-forms", batch_forms_table), ("pool-lifetime", pool_lifetime_table), ("callers", callers_table),
+                    ("churn", churn_table), ("idle-callers", idle_callers_table)):
+        if f"<!-- bench:{tag}:begin -->" in text:
+            text = replace_block(text, tag, fn(rows))
     with open(a.doc, "w") as f:
         f.write(text)
     charts(rows, a.img, path)

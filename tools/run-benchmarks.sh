@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite (build it first: cmake -S . -B build -DCMAKE_BUILD_TYPE=Release &&
-# cmake --build build) and prints a summary table with the targets beside the figures.
+# cmake --build build) and prints a summary table with the targets beside the figures, then the
+# callers-at-scale tables (callers, churn, idle callers, pool lifetime, batch forms).
 #
 #   tools/run-benchmarks.sh [--quick] [--build-dir DIR] [--json FILE] [-- extra mtp_bench flags]
 #
-# --quick      fewer sizes, iterations and repetitions: well under a minute on 2 cores.
+# full         about 6 minutes on 2 cores (the churn runs 100,000 caller threads per kind).
+# --quick      fewer sizes, iterations and repetitions, churn of 2,000 threads: about 20 s on
+#              2 cores.
 # --build-dir  the CMake build directory (default: build); the binary is DIR/bench/mtp_bench.
 # --json       where to keep the Google Benchmark JSON (default: DIR/bench-full.json, or
 #              DIR/bench-quick.json with --quick).
@@ -24,7 +27,7 @@ while [[ $# -gt 0 ]]; do
     --json) json="$2"; shift 2 ;;
     --json=*) json="${1#*=}"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "run-benchmarks.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -46,4 +49,11 @@ status=0
 echo "suite took $(( $(date +%s) - start )) s" >&2
 echo
 python3 "$root/tools/bench-report.py" --summary --json "$json" || status=$?
+for tag in callers churn idle-callers pool-lifetime batch-forms; do
+  table="$(python3 "$root/tools/bench-report.py" --print "$tag" --json "$json" 2>/dev/null | sed '/^ERROR/d')" || true
+  # Only tables with at least one row (a filtered run may have none).
+  if [[ "$(printf '%s\n' "$table" | wc -l)" -gt 2 ]]; then
+    printf '\n%s\n\n%s\n' "$tag:" "$table"
+  fi
+done
 exit $status
