@@ -47,8 +47,10 @@ enum class caller_at {
 
 // The pool: bench_workers() workers (2 by default), the item is id 1 (on worker 1 of 2).
 void mtp_round_trip(benchmark::State& state, where w, std::chrono::nanoseconds worker_spin, double pause_us,
-                    caller_at at = caller_at::kernel) {
-  mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), w, worker_spin));
+                    caller_at at = caller_at::kernel, bool stall_detector = true) {
+  mtp::pool_options options = pool_options_for(bench_workers(), w, worker_spin);
+  if (!stall_detector) options.stall_threshold = std::chrono::nanoseconds::zero();
+  mtp::thread_pool<echo_item> pool(options);
   const mtp::id_t id = 1;
   pool.create(id);
   affinity_guard guard;
@@ -146,6 +148,11 @@ void register_round_trip() {
       [](benchmark::State& s) { mtp_round_trip(s, where::pinned, 50us, 0, caller_at::other_cpu); });
   add("round_trip/mtp/asleep/caller_pinned", k_pause_us,
       [](benchmark::State& s) { mtp_round_trip(s, where::pinned, 20us, k_pause_us, caller_at::other_cpu); });
+  // The stall detector's cost on the worker (two plain stores per message): the same round trip
+  // with it switched off.
+  add("round_trip/mtp/hot/caller_pinned/stall_detector_off", 0, [](benchmark::State& s) {
+    mtp_round_trip(s, where::pinned, 50us, 0, caller_at::other_cpu, false);
+  });
   add("round_trip/mtp/hot/caller_colocated", 0,
       [](benchmark::State& s) { mtp_round_trip(s, where::pinned, 50us, 0, caller_at::worker_cpu); });
   add("round_trip/mtp/asleep/caller_colocated", k_pause_us,

@@ -14,6 +14,7 @@ const char* to_string(errc code) noexcept {
     case errc::invalid_route: return "invalid_route";
     case errc::queue_full: return "queue_full";
     case errc::timed_out: return "timed_out";
+    case errc::cancelled: return "cancelled";
   }
   return "unknown error";
 }
@@ -47,6 +48,7 @@ std::string error::message() const {
     case errc::invalid_route: text = "the router returned a worker index out of range for item " + id_text; break;
     case errc::queue_full: text = "the queue of the worker for item " + id_text + " is full"; break;
     case errc::timed_out: text = "request for item " + id_text + " timed out"; break;
+    case errc::cancelled: text = "request for item " + id_text + " was cancelled before it started"; break;
   }
   return "mtp: " + text + " (" + to_string(code) + ")";
 }

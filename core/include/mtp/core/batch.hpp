@@ -104,4 +104,40 @@ class [[nodiscard]] batch {
   impl::async_state<T>* state_ = nullptr;
 };
 
+/// Refers to an asynchronous request or batch in flight (thread_pool::send_async,
+/// send_batch_async). cancel() makes the requests that have not started complete with
+/// errc::cancelled (one that has started finishes; the callback still runs exactly once).
+/// Dropping the handle neither cancels nor waits.
+///
+/// Threads: one owner at a time (movable, not copyable); cancel() may race with the workers.
+class [[nodiscard]] async_handle {
+ public:
+  async_handle() = default;
+  /// Takes over the handle's reference to `state`.
+  explicit async_handle(impl::shared_control* state) noexcept : state_(state) {}
+  async_handle(async_handle&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  async_handle& operator=(async_handle&& other) noexcept {
+    if (this != &other) {
+      drop();
+      state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+  }
+  async_handle(const async_handle&) = delete;
+  async_handle& operator=(const async_handle&) = delete;
+  ~async_handle() { drop(); }
+
+  /// Skips what has not started yet; those requests complete with errc::cancelled.
+  void cancel() noexcept {
+    // relaxed: the workers only need to notice eventually; a request that slips past runs.
+    if (state_ != nullptr) state_->cancelled.store(true, std::memory_order_relaxed);
+  }
+
+ private:
+  void drop() noexcept {
+    if (state_ != nullptr) std::exchange(state_, nullptr)->release();
+  }
+  impl::shared_control* state_ = nullptr;
+};
+
 }  // namespace mtp

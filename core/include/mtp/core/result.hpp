@@ -31,6 +31,7 @@ enum class errc : std::uint8_t {
   invalid_route,       ///< The user's router returned a worker index out of range.
   queue_full,          ///< try_/post forms on a bounded queue: the worker's queue had no room.
   timed_out,           ///< The deadline passed before the response arrived.
+  cancelled,           ///< The caller cancelled an asynchronous request before it started.
 };
 
 /// A short stable name for the code, e.g. "unknown_id".

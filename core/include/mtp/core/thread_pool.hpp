@@ -296,6 +296,76 @@ class thread_pool {
     return unit{};
   }
 
+  // ---- Asynchronous forms: a callback instead of a waiting caller -------------------------
+
+  /// Starts one request and returns at once. `on_done(mtp::result<T>)` is called exactly once:
+  /// on the worker that ran the request, right after it, or, when the request could not be
+  /// sent (pool_stopped, invalid_route, queue_full on a bounded queue: this never waits for
+  /// room), on the calling thread before send_async returns. Keep the callback short and
+  /// non-blocking (it runs on a worker; hand the result to your own executor, as the Asio
+  /// adapter does); what it throws goes to the diagnostic hook. The request, its response and
+  /// the callback share one allocation; the callback needs no other. Per-sender and causal
+  /// order are those of every other send. From a worker, requests to its own items are fine.
+  template <request R, class F>
+    requires std::invocable<F&, result<response_t<R>>&&>
+  async_handle send_async(R r, F on_done) {
+    impl::check_handles<Item, R>();
+    using S = impl::async_single<R, F>;
+    auto owned = std::make_unique<S>(std::move(r), std::move(on_done));
+    S* const s = owned.get();
+    const id_t id = static_cast<id_t>(s->input.id);
+    std::optional<error> failed;
+    const std::uint32_t k = core_->route(id);
+    if (k == impl::pool_core::k_bad_route) {
+      failed = error{errc::invalid_route, id, {}};
+    } else {
+      impl::send_gate gate(*core_);
+      if (!gate.open()) {
+        failed = error{errc::pool_stopped, id, {}};
+      } else {
+        try {
+          if (core_->send_one(k, impl::envelope::make(&impl::run_async_single<worker_type, S>, s),
+                              policy<impl::request_op<R>>(time_point::min(), errc::queue_full))) {
+            return async_handle(owned.release());  // the worker holds the other reference
+          }
+          failed = error{errc::queue_full, id, {}};
+        } catch (...) {
+          failed = error{errc::queue_full, id, std::current_exception()};
+        }
+      }
+    }
+    s->out.set_error(std::move(*failed));
+    s->complete(*core_, 0);
+    s->release();  // the reference no worker will drop
+    return async_handle(owned.release());
+  }
+
+  /// A batch with a callback: returns at once; `on_done(std::vector<mtp::result<T>>)` is
+  /// called exactly once with the responses in request order, on the worker that answered
+  /// the last piece (or on the calling thread when nothing could be sent). Any input range of
+  /// requests (copied into the batch). Never waits for room: what does not fit a bounded
+  /// queue gets queue_full. The same rules for the callback as send_async.
+  template <impl::request_range Range, class F>
+    requires std::invocable<F&, std::vector<result<response_t<std::ranges::range_value_t<Range>>>>&&>
+  async_handle send_batch_async(Range&& requests, F on_done) {
+    using R = std::ranges::range_value_t<Range>;
+    impl::check_handles<Item, R>();
+    std::vector<R> owned_requests;
+    if constexpr (std::ranges::sized_range<Range>) owned_requests.reserve(std::ranges::size(requests));
+    for (auto&& r : requests) owned_requests.emplace_back(std::forward<decltype(r)>(r));
+    using S = impl::async_batch<R, F>;
+    auto owned = std::make_unique<S>(std::move(owned_requests), std::move(on_done), *core_);
+    S* const s = owned.get();
+    const impl::worker_base* own_share = nullptr;  // allowed: nobody waits for an async batch
+    const std::uint32_t pieces = start(s->job, s->requests.size(), s->order,
+                                       policy<impl::request_op<R>>(time_point::min(), errc::queue_full), &own_share);
+    if (pieces == 0) {  // every result was answered here: complete here
+      s->job.on_complete(s->job);
+      s->release();
+    }
+    return async_handle(owned.release());
+  }
+
   // ---- Lifecycle and introspection ---------------------------------------------------------
 
   /// Stops accepting requests, answers everything already queued, destroys every item on its

@@ -8,8 +8,10 @@
 #include <memory>
 #include <tuple>
 #include <type_traits>
+#include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include <mtp/core/impl/wait.hpp>
 #include <mtp/core/impl/worker.hpp>
@@ -262,7 +264,7 @@ void run_chunk(worker_base& base, envelope& e) noexcept {
   c.for_each([&](std::uint32_t i) {
     // relaxed: a hint; a request that slips past it just runs, and its response is dropped.
     if (control != nullptr && control->cancelled.load(std::memory_order_relaxed)) [[unlikely]] {
-      job.results[i].set_error(error{errc::timed_out, Op::id_of(job.inputs[i]), {}});
+      job.results[i].set_error(error{control->cancelled_as, Op::id_of(job.inputs[i]), {}});
       return;
     }
     job.op.apply(w, job.inputs[i], job.results[i]);
@@ -315,5 +317,82 @@ void run_posted(worker_base& base, envelope& e) noexcept {
   }
   w.finish_messages(1, true);
 }
+
+}  // namespace mtp::impl
+
+namespace mtp::impl {
+
+/// Runs a completion callback; what it throws goes to the diagnostic hook (there is no caller
+/// to give it to).
+template <class F, class... A>
+void run_callback(pool_core& pool, std::size_t worker, F& fn, A&&... args) noexcept {
+  try {
+    fn(std::forward<A>(args)...);
+  } catch (const std::exception& e) {
+    pool.report({diagnostic::kind::hook_failed, worker, std::string("completion callback threw: ") + e.what(),
+                 std::nullopt});
+  } catch (...) {
+    pool.report({diagnostic::kind::hook_failed, worker, "completion callback threw a non-standard exception",
+                 std::nullopt});
+  }
+}
+
+/// One request with a completion callback: the request, its response, and the callback in one
+/// allocation, shared by the caller's handle and the worker (shared_control).
+template <class R, class F>
+struct async_single final : shared_control {
+  R input;
+  result<response_t<R>> out;
+  F fn;
+
+  async_single(R r, F f) : input(std::move(r)), fn(std::move(f)) {
+    cancelled_as = errc::cancelled;
+    destroy = [](shared_control* c) noexcept { delete static_cast<async_single*>(c); };
+  }
+  void complete(pool_core& pool, std::size_t worker) noexcept { run_callback(pool, worker, fn, std::move(out)); }
+};
+
+/// The queue entry point of an async_single: runs the request (unless cancelled), then the
+/// callback, on this worker.
+template <class W, class S>
+void run_async_single(worker_base& base, envelope& e) noexcept {
+  auto& w = static_cast<W&>(base);
+  S* const s = e.read<S*>();
+  // relaxed: a hint; a request that slips past it runs, and the callback still gets its result.
+  if (s->cancelled.load(std::memory_order_relaxed)) {
+    s->out.set_error(error{errc::cancelled, static_cast<id_t>(s->input.id), {}});
+  } else {
+    request_op<std::remove_cvref_t<decltype(s->input)>>{}.apply(w, s->input, s->out);
+  }
+  w.finish_messages(1, true);
+  s->complete(w.pool(), w.index());
+  s->release();
+}
+
+/// A batch with a completion callback: requests, responses, the split and the callback in
+/// one allocation, shared by the caller's handle and the workers.
+template <class R, class F>
+struct async_batch final : shared_control {
+  using op = request_op<R>;
+  std::vector<R> requests;
+  std::vector<result<response_t<R>>> results;
+  std::vector<std::uint32_t> order;
+  completion done;
+  batch_job<op> job{op{}, nullptr, nullptr, nullptr};
+  F fn;
+  pool_core* pool = nullptr;
+
+  async_batch(std::vector<R> r, F f, pool_core& p) : requests(std::move(r)), fn(std::move(f)), pool(&p) {
+    cancelled_as = errc::cancelled;
+    destroy = [](shared_control* c) noexcept { delete static_cast<async_batch*>(c); };
+    results.resize(requests.size());
+    job = batch_job<op>(op{}, requests.data(), results.data(), &done, this);
+    job.on_complete = [](job_base& j) noexcept {
+      auto& self = *static_cast<async_batch*>(j.control);
+      const worker_base* w = tl_current_worker;
+      run_callback(*self.pool, w != nullptr ? w->index() : 0, self.fn, std::move(self.results));
+    };
+  }
+};
 
 }  // namespace mtp::impl

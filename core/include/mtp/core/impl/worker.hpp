@@ -202,6 +202,7 @@ extern constinit thread_local worker_base* tl_current_worker;
 /// frees it.
 struct shared_control {
   std::atomic<bool> cancelled{false};  // set by a caller that gave up: skip what has not started
+  errc cancelled_as = errc::timed_out;  // what a skipped request gets
   std::atomic<std::uint32_t> refs{2};
   void (*destroy)(shared_control*) noexcept = nullptr;
 
@@ -218,13 +219,18 @@ struct job_base {
   shared_control* control = nullptr;  // set when the batch is shared (timed, submitted)
   /// Answers request `i` with `e` (its id filled in by the typed side).
   void (*fail)(job_base& job, std::uint32_t i, errc code, std::exception_ptr ex) noexcept = nullptr;
+  /// Set for a batch with a completion callback (always shared): run by the last arrival.
+  void (*on_complete)(job_base& job) noexcept = nullptr;
 
-  /// One piece of the batch is answered; frees a shared batch when it was the last reference.
-  /// The last arrival may free an unshared job at once (its caller returns), so everything
-  /// is read before it.
+  /// One piece of the batch is answered; the last one runs the completion callback, if any,
+  /// and frees a shared batch when it held the last reference. The last arrival may free an
+  /// unshared job at once (its caller returns), so everything is read before it.
   void arrive() noexcept {
     shared_control* const shared = control;
-    if (done->arrive() && shared != nullptr) shared->release();
+    const auto complete = on_complete;
+    if (!done->arrive()) return;
+    if (complete != nullptr) complete(*this);  // shared: our reference keeps the job alive
+    if (shared != nullptr) shared->release();
   }
 };
 
