@@ -225,6 +225,7 @@ void worker_base::run_loop() noexcept {
   for (;;) {
     if (drain(k_bulk) != 0) continue;
     mark_idle();
+    const std::optional<time_point> again = on_idle();
     if (stop_seen_) {
       // Every sender left the gate before the stop marker was pushed, so what is still queued
       // was linked before it: no work now means nothing more can come.
@@ -232,11 +233,11 @@ void worker_base::run_loop() noexcept {
       continue;
     }
     const bool work = spin_until([this] { return has_work(); }, pool_.options().worker_spin, k_idle_yield_every);
-    if (!work) sleep_until_work();
+    if (!work) sleep_until_work(again.value_or(time_point::max()));
   }
 }
 
-void worker_base::sleep_until_work() noexcept {
+void worker_base::sleep_until_work(time_point until) noexcept {
   sleeping_.store(1, std::memory_order_relaxed);  // ordered by the fence below
   // seq_cst fence: StoreLoad between announcing sleep and re-checking the queue; pairs with the
   // fence in wake().
@@ -247,7 +248,16 @@ void worker_base::sleep_until_work() noexcept {
   }
   // acquire: pairs with nothing in particular (the queue carries its own ordering); the loop
   // only filters spurious wake-ups.
-  while (sleeping_.load(std::memory_order_acquire) == 1) futex_wait(sleeping_, 1);
+  while (sleeping_.load(std::memory_order_acquire) == 1) {
+    if (until == time_point::max()) {
+      futex_wait(sleeping_, 1);
+    } else if (!futex_wait_until(sleeping_, 1, until)) {
+      // Time for housekeeping: stop sleeping. If a sender takes the flag meanwhile, its wake
+      // finds nobody, which is harmless.
+      sleeping_.store(0, std::memory_order_relaxed);  // relaxed: a sender's exchange decides who wakes
+      return;
+    }
+  }
 }
 
 bool worker_base::try_reserve_room(std::uint32_t n, std::size_t capacity) noexcept {

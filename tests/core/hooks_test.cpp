@@ -161,8 +161,9 @@ TEST_F(Hooks, EachWorkerHasItsOwnCopyAndSeesEveryMessage) {
     EXPECT_EQ(w->wrong_worker, 0);
   }
   EXPECT_NE(w0.thread, w1.thread);
-  EXPECT_EQ(w0.before, 10 + 10 + 4 + 3 + 2) << "creates, sends, batch, posts, removes on worker 0";
-  EXPECT_EQ(w1.before, 5 + 7 + 1) << "creates, sends, removes on worker 1";
+  EXPECT_EQ(w0.before, 10 + 10 + 4 + 3 + 2 + 8)
+      << "creates, sends, batch, posts, removes, and the 8 items destroyed at shutdown on worker 0";
+  EXPECT_EQ(w1.before, 5 + 7 + 1 + 4) << "creates, sends, removes, and the 4 destroyed at shutdown on worker 1";
   EXPECT_EQ(prototype.r.starts, 0) << "the prototype itself was used";
 }
 

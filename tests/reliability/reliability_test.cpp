@@ -365,3 +365,92 @@ TEST(Ranges, EveryBatchFormTakesAnyInputRange) {
 }
 
 }  // namespace
+
+// ---- Activation on first message and passivation ------------------------------------------
+
+namespace {
+
+std::atomic<int> g_grains_built{0};
+std::atomic<int> g_grains_destroyed{0};
+mtp_test::gate* g_two_destroyed = nullptr;
+
+struct deposit {
+  mtp::id_t id;
+  int amount;
+  using response_type = int;
+};
+
+class grain {  // a "virtual" item: it exists as soon as someone talks to it
+ public:
+  static constexpr bool activate_on_first_message = true;
+  explicit grain(mtp::id_t id) : id_(id) {
+    if (id == 13) throw std::runtime_error("unlucky");
+    g_grains_built.fetch_add(1);
+  }
+  grain(const grain&) = delete;
+  grain& operator=(const grain&) = delete;
+  ~grain() {
+    if (g_grains_destroyed.fetch_add(1) + 1 == 2 && g_two_destroyed != nullptr) g_two_destroyed->open();
+  }
+  int handle(const deposit& d) { return balance_ += d.amount; }
+
+ private:
+  mtp::id_t id_;
+  int balance_ = 0;
+};
+
+struct passivation_hooks {
+  static inline std::atomic<int> passivated{0};
+  void on_passivate(mtp::id_t) { passivated.fetch_add(1); }
+};
+
+TEST(Activation, AFirstMessageBuildsTheItemInTheSameMessage) {
+  g_grains_built = 0;
+  mtp::thread_pool<grain> pool(mtp_test::options(2));
+  EXPECT_EQ(pool.send(deposit{5, 10}), 10) << "one round trip, no create";
+  EXPECT_EQ(pool.send(deposit{5, 1}), 11) << "the second message finds the same item";
+  ASSERT_TRUE(pool.post(deposit{6, 1}).has_value());
+  const auto batch = pool.send_batch(std::vector<deposit>{{7, 1}, {7, 2}, {8, 3}, {13, 1}});
+  EXPECT_EQ(batch[1].value(), 3) << "in batch order";
+  EXPECT_EQ(batch[3].error().code, mtp::errc::constructor_failed);
+  EXPECT_EQ(pool.send(deposit{6, 0}), 1) << "the post activated item 6 first";
+  EXPECT_EQ(pool.stats().total_items(), 4u);
+  EXPECT_EQ(g_grains_built.load(), 4);
+  EXPECT_FALSE(pool.remove(99)) << "remove does not activate";
+}
+
+TEST(Activation, IdleItemsArePassivatedAndComeBackFresh) {
+  g_grains_destroyed = 0;
+  passivation_hooks::passivated = 0;
+  mtp_test::gate two_destroyed;
+  g_two_destroyed = &two_destroyed;
+  mtp::pool_options o = mtp_test::options(2);
+  o.passivate_after = std::chrono::milliseconds(20);
+  mtp::thread_pool<grain, passivation_hooks> pool(o);
+  EXPECT_EQ(pool.send(deposit{1, 5}), 5);
+  EXPECT_EQ(pool.send(deposit{2, 5}), 5);
+  // Both items are destroyed without any further message: the idle workers wake to sweep.
+  EXPECT_TRUE(two_destroyed.wait_for(mtp_test::k_bound)) << "idle items were not passivated";
+  g_two_destroyed = nullptr;
+  EXPECT_EQ(passivation_hooks::passivated.load(), 2);
+  EXPECT_EQ(g_grains_destroyed.load(), 2);
+  EXPECT_EQ(pool.send(deposit{1, 1}), 1) << "a passivated item comes back with fresh state";
+}
+
+struct id_probe_hooks {
+  static inline std::atomic<int> with_id{0};
+  void on_worker_start(std::size_t) { with_id.fetch_add(mtp::this_worker::current_id().has_value() ? 1 : 0); }
+  void on_worker_stop(std::size_t) { with_id.fetch_add(mtp::this_worker::current_id().has_value() ? 1 : 0); }
+};
+
+TEST(CurrentId, EmptyOutsideMessagesOnAWorker) {
+  using hooks = id_probe_hooks;
+  {
+    mtp::thread_pool<item, hooks> pool(mtp_test::options(2));
+    pool.create(1);
+    EXPECT_EQ(pool.send(get{1}), 10);
+  }
+  EXPECT_EQ(hooks::with_id.load(), 0) << "current_id() must be empty in on_worker_start/stop";
+}
+
+}  // namespace

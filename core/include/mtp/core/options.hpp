@@ -68,6 +68,13 @@ struct pool_options {
   /// per message. Zero: off.
   std::chrono::nanoseconds stall_threshold = std::chrono::seconds(1);
 
+  /// Passivation: an item no message has touched for this long is destroyed on its worker
+  /// (Hooks::on_passivate(id) runs first, then the message hooks and its destructor), checked
+  /// a few times per period. Mostly for items that activate on first message, which come
+  /// back on their next message. Zero: off (the default; when on, each message reads the
+  /// clock once).
+  std::chrono::nanoseconds passivate_after{0};
+
   /// Prefix of worker thread names ("mtp-0", "mtp-1", ...); at most 10 characters are used.
   std::string name = "mtp";
 };
@@ -79,6 +86,8 @@ struct pool_options {
 ///   void on_worker_stop(std::size_t worker);    // on the worker thread, after its items died
 ///   void before_message(mtp::id_t id);          // before each handler, create and remove
 ///   void after_message(mtp::id_t id);           // after each of them (also when they threw)
+///   void on_passivate(mtp::id_t id);            // before an idle item is passivated
+/// Message hooks also run around the destruction of each item at shutdown and at passivation.
 /// Each worker owns its own copy of the hooks object, so hook state needs no locks.
 struct no_hooks {};
 

@@ -19,10 +19,12 @@ namespace mtp::this_worker {
 }
 
 /// The id of the item whose handler, constructor or destructor runs now (also inside the
-/// before/after hooks), or nullopt off the workers.
+/// before/after hooks), or nullopt outside a message: off the workers, and on a worker in
+/// on_worker_start, on_worker_stop and between messages.
 [[nodiscard]] inline std::optional<id_t> current_id() noexcept {
-  if (impl::tl_current_worker == nullptr) return std::nullopt;
-  return impl::tl_current_worker->current_id();
+  const impl::worker_base* const w = impl::tl_current_worker;
+  if (w == nullptr || !w->in_message()) return std::nullopt;
+  return w->current_id();
 }
 
 }  // namespace mtp::this_worker

@@ -29,26 +29,41 @@ template <class H>
 concept has_worker_start = requires(H& h, std::size_t k) { h.on_worker_start(k); };
 template <class H>
 concept has_worker_stop = requires(H& h, std::size_t k) { h.on_worker_stop(k); };
+template <class H>
+concept has_passivate = requires(H& h, id_t id) { h.on_passivate(id); };
+
+/// An item type that is built on the first message for an id that has no item (see
+/// thread_pool: "Activation on first message").
+template <class Item>
+concept activates_on_first_message = requires {
+  requires Item::activate_on_first_message;
+} && std::is_constructible_v<Item, id_t>;
 
 /// The worker of a thread_pool<Item, Hooks>: owns the items routed to it, in a map that only
 /// its own thread touches, so items need no locks.
 template <class Item, class Hooks>
 class worker final : public worker_base {
  public:
-  worker(pool_core& pool, std::size_t index, const Hooks& hooks) : worker_base(pool, index), hooks_(hooks) {}
+  using item_type = Item;
+
+  worker(pool_core& pool, std::size_t index, const Hooks& hooks)
+      : worker_base(pool, index), hooks_(hooks), passivate_after_(pool.options().passivate_after) {}
   ~worker() override { stop_and_join(); }
 
   // Worker thread only, from here on.
 
   [[nodiscard]] Item* find(id_t id) noexcept {
     const auto it = items_.find(id);
-    return it == items_.end() ? nullptr : &it->second;
+    if (it == items_.end()) return nullptr;
+    if (passivate_after_.count() > 0) it->second.touched = std::chrono::steady_clock::now();
+    return &it->second.item;
   }
 
   /// Runs `body` as the message for `id`: sets the current id and runs the hooks around it.
-  /// If the hook or `body` throws, `fail` receives the error (`thrown` names what threw).
+  /// If the hook or `body` throws, `fail` receives the error (`thrown` names what threw; the
+  /// body may change it while it runs).
   template <class Fail, class Body>
-  void run_message(id_t id, errc thrown, Fail&& fail, Body&& body) noexcept {
+  void run_message(id_t id, const errc& thrown, Fail&& fail, Body&& body) noexcept {
     begin_message(id);
     if constexpr (has_before_message<Hooks>) {
       try {
@@ -68,11 +83,13 @@ class worker final : public worker_base {
   }
 
   template <class... A>
-  void emplace_item(id_t id, A&&... args) {
+  Item& emplace_item(id_t id, A&&... args) {
     // try_emplace: the key is checked before anything is built, so a duplicate never runs the
     // constructor; a throwing constructor leaves the map unchanged.
-    items_.try_emplace(id, id, std::forward<A>(args)...);
+    const auto [it, added] = items_.try_emplace(id, id, std::forward<A>(args)...);
     set_item_count(items_.size());
+    if (passivate_after_.count() > 0) it->second.touched = std::chrono::steady_clock::now();
+    return it->second.item;
   }
   void erase_item(id_t id) noexcept {
     items_.erase(id);
@@ -109,18 +126,57 @@ class worker final : public worker_base {
   }
 
   void on_stop() noexcept override {
-    // Items die on their own thread, one by one, each with its id readable in its destructor.
-    while (!items_.empty()) {
-      const auto it = items_.begin();
-      begin_message(it->first);
-      items_.erase(it);
-    }
+    // Items die on their own thread, one by one, each with its id readable in its destructor
+    // and the message hooks around it, as for remove.
+    while (!items_.empty()) destroy_item(items_.begin()->first, "shutdown");
     set_item_count(0);
+    mark_idle();
     if constexpr (has_worker_stop<Hooks>) run_hook("on_worker_stop", [&] { hooks_.on_worker_stop(index()); });
   }
 
-  std::unordered_map<id_t, Item> items_;
+  // Destroys one item as a message of its own (hooks around it); what a hook throws has no
+  // caller to go to.
+  void destroy_item(id_t id, const char* why) noexcept {
+    run_message(
+        id, errc::hook_failed,
+        [&](const error& e) {
+          report(diagnostic::kind::hook_failed, std::string("a message hook threw while the item was destroyed at ") + why,
+                 e);
+        },
+        [&] { items_.erase(id); });
+    items_.erase(id);  // also when before_message threw: the item goes all the same
+    set_item_count(items_.size());
+  }
+
+  std::optional<time_point> on_idle() noexcept override {
+    if (passivate_after_.count() <= 0) return std::nullopt;
+    const time_point now = std::chrono::steady_clock::now();
+    if (now >= next_sweep_) {
+      std::vector<id_t> stale;
+      for (const auto& [id, slot] : items_) {
+        if (now - slot.touched >= passivate_after_) stale.push_back(id);
+      }
+      for (const id_t id : stale) {
+        if constexpr (has_passivate<Hooks>) run_hook("on_passivate", [&] { hooks_.on_passivate(id); });
+        destroy_item(id, "passivation");
+      }
+      next_sweep_ = now + passivate_after_ / 4;
+    }
+    return next_sweep_;
+  }
+
+  // An item and when a message last touched it (kept only when passivation is on).
+  struct slot {
+    template <class... A>
+    explicit slot(id_t id, A&&... args) : item(id, std::forward<A>(args)...) {}
+    Item item;
+    time_point touched{};
+  };
+
+  std::unordered_map<id_t, slot> items_;
   Hooks hooks_;
+  const std::chrono::nanoseconds passivate_after_;
+  time_point next_sweep_{};
 };
 
 // ---- Operations: what a chunk does with each of its inputs -------------------------------
@@ -137,13 +193,22 @@ struct request_op {
   void apply(W& w, const R& r, result<output>& out) const noexcept {
     const id_t id = id_of(r);
     auto* item = w.find(id);
-    if (item == nullptr) {
+    constexpr bool activates = activates_on_first_message<typename W::item_type>;
+    if (!activates && item == nullptr) {
       out.set_error(error{errc::unknown_id, id, {}});
       return;
     }
+    errc thrown = errc::handler_failed;
     w.run_message(
-        id, errc::handler_failed, [&](error e) { out.set_error(std::move(e)); },
+        id, thrown, [&](error e) { out.set_error(std::move(e)); },
         [&] {
+          if constexpr (activates) {
+            if (item == nullptr) {  // built here, in the same message, on this worker
+              thrown = errc::constructor_failed;
+              item = &w.emplace_item(id);
+              thrown = errc::handler_failed;
+            }
+          }
           if constexpr (std::is_void_v<output>) {
             dispatch(*item, r);
             out.emplace();

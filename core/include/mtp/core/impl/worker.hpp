@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -122,12 +123,19 @@ class worker_base {
  protected:
   virtual void on_start() noexcept = 0;  // worker thread: before the first message
   virtual void on_stop() noexcept = 0;   // worker thread: destroy items, after the last message
+  /// Worker thread, when its queue is empty: housekeeping (passivation). Returns when it
+  /// wants to run again, so that a sleeping worker wakes up for it; nullopt: never.
+  virtual std::optional<time_point> on_idle() noexcept { return std::nullopt; }
   /// Stops and joins the thread if it still runs; subclasses call it from their destructor so
   /// that the thread never calls on_stop() on a half-destroyed object.
   void stop_and_join() noexcept;
 
   void set_item_count(std::size_t n) noexcept {
     items_.store(n, std::memory_order_relaxed);  // single writer; a statistic only
+  }
+  /// Worker thread: no message runs now.
+  void mark_idle() noexcept {
+    idle_.store(true, std::memory_order_relaxed);  // single writer; read by current_id() and the stall detector
   }
 
  private:
@@ -136,13 +144,10 @@ class worker_base {
   void main(const worker_placement& where, bool bind_memory) noexcept;
   void run_loop() noexcept;
   std::size_t drain(std::size_t limit) noexcept;
-  void sleep_until_work() noexcept;
+  void sleep_until_work(time_point until) noexcept;
   [[nodiscard]] bool has_work() const noexcept;
   void recycle(queue_node* n) noexcept;
   queue_node* take_free_nodes() noexcept;
-  void mark_idle() noexcept {
-    idle_.store(true, std::memory_order_relaxed);  // a sample for the stall detector
-  }
 
   pool_core& pool_;
   const std::size_t index_;
