@@ -2,6 +2,7 @@
 // and no-hwloc builds provide different definitions of the functions marked "backend".
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +25,14 @@ namespace mtp::impl {
 [[nodiscard]] std::string validate_cpu_list(std::string_view list, std::string_view spec,
                        std::string_view label = "affinity spec");
 
+/// Throws affinity_error when `workers` is over k_max_workers; the message states the limit.
+void check_worker_count(std::size_t workers);
+
+/// The worker count a plan gets: `workers`, or when it is 0 `available` cut to k_max_workers.
+/// When it cuts, adds a note naming `counted` (e.g. "8192 cores") to `notes`.
+[[nodiscard]] std::size_t worker_count(std::size_t workers, std::size_t available,
+                                       std::string_view counted, std::vector<std::string>& notes);
+
 /// ASCII blanks removed from both ends.
 [[nodiscard]] std::string_view trim(std::string_view text) noexcept;
 
@@ -33,9 +42,6 @@ namespace mtp::impl {
 /// Backend: the CPUs of a list that validate_cpu_list returned, ascending and unique. The
 /// hwloc build parses it with hwloc_bitmap_list_sscanf.
 [[nodiscard]] std::vector<unsigned> expand_cpu_list(std::string_view validated_list);
-
-/// The CPUs the calling thread may run on (sched_getaffinity), ascending; empty on failure.
-[[nodiscard]] std::vector<unsigned> thread_allowed_cpus();
 
 /// Backend: why pinning cannot work in this build, or empty when it can be attempted.
 [[nodiscard]] std::string_view pinning_unavailable_reason() noexcept;

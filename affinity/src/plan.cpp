@@ -157,7 +157,8 @@ placement deal(const affinity_spec& spec, std::vector<slot> slots, std::size_t w
   if (slots.empty()) impl::throw_spec_error(spec.text, "empty selection: no allowed CPU to run on");
   placement plan;
   plan.spec = spec.text;
-  const std::size_t n = workers == 0 ? slots.size() : workers;
+  const std::size_t n =
+      impl::worker_count(workers, slots.size(), count_of(slots.size(), spec.policy), plan.notes);
   plan.workers.reserve(n);
   for (std::size_t i = 0; i < n; ++i) plan.workers.push_back(slots[i % slots.size()]);
   if (n > slots.size()) {
@@ -178,16 +179,16 @@ placement deal(const affinity_spec& spec, std::vector<slot> slots, std::size_t w
 }
 
 std::size_t allowed_cpu_count() {
-  const std::size_t n = impl::thread_allowed_cpus().size();
+  const std::size_t n = allowed_cpus().size();
   if (n != 0) return n;
   const unsigned hc = std::thread::hardware_concurrency();
   return hc == 0 ? 1 : hc;
 }
 
-placement unpinned(const affinity_spec& spec, std::size_t workers) {
+placement unpinned(const affinity_spec& spec, std::size_t workers, std::size_t available) {
   placement plan;
   plan.spec = spec.text;
-  plan.workers.resize(workers == 0 ? allowed_cpu_count() : workers);
+  plan.workers.resize(impl::worker_count(workers, available, std::to_string(available) + " CPUs", plan.notes));
   return plan;
 }
 
@@ -196,12 +197,12 @@ placement unpinned(const affinity_spec& spec, std::size_t workers) {
 placement plan_without_topology(const affinity_spec& spec, std::size_t workers,
                                 std::string_view reason) {
   if (spec.policy != placement_policy::cpu_list) {
-    placement plan = unpinned(spec, workers);
+    placement plan = unpinned(spec, workers, allowed_cpu_count());
     plan.notes.push_back("pinning unavailable (" + std::string(reason) + "); " +
                          std::to_string(plan.workers.size()) + " workers run unpinned");
     return plan;
   }
-  const std::vector<unsigned> allowed = impl::thread_allowed_cpus();
+  const std::vector<unsigned> allowed = allowed_cpus();
   std::vector<unsigned> missing;
   std::vector<slot> slots;
   for (const unsigned cpu : spec.cpus) {
@@ -223,14 +224,10 @@ placement plan_without_topology(const affinity_spec& spec, std::size_t workers,
 }  // namespace
 
 placement plan_placement(const topology& topo, const affinity_spec& spec, std::size_t workers) {
+  impl::check_worker_count(workers);
   std::vector<slot> slots;
   switch (spec.policy) {
-    case placement_policy::none: {
-      placement plan;
-      plan.spec = spec.text;
-      plan.workers.resize(workers == 0 ? topo.allowed_cpus().size() : workers);
-      return plan;
-    }
+    case placement_policy::none: return unpinned(spec, workers, topo.allowed_cpus().size());
     case placement_policy::cores: slots = core_slots_scattered(topo); break;
     case placement_policy::pus: slots = pu_slots_scattered(topo); break;
     case placement_policy::numa_compact: slots = numa_compact_slots(topo); break;
@@ -250,7 +247,8 @@ placement plan_placement(const topology& topo, std::string_view spec, std::size_
 
 placement plan_placement(std::string_view spec, std::size_t workers) {
   const affinity_spec parsed = parse_affinity_spec(spec);
-  if (parsed.policy == placement_policy::none) return unpinned(parsed, workers);
+  impl::check_worker_count(workers);
+  if (parsed.policy == placement_policy::none) return unpinned(parsed, workers, allowed_cpu_count());
   std::string reason;
   try {
     const topology topo = topology::load();
@@ -262,6 +260,7 @@ placement plan_placement(std::string_view spec, std::size_t workers) {
 }
 
 placement default_placement(std::size_t workers) {
+  impl::check_worker_count(workers);
   const std::optional<std::string> env = impl::env_affinity_spec();
   if (!env) return plan_placement(k_default_spec, workers);
   try {

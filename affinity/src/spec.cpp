@@ -81,6 +81,22 @@ void throw_spec_error(std::string_view spec, std::string_view why, std::string_v
   throw affinity_error(std::string(label) + " " + quote(spec) + ": " + std::string(why));
 }
 
+void check_worker_count(std::size_t workers) {
+  if (workers > k_max_workers) {
+    throw affinity_error("too many workers: " + std::to_string(workers) + " (a pool has at most " +
+                         std::to_string(k_max_workers) + " workers, mtp::k_max_workers)");
+  }
+}
+
+std::size_t worker_count(std::size_t workers, std::size_t available, std::string_view counted,
+                         std::vector<std::string>& notes) {
+  if (workers != 0) return workers;
+  if (available <= k_max_workers) return available;
+  notes.push_back(std::string(counted) + " selected; the pool is cut to " +
+                  std::to_string(k_max_workers) + " workers (mtp::k_max_workers)");
+  return k_max_workers;
+}
+
 std::string validate_cpu_list(std::string_view list, std::string_view spec, std::string_view label) {
   if (list.empty()) throw_spec_error(spec, "empty CPU list", label);
   std::string canonical;
@@ -122,18 +138,24 @@ std::string validate_cpu_list(std::string_view list, std::string_view spec, std:
   return canonical;
 }
 
-std::vector<unsigned> thread_allowed_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
+}  // namespace impl
+
+std::vector<unsigned> allowed_cpus() {
+  // A dynamically sized mask covers every CPU number a spec may name (CPU_SETSIZE is 1024).
+  constexpr std::size_t k_count = std::size_t{k_max_cpu_number} + 1;
+  cpu_set_t* set = CPU_ALLOC(k_count);
   std::vector<unsigned> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  if (set == nullptr) return cpus;
+  const std::size_t bytes = CPU_ALLOC_SIZE(k_count);
+  CPU_ZERO_S(bytes, set);
+  if (sched_getaffinity(0, bytes, set) == 0) {
+    for (std::size_t cpu = 0; cpu < k_count; ++cpu) {
+      if (CPU_ISSET_S(cpu, bytes, set)) cpus.push_back(static_cast<unsigned>(cpu));
+    }
   }
+  CPU_FREE(set);
   return cpus;
 }
-
-}  // namespace impl
 
 affinity_spec parse_affinity_spec(std::string_view text) {
   const std::string_view spec = impl::trim(text);

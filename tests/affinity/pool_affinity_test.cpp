@@ -20,7 +20,7 @@ struct where_am_i {
 
 struct probe {
   explicit probe(mtp::id_t) {}
-  std::vector<unsigned> handle(const where_am_i&) const { return mtp_test::cpus_of_this_thread(); }
+  std::vector<unsigned> handle(const where_am_i&) const { return mtp::allowed_cpus(); }
 };
 
 TEST(PoolAffinity, EachWorkerRunsOnTheCpusOfItsPlacement) {

@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -95,6 +99,32 @@ TEST(AffinitySpec, NumberTooLarge) {
   expect_spec_error("65536", {"affinity spec '65536': CPU number in '65536' is too large",
                               "the largest is 65535"});
   expect_spec_error("0-99999999999999999999", {"CPU number in '0-99999999999999999999' is too large"});
+  expect_spec_error("0-4294967295", {"CPU number in '0-4294967295' is too large", "the largest is 65535"});
+  expect_spec_error("4294967296", {"CPU number in '4294967296' is too large"});
+  expect_spec_error("18446744073709551616-1", {"is too large"});
+}
+
+TEST(AffinityLimits, WorkerCountsOverTheLimitAreErrors) {
+  EXPECT_EQ(mtp::k_max_workers, 4096u);
+  const mtp_test::env_guard env(mtp::k_affinity_env, std::nullopt);
+  for (const std::size_t n : {SIZE_MAX, std::size_t{100000000000}, mtp::k_max_workers + 1}) {
+    SCOPED_TRACE("workers: " + std::to_string(n));
+    const std::string count = "too many workers: " + std::to_string(n);
+    for (const char* spec : {"cores", "pus", "numa:scatter", "none", "0"}) {
+      const auto message = affinity_error_of([&] { (void)mtp::plan_placement(spec, n); });
+      if (message) expect_contains(*message, {count, "at most 4096 workers", "k_max_workers"});
+    }
+    const auto message = affinity_error_of([&] { (void)mtp::default_placement(n); });
+    if (message) expect_contains(*message, {count, "at most 4096 workers"});
+  }
+  // The limit itself is allowed.
+  EXPECT_EQ(mtp::plan_placement("none", mtp::k_max_workers).workers.size(), mtp::k_max_workers);
+}
+
+TEST(AffinityLimits, WorkerLimitAlsoAppliesUnderMtpAffinity) {
+  const mtp_test::env_guard env(mtp::k_affinity_env, "none");
+  const auto message = affinity_error_of([] { (void)mtp::default_placement(SIZE_MAX); });
+  if (message) expect_contains(*message, {"too many workers: 18446744073709551615"});
 }
 
 TEST(AffinitySpec, MessagesEscapeAndShortenTheText) {
@@ -115,6 +145,18 @@ TEST(AffinitySpec, FormatCpuList) {
 TEST(AffinitySpec, PolicyNames) {
   EXPECT_EQ(mtp::to_string(placement_policy::numa_compact), "numa:compact");
   EXPECT_EQ(mtp::to_string(placement_policy::cores), "cores");
+}
+
+TEST(AffinityAllowedCpus, IsTheThreadsSchedulerMask) {
+  const std::vector<unsigned> cpus = mtp::allowed_cpus();
+  ASSERT_FALSE(cpus.empty());
+  EXPECT_TRUE(std::is_sorted(cpus.begin(), cpus.end()));
+  EXPECT_EQ(std::adjacent_find(cpus.begin(), cpus.end()), cpus.end());  // no duplicates
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  EXPECT_EQ(cpus.size(), static_cast<std::size_t>(CPU_COUNT(&set)));
+  for (const unsigned cpu : cpus) EXPECT_TRUE(CPU_ISSET(cpu, &set)) << "CPU " << cpu;
 }
 
 TEST(AffinitySpec, DefaultSpecComesFromTheEnvironment) {

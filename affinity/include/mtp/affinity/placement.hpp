@@ -36,8 +36,14 @@ class affinity_error : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// The most workers a plan may have. Asking for more (plan_placement, default_placement, a
+/// config file's "workers") throws affinity_error; a plan sized by the machine (workers = 0)
+/// on a machine with more cores or CPUs than this is cut to this many, with a note.
+inline constexpr std::size_t k_max_workers = 4096;
+
 /// Computes a plan for `workers` workers (0 = one per selected core or CPU) from a spec such as
-/// "cores", "pus", "numa:compact", "numa:scatter", "0-3,8", "none". Throws affinity_error.
+/// "cores", "pus", "numa:compact", "numa:scatter", "0-3,8", "none". Throws affinity_error for
+/// a bad spec or more than k_max_workers workers.
 [[nodiscard]] placement plan_placement(std::string_view spec, std::size_t workers = 0);
 
 /// The plan a pool uses when the caller gave none: the spec from the MTP_AFFINITY environment
@@ -51,6 +57,11 @@ struct bind_result {
   bool pinned = false;   ///< True when the thread now runs only on the requested CPUs.
   std::string error;     ///< Why not, when pinning was requested and failed; empty otherwise.
 };
+
+/// The CPUs the calling thread may run on right now (sched_getaffinity: taskset, cgroup
+/// cpuset, an earlier pinning), as ascending OS CPU numbers (up to 65535, k_max_cpu_number); empty if
+/// the kernel does not say. Works in every build, with or without hwloc.
+[[nodiscard]] std::vector<unsigned> allowed_cpus();
 
 /// Pins the calling thread to `where.cpus` (and, if `bind_memory`, its allocations to its NUMA
 /// node). An empty CPU list does nothing and reports success with pinned == false. Never
