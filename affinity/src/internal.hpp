@@ -33,6 +33,11 @@ void check_worker_count(std::size_t workers);
 [[nodiscard]] std::size_t worker_count(std::size_t workers, std::size_t available,
                                        std::string_view counted, std::vector<std::string>& notes);
 
+/// Throws topology_error unless `description` is a non-empty hwloc synthetic description
+/// whose arities can be read and stay within the k_max_synthetic_* limits. Only the arities
+/// are checked; hwloc checks the rest.
+void check_synthetic_size(std::string_view description);
+
 /// ASCII blanks removed from both ends.
 [[nodiscard]] std::string_view trim(std::string_view text) noexcept;
 

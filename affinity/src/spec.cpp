@@ -2,10 +2,12 @@
 #include "internal.hpp"
 
 #include <mtp/affinity/spec.hpp>
+#include <mtp/affinity/topology.hpp>
 
 #include <sched.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
@@ -95,6 +97,59 @@ std::size_t worker_count(std::size_t workers, std::size_t available, std::string
   notes.push_back(std::string(counted) + " selected; the pool is cut to " +
                   std::to_string(k_max_workers) + " workers (mtp::k_max_workers)");
   return k_max_workers;
+}
+
+void check_synthetic_size(std::string_view description) {
+  const auto fail = [&](const std::string& why) {
+    throw topology_error("synthetic topology " + quote(description) + ": " + why);
+  };
+  if (trim(description).empty()) fail("empty description (expected levels such as \"pack:2 core:4 pu:2\")");
+  std::uint64_t pus = 1;      // objects at the current level; at the end, hardware threads
+  std::uint64_t objects = 1;  // the machine
+  std::size_t i = 0;
+  while (i < description.size()) {
+    if (is_blank(description[i])) {
+      ++i;
+      continue;
+    }
+    // One level: up to the next blank outside (attributes) and [memory children].
+    const std::size_t start = i;
+    int depth = 0;
+    while (i < description.size() && (depth > 0 || !is_blank(description[i]))) {
+      const char c = description[i];
+      if (c == '(' || c == '[') ++depth;
+      if ((c == ')' || c == ']') && depth > 0) --depth;
+      ++i;
+    }
+    const std::string_view token = description.substr(start, i - start);
+    if (token.front() == '(' || token.front() == '[') continue;  // machine attributes, memory
+    std::string_view level = token.substr(0, token.find_first_of("(["));
+    const std::size_t colon = level.rfind(':');
+    const std::string_view arity_text = colon == std::string_view::npos ? level : level.substr(colon + 1);
+    if (arity_text.empty() || !std::all_of(arity_text.begin(), arity_text.end(), is_digit)) {
+      fail("cannot read the arity of level " + quote(token) + " (expected TYPE:N, e.g. core:4)");
+    }
+    std::uint64_t arity = 0;
+    for (const char c : arity_text) {
+      arity = arity * 10 + static_cast<std::uint64_t>(c - '0');
+      if (arity > k_max_synthetic_arity) break;
+    }
+    if (arity > k_max_synthetic_arity) {
+      fail("level " + quote(token) + " has more than " + std::to_string(k_max_synthetic_arity) +
+           " children per parent (mtp::k_max_synthetic_arity)");
+    }
+    pus *= arity;  // both stay <= the limits below before each multiplication: no overflow
+    objects += pus;
+    if (pus > k_max_synthetic_pus) {
+      fail("more than " + std::to_string(k_max_synthetic_pus) +
+           " hardware threads (mtp::k_max_synthetic_pus); the levels up to " + quote(level) +
+           " already make " + std::to_string(pus));
+    }
+    if (objects > k_max_synthetic_objects) {
+      fail("more than " + std::to_string(k_max_synthetic_objects) +
+           " objects in all (mtp::k_max_synthetic_objects)");
+    }
+  }
 }
 
 std::string validate_cpu_list(std::string_view list, std::string_view spec, std::string_view label) {

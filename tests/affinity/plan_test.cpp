@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <set>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -295,6 +297,50 @@ TEST_F(AffinityPlan, TopologyIsMovable) {
   a = topology::from_synthetic("core:2 pu:1");
   EXPECT_EQ(a.cores().size(), 2u);
   EXPECT_NE(a.native_handle(), nullptr);
+}
+
+// The text is checked before hwloc builds anything, in both builds (without hwloc these
+// messages come before "unavailable").
+std::string synthetic_error_of(std::string_view description) {
+  try {
+    (void)topology::from_synthetic(description);
+  } catch (const mtp::topology_error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected topology_error for '" << description << "'";
+  return {};
+}
+
+TEST(AffinitySyntheticLimits, OversizedDescriptionsAreRejectedUnbuilt) {
+  EXPECT_EQ(mtp::k_max_synthetic_pus, 4096u);
+  expect_contains(synthetic_error_of("pack:64 core:64 pu:16"),
+                  {"synthetic topology 'pack:64 core:64 pu:16': more than 4096 hardware threads",
+                   "k_max_synthetic_pus", "already make 65536"});
+  expect_contains(synthetic_error_of("pack:16 core:16 pu:17"), {"more than 4096 hardware threads"});
+  expect_contains(synthetic_error_of("core:4096 pu:1"),
+                  {"level 'core:4096' has more than 256 children per parent", "k_max_synthetic_arity"});
+  expect_contains(synthetic_error_of("pu:18446744073709551617"), {"more than 256 children per parent"});
+  expect_contains(synthetic_error_of("pack:16 core:256 group:1 group:1 group:1 group:1 group:1 "
+                                     "group:1 group:1 pu:1"),
+                  {"more than 32768 objects in all", "k_max_synthetic_objects"});
+}
+
+TEST(AffinitySyntheticLimits, EmptyOrUnreadableDescriptions) {
+  expect_contains(synthetic_error_of(""), {"synthetic topology '': empty description"});
+  expect_contains(synthetic_error_of(" \t"), {"empty description"});
+  expect_contains(synthetic_error_of("pack:two"),
+                  {"cannot read the arity of level 'pack:two'", "expected TYPE:N"});
+  expect_contains(synthetic_error_of("pack:2 core: pu:2"), {"cannot read the arity of level 'core:'"});
+}
+
+TEST_F(AffinityPlan, SyntheticDescriptionsAtTheLimitsAndWithAttributesLoad) {
+  EXPECT_EQ(topology::from_synthetic("pack:16 core:16 pu:16").allowed_cpus().size(), 4096u);
+  EXPECT_EQ(topology::from_synthetic("core:256 pu:1").cores().size(), 256u);
+  // Attributes and memory children carry no arity of their own.
+  const topology numa = topology::from_synthetic("pack:2 [numa(memory=1073741824)] core:2 pu:2");
+  EXPECT_EQ(numa.numa_nodes().size(), 2u);
+  EXPECT_EQ(topology::from_synthetic("numa:2(memory=1073741824) core:2 pu:2").allowed_cpus().size(), 8u);
+  EXPECT_EQ(topology::from_synthetic("2 2 2").allowed_cpus().size(), 8u);  // levels without types
 }
 
 TEST(AffinityPlanWithoutHwloc, FactoriesThrowWhenUnavailable) {
