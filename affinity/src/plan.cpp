@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -221,7 +223,45 @@ placement plan_without_topology(const affinity_spec& spec, std::size_t workers,
   return plan;
 }
 
+// This machine's topology, or why it could not be loaded; loaded on first use. Never
+// destroyed: pools in static objects may still plan or pin during exit.
+struct machine_cache {
+  std::mutex mutex;
+  bool loaded = false;
+  std::shared_ptr<const topology> topo;
+  std::string error;
+};
+
+machine_cache& cache() {
+  static auto* const instance = new machine_cache;  // NOLINT(cppcoreguidelines-owning-memory)
+  return *instance;
+}
+
 }  // namespace
+
+std::shared_ptr<const topology> machine_topology() {
+  machine_cache& c = cache();
+  const std::lock_guard lock(c.mutex);
+  if (!c.loaded) {
+    try {
+      c.topo = std::make_shared<const topology>(topology::load());
+    } catch (const topology_error& e) {
+      c.error = e.what();
+    }
+    c.loaded = true;
+  }
+  if (!c.topo) throw topology_error(c.error);
+  return c.topo;
+}
+
+void refresh_topology() noexcept {
+  machine_cache& c = cache();
+  std::shared_ptr<const topology> old;  // released after the lock, maybe not the last owner
+  const std::lock_guard lock(c.mutex);
+  old.swap(c.topo);
+  c.error.clear();
+  c.loaded = false;
+}
 
 placement plan_placement(const topology& topo, const affinity_spec& spec, std::size_t workers) {
   impl::check_worker_count(workers);
@@ -251,8 +291,8 @@ placement plan_placement(std::string_view spec, std::size_t workers) {
   if (parsed.policy == placement_policy::none) return unpinned(parsed, workers, allowed_cpu_count());
   std::string reason;
   try {
-    const topology topo = topology::load();
-    return plan_placement(topo, parsed, workers);
+    const std::shared_ptr<const topology> topo = machine_topology();
+    return plan_placement(*topo, parsed, workers);
   } catch (const topology_error& e) {
     reason = e.what();
   }

@@ -7,7 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <sched.h>
+
 #include <filesystem>
+#include <memory>
 #include <set>
 #include <string>
 #include <string_view>
@@ -341,6 +344,79 @@ TEST_F(AffinityPlan, SyntheticDescriptionsAtTheLimitsAndWithAttributesLoad) {
   EXPECT_EQ(numa.numa_nodes().size(), 2u);
   EXPECT_EQ(topology::from_synthetic("numa:2(memory=1073741824) core:2 pu:2").allowed_cpus().size(), 8u);
   EXPECT_EQ(topology::from_synthetic("2 2 2").allowed_cpus().size(), 8u);  // levels without types
+}
+
+// The machine's topology is loaded once and shared until refresh_topology().
+std::shared_ptr<const topology> machine_or_null() {
+  try {
+    return mtp::machine_topology();
+  } catch (const mtp::topology_error&) {
+    return nullptr;
+  }
+}
+
+TEST(AffinityTopologyCache, PlansShareOneLoadUntilRefreshed) {
+  const std::shared_ptr<const topology> first = machine_or_null();
+  if (!first) GTEST_SKIP() << "this machine's topology cannot be loaded here";
+  EXPECT_TRUE(first->is_this_system());
+  EXPECT_EQ(machine_or_null(), first);  // the same object: not loaded again
+  const placement a = plan_placement("cores", 3);
+  const placement b = plan_placement("cores", 3);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(plan_placement("pus"), plan_placement("pus"));
+  EXPECT_EQ(machine_or_null(), first);
+
+  mtp::refresh_topology();
+  const std::shared_ptr<const topology> second = machine_or_null();
+  ASSERT_NE(second, nullptr);
+  EXPECT_NE(second, first);  // loaded anew
+  EXPECT_EQ(second->allowed_cpus(), first->allowed_cpus());
+  EXPECT_EQ(plan_placement("cores", 3), a);
+  EXPECT_EQ(machine_or_null(), second);
+}
+
+// Restores the calling thread's CPU mask and the topology cache at the end of the scope.
+class mask_guard {
+ public:
+  mask_guard() { CPU_ZERO(&saved_); ok_ = sched_getaffinity(0, sizeof saved_, &saved_) == 0; }
+  mask_guard(const mask_guard&) = delete;
+  mask_guard& operator=(const mask_guard&) = delete;
+  ~mask_guard() {
+    if (ok_) sched_setaffinity(0, sizeof saved_, &saved_);
+    mtp::refresh_topology();
+  }
+  [[nodiscard]] bool ok() const { return ok_; }
+
+ private:
+  cpu_set_t saved_;
+  bool ok_ = false;
+};
+
+TEST(AffinityTopologyCache, RefreshSeesANarrowedProcess) {
+  // This test's process has one thread, so its mask is the process's binding.
+  const std::vector<unsigned> cpus = mtp::allowed_cpus();
+  if (cpus.size() < 2 || cpus.back() >= CPU_SETSIZE) GTEST_SKIP() << "needs 2 CPUs";
+  mtp::refresh_topology();
+  const std::shared_ptr<const topology> wide = machine_or_null();
+  if (!wide) GTEST_SKIP() << "this machine's topology cannot be loaded here";
+  const std::size_t wide_cpus = wide->allowed_cpus().size();
+  ASSERT_GE(wide_cpus, 2u);
+
+  const mask_guard guard;
+  ASSERT_TRUE(guard.ok());
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(wide->allowed_cpus().front(), &one);
+  if (sched_setaffinity(0, sizeof one, &one) != 0) GTEST_SKIP() << "cannot change the CPU mask here";
+
+  // Cached: still the wide machine.
+  EXPECT_EQ(machine_or_null()->allowed_cpus().size(), wide_cpus);
+  EXPECT_EQ(plan_placement("pus").workers.size(), wide_cpus);
+  mtp::refresh_topology();
+  EXPECT_EQ(machine_or_null()->allowed_cpus(), (std::vector<unsigned>{wide->allowed_cpus().front()}));
+  const placement narrow = plan_placement("pus");
+  ASSERT_EQ(narrow.workers.size(), 1u);
+  EXPECT_EQ(narrow.workers[0].cpus, (std::vector<unsigned>{wide->allowed_cpus().front()}));
 }
 
 TEST(AffinityPlanWithoutHwloc, FactoriesThrowWhenUnavailable) {

@@ -19,6 +19,8 @@ struct worker_placement {
   int core = -1;               ///< Physical core (hwloc logical index) it is pinned to, or -1.
   int numa_node = -1;          ///< NUMA node (hwloc logical index) it is pinned to, or -1.
   int package = -1;            ///< Package / socket (hwloc logical index) it is pinned to, or -1.
+
+  friend bool operator==(const worker_placement&, const worker_placement&) = default;
 };
 
 /// The plan for a whole pool: one entry per worker, plus what the planner wants the user to
@@ -28,6 +30,8 @@ struct placement {
   std::string spec;                 ///< The spec text the plan was made from ("cores", "0-3", ...).
   std::vector<std::string> notes;   ///< Human-readable remarks about the plan.
   bool bind_memory = false;         ///< Also bind each worker's allocations to its NUMA node.
+
+  friend bool operator==(const placement&, const placement&) = default;
 };
 
 /// A bad affinity spec: the message names the offending text and why.
@@ -50,6 +54,14 @@ inline constexpr std::size_t k_max_workers = 4096;
 /// variable if set (a bad value throws affinity_error; it never silently falls back), else
 /// "cores" (one pinned worker per allowed physical core).
 [[nodiscard]] placement default_placement(std::size_t workers = 0);
+
+/// Forgets this machine's cached topology, so that the next plan (and the next pinning) loads
+/// it again. plan_placement(spec), default_placement (so every pool given no placement) and
+/// bind_current_thread load the topology once per process, on first use, and share it: a pool
+/// costs no topology load. Call this after the process's allowed CPUs change at run time
+/// (sched_setaffinity or taskset on the running process, a cgroup cpuset update, CPU hotplug);
+/// plans made before keep their CPUs. Thread-safe; a load that failed is retried too.
+void refresh_topology() noexcept;
 
 /// The outcome of pinning the calling thread. `error` is non-empty whenever something asked for
 /// did not happen: pinning (then pinned == false) or, with pinned == true, memory binding.

@@ -137,4 +137,10 @@ class topology {
   std::vector<cache_info> caches_;
 };
 
+/// This machine's topology (topology::load()), loaded once per process on first use and then
+/// shared; the planner and bind_current_thread use the same one. Thread-safe. Throws
+/// topology_error when it cannot be loaded (and keeps throwing the same error, without
+/// retrying, until refresh_topology() in <mtp/affinity/placement.hpp> is called).
+[[nodiscard]] std::shared_ptr<const topology> machine_topology();
+
 }  // namespace mtp
