@@ -10,6 +10,22 @@
 
 namespace mtp::impl {
 
+constexpr bool is_blank(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+inline constexpr std::string_view k_expected =
+    "expected cores, pus, numa:compact, numa:scatter, none, or a CPU list such as 0-3,8; "
+    "a policy may end in :reserve=N";
+inline constexpr std::string_view k_reserve_needs_policy =
+    "reserve=N applies to cores, pus, numa:compact and numa:scatter (with a CPU list, the CPUs "
+    "not listed are free for callers; with none, nothing is pinned)";
+
+/// The N of a spec's "reserve=N" option (`option` is the text after the policy's ':').
+/// Throws affinity_error naming `spec` for another option or a malformed or too large N.
+[[nodiscard]] std::size_t parse_reserve(std::string_view option, std::string_view spec);
+
 /// `text` with control and non-ASCII bytes escaped as \xNN and cut after 80 characters, in
 /// single quotes: safe to embed in an error message whatever the input was.
 [[nodiscard]] std::string quote(std::string_view text);

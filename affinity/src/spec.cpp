@@ -19,10 +19,6 @@ namespace {
 
 constexpr std::size_t k_quote_limit = 80;
 
-constexpr bool is_blank(char c) noexcept {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 
 // Parses a run of digits already known to be non-empty and all digits; false if it exceeds
 // k_max_cpu_number.
@@ -36,10 +32,26 @@ bool to_cpu_number(std::string_view digits, unsigned& out) noexcept {
   return true;
 }
 
-constexpr std::string_view k_expected =
-    "expected cores, pus, numa:compact, numa:scatter, none, or a CPU list such as 0-3,8";
-
 }  // namespace
+
+std::size_t parse_reserve(std::string_view option, std::string_view spec) {
+  constexpr std::string_view k_prefix = "reserve=";
+  if (!option.starts_with(k_prefix)) {
+    throw_spec_error(spec, "unknown option " + quote(option) +
+                               " (the only option is reserve=N, e.g. cores:reserve=1)");
+  }
+  const std::string_view digits = option.substr(k_prefix.size());
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), is_digit)) {
+    throw_spec_error(spec, "malformed reserve count " + quote(digits) +
+                               " (expected reserve=N, N a number of cores)");
+  }
+  unsigned count = 0;
+  if (!to_cpu_number(digits, count)) {
+    throw_spec_error(spec, "reserve count " + quote(digits) + " is too large (the largest is " +
+                               std::to_string(k_max_cpu_number) + ")");
+  }
+  return count;
+}
 
 std::string_view trim(std::string_view text) noexcept {
   while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
@@ -218,24 +230,40 @@ affinity_spec parse_affinity_spec(std::string_view text) {
   out.text = std::string(spec);
   if (spec.empty()) impl::throw_spec_error(text, std::string("empty spec (") +
                                                      std::string(impl::k_expected) + ")");
+  if (impl::is_digit(spec.front()) && spec.find(":reserve") != std::string_view::npos) {
+    impl::throw_spec_error(spec, std::string(impl::k_reserve_needs_policy));
+  }
   if (impl::is_digit(spec.front())) {
     out.policy = placement_policy::cpu_list;
     out.cpus = impl::expand_cpu_list(impl::validate_cpu_list(spec, spec));
     if (out.cpus.empty()) impl::throw_spec_error(spec, "empty selection: the CPU list names no CPU");
     return out;
   }
-  if (spec == "cores") {
-    out.policy = placement_policy::cores;
-  } else if (spec == "pus") {
-    out.policy = placement_policy::pus;
-  } else if (spec == "numa:compact") {
-    out.policy = placement_policy::numa_compact;
-  } else if (spec == "numa:scatter") {
-    out.policy = placement_policy::numa_scatter;
-  } else if (spec == "none") {
+  // A policy keyword, alone or followed by ":reserve=N".
+  struct keyword {
+    std::string_view name;
+    placement_policy policy;
+  };
+  static constexpr keyword k_policies[] = {{"cores", placement_policy::cores},
+                                           {"pus", placement_policy::pus},
+                                           {"numa:compact", placement_policy::numa_compact},
+                                           {"numa:scatter", placement_policy::numa_scatter}};
+  for (const keyword& k : k_policies) {
+    if (!spec.starts_with(k.name)) continue;
+    const std::string_view rest = spec.substr(k.name.size());
+    if (!rest.empty() && rest.front() != ':') continue;  // "coresx": not this keyword
+    out.policy = k.policy;
+    if (!rest.empty()) out.reserve = impl::parse_reserve(rest.substr(1), spec);
+    return out;
+  }
+  if (spec == "none") {
     out.policy = placement_policy::none;
+  } else if (spec.starts_with("none:")) {
+    impl::throw_spec_error(spec, std::string(impl::k_reserve_needs_policy));
   } else if (spec.starts_with("numa:") || spec == "numa") {
     impl::throw_spec_error(spec, "unknown NUMA policy (expected numa:compact or numa:scatter)");
+  } else if (spec.find(":reserve") != std::string_view::npos && impl::is_digit(spec.front())) {
+    impl::throw_spec_error(spec, std::string(impl::k_reserve_needs_policy));
   } else if (spec.find_first_of(",-") != std::string_view::npos &&
              std::any_of(spec.begin(), spec.end(), impl::is_digit)) {
     impl::throw_spec_error(spec, "malformed CPU list: it must start with a CPU number");

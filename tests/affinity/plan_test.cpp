@@ -288,6 +288,92 @@ TEST_F(AffinityPlan, XmlTopologyRestrictedToOnePackage) {
   expect_inside(plan, topo);
 }
 
+// Every worker's CPUs are outside `reserved`.
+void expect_no_worker_on(const placement& plan, const std::vector<unsigned>& reserved) {
+  for (std::size_t i = 0; i < plan.workers.size(); ++i) {
+    for (const unsigned cpu : plan.workers[i].cpus) {
+      EXPECT_FALSE(std::binary_search(reserved.begin(), reserved.end(), cpu)) << "worker " << i << " on CPU " << cpu;
+    }
+  }
+}
+
+TEST_F(AffinityPlan, ReserveKeepsTheLastCoresForCallers) {
+  // 12 cores (CPUs 2k and 2k+1 on core k), 2 packages.
+  const topology topo = topology::from_xml(xml_file());
+  const placement plan = plan_placement(topo, "cores:reserve=1");
+  EXPECT_EQ(plan.spec, "cores:reserve=1");
+  ASSERT_EQ(plan.workers.size(), 11u);
+  EXPECT_EQ(plan.caller_cpus, (std::vector<unsigned>{22, 23}));
+  expect_no_worker_on(plan, plan.caller_cpus);
+  std::set<int> cores;
+  for (const auto& w : plan.workers) cores.insert(w.core);
+  EXPECT_EQ(cores.size(), 11u);
+  EXPECT_EQ(cores.count(11), 0u);
+  EXPECT_EQ(packages_of(plan_placement(topo, "cores:reserve=1", 2)), (std::vector<int>{0, 1}));
+  bool noted = false;
+  for (const auto& note : plan.notes) noted = noted || note.find("1 core (CPUs 22-23) kept free of workers for callers") != std::string::npos;
+  EXPECT_TRUE(noted) << "no note about the reserved core";
+
+  // Without the option nothing is reserved.
+  EXPECT_TRUE(plan_placement(topo, "cores").caller_cpus.empty());
+  EXPECT_TRUE(plan_placement(topo, "cores:reserve=0").caller_cpus.empty());
+}
+
+TEST_F(AffinityPlan, ReserveCountsCoresForEveryPolicy) {
+  const topology topo = topology::from_xml(xml_file());
+  const std::vector<unsigned> last_two = {20, 21, 22, 23};
+  const placement pus = plan_placement(topo, "pus:reserve=2");
+  EXPECT_EQ(pus.workers.size(), 20u);  // whole cores are kept, both hardware threads
+  EXPECT_EQ(pus.caller_cpus, last_two);
+  expect_no_worker_on(pus, last_two);
+
+  const placement compact = plan_placement(topo, "numa:compact:reserve=2");
+  EXPECT_EQ(compact.workers.size(), 10u);
+  EXPECT_EQ(compact.caller_cpus, last_two);
+  EXPECT_EQ(nodes_of(compact), (std::vector<int>{0, 0, 0, 0, 0, 0, 1, 1, 1, 1}));
+  expect_no_worker_on(compact, last_two);
+
+  const placement scatter = plan_placement(topo, "numa:scatter:reserve=2");
+  EXPECT_EQ(scatter.workers.size(), 10u);
+  expect_no_worker_on(scatter, last_two);
+
+  // More workers than the cores left: they share those, never the reserved ones.
+  const placement many = plan_placement(topo, "cores:reserve=2", 25);
+  EXPECT_EQ(many.workers.size(), 25u);
+  EXPECT_EQ(many.caller_cpus, last_two);
+  expect_no_worker_on(many, last_two);
+}
+
+TEST_F(AffinityPlan, ReserveFollowsTheAllowedSet) {
+  topology topo = topology::from_xml(xml_file());
+  topo.restrict_to("0-7,13");  // cores 0-3 whole, and one thread of core 6
+  const placement plan = plan_placement(topo, "cores:reserve=1");
+  EXPECT_EQ(plan.caller_cpus, (std::vector<unsigned>{13}));
+  ASSERT_EQ(plan.workers.size(), 4u);
+  expect_no_worker_on(plan, plan.caller_cpus);
+  expect_inside(plan, topo);
+}
+
+TEST_F(AffinityPlan, ReserveNeverLeavesNoWorker) {
+  topology one_core = topology::from_xml(xml_file());
+  one_core.restrict_to("0-1");
+  const placement plan = plan_placement(one_core, "cores:reserve=1");
+  ASSERT_EQ(plan.workers.size(), 1u);
+  EXPECT_EQ(plan.workers[0].cpus, (std::vector<unsigned>{0, 1}));
+  EXPECT_TRUE(plan.caller_cpus.empty());
+  ASSERT_FALSE(plan.notes.empty());
+  expect_contains(plan.notes.front(), {"reserve=1 not applied: only 1 core is allowed"});
+
+  // Asking for all cores, or more: one is left to the workers.
+  const topology topo = topology::from_xml(xml_file());
+  const placement most = plan_placement(topo, "cores:reserve=40");
+  ASSERT_EQ(most.workers.size(), 1u);
+  EXPECT_EQ(most.workers[0].cpus, (std::vector<unsigned>{0, 1}));
+  EXPECT_EQ(most.caller_cpus.size(), 22u);
+  expect_contains(most.notes.front(), {"11 cores (CPUs 2-23) kept free", "reserve=40 cut to 11"});
+  EXPECT_EQ(plan_placement(topo, "pus:reserve=12", 3).workers.size(), 3u);
+}
+
 TEST_F(AffinityPlan, BadTopologySources) {
   EXPECT_THROW((void)topology::from_synthetic("pack:two"), mtp::topology_error);
   EXPECT_THROW((void)topology::from_xml("/nonexistent/topology.xml"), mtp::topology_error);

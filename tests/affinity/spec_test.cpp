@@ -56,6 +56,38 @@ TEST(AffinitySpec, CpuLists) {
   EXPECT_EQ(parse_affinity_spec("65535").cpus, (std::vector<unsigned>{mtp::k_max_cpu_number}));
 }
 
+TEST(AffinitySpec, ReserveOption) {
+  const affinity_spec spec = parse_affinity_spec(" cores:reserve=1 ");
+  EXPECT_EQ(spec.policy, placement_policy::cores);
+  EXPECT_EQ(spec.reserve, 1u);
+  EXPECT_EQ(spec.text, "cores:reserve=1");
+  EXPECT_EQ(parse_affinity_spec("cores").reserve, 0u);
+  EXPECT_EQ(parse_affinity_spec("pus:reserve=2").policy, placement_policy::pus);
+  EXPECT_EQ(parse_affinity_spec("pus:reserve=2").reserve, 2u);
+  EXPECT_EQ(parse_affinity_spec("numa:compact:reserve=3").policy, placement_policy::numa_compact);
+  EXPECT_EQ(parse_affinity_spec("numa:scatter:reserve=04").reserve, 4u);  // decimal
+  EXPECT_EQ(parse_affinity_spec("cores:reserve=0").reserve, 0u);
+  EXPECT_EQ(parse_affinity_spec("cores:reserve=65535").reserve, 65535u);
+}
+
+TEST(AffinitySpec, ReserveErrors) {
+  expect_spec_error("cores:reserve", {"affinity spec 'cores:reserve': unknown option 'reserve'",
+                                      "the only option is reserve=N"});
+  expect_spec_error("cores:", {"unknown option ''"});
+  expect_spec_error("pus:spare=1", {"unknown option 'spare=1'"});
+  expect_spec_error("cores:reserve=", {"malformed reserve count ''", "expected reserve=N"});
+  expect_spec_error("cores:reserve=x", {"malformed reserve count 'x'"});
+  expect_spec_error("cores:reserve=-1", {"malformed reserve count '-1'"});
+  expect_spec_error("cores:reserve=1:reserve=2", {"malformed reserve count '1:reserve=2'"});
+  expect_spec_error("cores:reserve= 1", {"malformed reserve count ' 1'"});
+  expect_spec_error("cores:reserve=65536", {"reserve count '65536' is too large (the largest is 65535)"});
+  expect_spec_error("cores:reserve=99999999999999999999", {"is too large"});
+  expect_spec_error("none:reserve=1", {"'none:reserve=1': reserve=N applies to cores, pus, numa:compact"});
+  expect_spec_error("0-3:reserve=1", {"'0-3:reserve=1': reserve=N applies to cores"});
+  expect_spec_error("numa:reserve=1", {"unknown NUMA policy"});
+  expect_spec_error("coresreserve=1", {"unknown policy"});
+}
+
 TEST(AffinitySpec, EmptySpec) {
   expect_spec_error("", {"affinity spec '': empty spec", "expected cores, pus, numa:compact"});
   expect_spec_error(" \t ", {"empty spec"});

@@ -99,6 +99,7 @@ nlohmann::json plan_json(const mtp::placement& plan) {
   out["spec"] = plan.spec;
   out["bind_memory"] = plan.bind_memory;
   out["notes"] = plan.notes;
+  out["caller_cpus"] = plan.caller_cpus;
   out["workers"] = nlohmann::json::array();
   for (std::size_t i = 0; i < plan.workers.size(); ++i) {
     const auto& w = plan.workers[i];
@@ -165,6 +166,9 @@ void print_plan(const mtp::placement& plan) {
                 << w.package << ")";
     }
     std::cout << "\n";
+  }
+  if (!plan.caller_cpus.empty()) {
+    std::cout << "  callers -> " << cpus_text(plan.caller_cpus) << " (reserved: no worker runs there)\n";
   }
   if (!plan.notes.empty()) {
     std::cout << "Notes:\n";

@@ -30,6 +30,10 @@ struct placement {
   std::string spec;                 ///< The spec text the plan was made from ("cores", "0-3", ...).
   std::vector<std::string> notes;   ///< Human-readable remarks about the plan.
   bool bind_memory = false;         ///< Also bind each worker's allocations to its NUMA node.
+  /// CPUs kept free of workers for the threads that call the pool (spec ":reserve=N", e.g.
+  /// "cores:reserve=1"); empty = none reserved. A caller pins itself there with
+  /// bind_current_thread(worker_placement{.cpus = plan.caller_cpus}).
+  std::vector<unsigned> caller_cpus;
 
   friend bool operator==(const placement&, const placement&) = default;
 };
@@ -46,7 +50,8 @@ class affinity_error : public std::invalid_argument {
 inline constexpr std::size_t k_max_workers = 4096;
 
 /// Computes a plan for `workers` workers (0 = one per selected core or CPU) from a spec such as
-/// "cores", "pus", "numa:compact", "numa:scatter", "0-3,8", "none". Throws affinity_error for
+/// "cores", "pus", "numa:compact", "numa:scatter", "0-3,8", "none", "cores:reserve=1" (see
+/// <mtp/affinity/spec.hpp> for the grammar). Throws affinity_error for
 /// a bad spec or more than k_max_workers workers.
 [[nodiscard]] placement plan_placement(std::string_view spec, std::size_t workers = 0);
 
