@@ -57,7 +57,8 @@ inline constexpr std::size_t k_max_workers = 4096;
 
 /// The plan a pool uses when the caller gave none: the spec from the MTP_AFFINITY environment
 /// variable if set (a bad value throws affinity_error; it never silently falls back), else
-/// "cores" (one pinned worker per allowed physical core).
+/// "cores" (one pinned worker per allowed physical core). More than k_max_workers workers
+/// throws affinity_error too.
 [[nodiscard]] placement default_placement(std::size_t workers = 0);
 
 /// Forgets this machine's cached topology, so that the next plan (and the next pinning) loads
