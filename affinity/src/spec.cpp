@@ -262,8 +262,6 @@ affinity_spec parse_affinity_spec(std::string_view text) {
     impl::throw_spec_error(spec, std::string(impl::k_reserve_needs_policy));
   } else if (spec.starts_with("numa:") || spec == "numa") {
     impl::throw_spec_error(spec, "unknown NUMA policy (expected numa:compact or numa:scatter)");
-  } else if (spec.find(":reserve") != std::string_view::npos && impl::is_digit(spec.front())) {
-    impl::throw_spec_error(spec, std::string(impl::k_reserve_needs_policy));
   } else if (spec.find_first_of(",-") != std::string_view::npos &&
              std::any_of(spec.begin(), spec.end(), impl::is_digit)) {
     impl::throw_spec_error(spec, "malformed CPU list: it must start with a CPU number");
