@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -459,6 +460,26 @@ TEST(AffinityTopologyCache, PlansShareOneLoadUntilRefreshed) {
   EXPECT_EQ(second->allowed_cpus(), first->allowed_cpus());
   EXPECT_EQ(plan_placement("cores", 3), a);
   EXPECT_EQ(machine_or_null(), second);
+}
+
+TEST(AffinityTopologyCache, ConcurrentFirstUseLoadsOnce) {
+  mtp::refresh_topology();
+  constexpr std::size_t k_threads = 8;
+  std::vector<std::shared_ptr<const topology>> seen(k_threads);
+  std::vector<placement> plans(k_threads);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < k_threads; ++t) {
+    threads.emplace_back([&, t] {
+      seen[t] = machine_or_null();
+      plans[t] = plan_placement("cores", 2);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  if (!seen[0]) GTEST_SKIP() << "this machine's topology cannot be loaded here";
+  for (std::size_t t = 1; t < k_threads; ++t) {
+    EXPECT_EQ(seen[t], seen[0]) << "thread " << t << " got a topology of its own";
+    EXPECT_EQ(plans[t], plans[0]);
+  }
 }
 
 // Restores the calling thread's CPU mask and the topology cache at the end of the scope.
