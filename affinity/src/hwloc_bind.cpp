@@ -4,45 +4,17 @@
 
 #include <mtp/affinity/placement.hpp>
 #include <mtp/affinity/spec.hpp>
+#include <mtp/affinity/topology.hpp>
 
 #include <hwloc.h>
 
 #include <cerrno>
+#include <memory>
 #include <string>
 
 namespace mtp {
 
 namespace {
-
-// The running machine, loaded once per process for binding only. hwloc's binding calls only
-// read the topology, so worker threads may share it.
-struct machine {
-  std::unique_ptr<hwloc_topology, topology_deleter> topo;
-  std::string error;  // why topo is null
-  int numa_nodes = 0;
-};
-
-machine load_machine() {
-  machine m;
-  hwloc_topology_t topo = nullptr;
-  if (hwloc_topology_init(&topo) != 0) {
-    m.error = "hwloc could not initialise a topology: " + impl::errno_text(errno);
-    return m;
-  }
-  m.topo.reset(topo);
-  if (hwloc_topology_load(topo) != 0) {
-    m.error = "hwloc could not load this machine's topology: " + impl::errno_text(errno);
-    m.topo.reset();
-    return m;
-  }
-  m.numa_nodes = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE);
-  return m;
-}
-
-const machine& this_machine() {
-  static const machine m = load_machine();
-  return m;
-}
 
 std::string describe_failure(int error) {
   switch (error) {
@@ -71,12 +43,16 @@ bind_result bind_current_thread(const worker_placement& where, bool bind_memory)
   if (where.cpus.empty()) return result;
   try {
     const std::string what = "cannot pin to CPUs " + format_cpu_list(where.cpus);
-    const machine& m = this_machine();
-    if (!m.topo) {
-      result.error = what + ": pinning unavailable: " + m.error;
+    // The process's shared topology (hwloc's binding calls only read it); held for the call
+    // so that a concurrent refresh_topology() cannot free it.
+    std::shared_ptr<const topology> machine;
+    try {
+      machine = machine_topology();
+    } catch (const topology_error& e) {
+      result.error = what + ": pinning unavailable: " + e.what();
       return result;
     }
-    hwloc_topology_t topo = m.topo.get();
+    hwloc_topology_t topo = machine->native_handle();
     hwloc_const_cpuset_t complete = hwloc_topology_get_complete_cpuset(topo);
     const impl::unique_bitmap set = impl::make_bitmap();
     for (const unsigned cpu : where.cpus) {
@@ -94,7 +70,7 @@ bind_result bind_current_thread(const worker_placement& where, bool bind_memory)
     }
     result.pinned = true;
     // On a single-node machine all memory is local already: nothing to bind.
-    if (bind_memory && m.numa_nodes > 1) {
+    if (bind_memory && hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE) > 1) {
       const impl::unique_bitmap nodes = impl::make_bitmap();
       hwloc_cpuset_to_nodeset(topo, set.get(), nodes.get());
       if (hwloc_set_membind(topo, nodes.get(), HWLOC_MEMBIND_BIND,

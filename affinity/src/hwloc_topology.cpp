@@ -122,6 +122,7 @@ topology topology::load() {
 }
 
 topology topology::from_synthetic(std::string_view description) {
+  impl::check_synthetic_size(description);
   auto topo = init_topology();
   const std::string text(description);
   if (hwloc_topology_set_synthetic(topo.get(), text.c_str()) != 0) {

@@ -66,7 +66,10 @@ topology::~topology() = default;
 
 bool topology::available() noexcept { return false; }
 topology topology::load() { throw_unavailable(); }
-topology topology::from_synthetic(std::string_view) { throw_unavailable(); }
+topology topology::from_synthetic(std::string_view description) {
+  impl::check_synthetic_size(description);  // the same errors as with hwloc, first
+  throw_unavailable();
+}
 topology topology::from_xml(const std::filesystem::path&) { throw_unavailable(); }
 void topology::restrict_to(std::string_view) { throw_unavailable(); }
 void topology::refresh() {}

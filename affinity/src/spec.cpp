@@ -2,10 +2,12 @@
 #include "internal.hpp"
 
 #include <mtp/affinity/spec.hpp>
+#include <mtp/affinity/topology.hpp>
 
 #include <sched.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
@@ -17,10 +19,6 @@ namespace {
 
 constexpr std::size_t k_quote_limit = 80;
 
-constexpr bool is_blank(char c) noexcept {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 
 // Parses a run of digits already known to be non-empty and all digits; false if it exceeds
 // k_max_cpu_number.
@@ -34,10 +32,26 @@ bool to_cpu_number(std::string_view digits, unsigned& out) noexcept {
   return true;
 }
 
-constexpr std::string_view k_expected =
-    "expected cores, pus, numa:compact, numa:scatter, none, or a CPU list such as 0-3,8";
-
 }  // namespace
+
+std::size_t parse_reserve(std::string_view option, std::string_view spec) {
+  constexpr std::string_view k_prefix = "reserve=";
+  if (!option.starts_with(k_prefix)) {
+    throw_spec_error(spec, "unknown option " + quote(option) +
+                               " (the only option is reserve=N, e.g. cores:reserve=1)");
+  }
+  const std::string_view digits = option.substr(k_prefix.size());
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), is_digit)) {
+    throw_spec_error(spec, "malformed reserve count " + quote(digits) +
+                               " (expected reserve=N, N a number of cores)");
+  }
+  unsigned count = 0;
+  if (!to_cpu_number(digits, count)) {
+    throw_spec_error(spec, "reserve count " + quote(digits) + " is too large (the largest is " +
+                               std::to_string(k_max_cpu_number) + ")");
+  }
+  return count;
+}
 
 std::string_view trim(std::string_view text) noexcept {
   while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
@@ -81,6 +95,75 @@ void throw_spec_error(std::string_view spec, std::string_view why, std::string_v
   throw affinity_error(std::string(label) + " " + quote(spec) + ": " + std::string(why));
 }
 
+void check_worker_count(std::size_t workers) {
+  if (workers > k_max_workers) {
+    throw affinity_error("too many workers: " + std::to_string(workers) + " (a pool has at most " +
+                         std::to_string(k_max_workers) + " workers, mtp::k_max_workers)");
+  }
+}
+
+std::size_t worker_count(std::size_t workers, std::size_t available, std::string_view counted,
+                         std::vector<std::string>& notes) {
+  if (workers != 0) return workers;
+  if (available <= k_max_workers) return available;
+  notes.push_back(std::string(counted) + " selected; the pool is cut to " +
+                  std::to_string(k_max_workers) + " workers (mtp::k_max_workers)");
+  return k_max_workers;
+}
+
+void check_synthetic_size(std::string_view description) {
+  const auto fail = [&](const std::string& why) {
+    throw topology_error("synthetic topology " + quote(description) + ": " + why);
+  };
+  if (trim(description).empty()) fail("empty description (expected levels such as \"pack:2 core:4 pu:2\")");
+  std::uint64_t pus = 1;      // objects at the current level; at the end, hardware threads
+  std::uint64_t objects = 1;  // the machine
+  std::size_t i = 0;
+  while (i < description.size()) {
+    if (is_blank(description[i])) {
+      ++i;
+      continue;
+    }
+    // One level: up to the next blank outside (attributes) and [memory children].
+    const std::size_t start = i;
+    int depth = 0;
+    while (i < description.size() && (depth > 0 || !is_blank(description[i]))) {
+      const char c = description[i];
+      if (c == '(' || c == '[') ++depth;
+      if ((c == ')' || c == ']') && depth > 0) --depth;
+      ++i;
+    }
+    const std::string_view token = description.substr(start, i - start);
+    if (token.front() == '(' || token.front() == '[') continue;  // machine attributes, memory
+    std::string_view level = token.substr(0, token.find_first_of("(["));
+    const std::size_t colon = level.rfind(':');
+    const std::string_view arity_text = colon == std::string_view::npos ? level : level.substr(colon + 1);
+    if (arity_text.empty() || !std::all_of(arity_text.begin(), arity_text.end(), is_digit)) {
+      fail("cannot read the arity of level " + quote(token) + " (expected TYPE:N, e.g. core:4)");
+    }
+    std::uint64_t arity = 0;
+    for (const char c : arity_text) {
+      arity = arity * 10 + static_cast<std::uint64_t>(c - '0');
+      if (arity > k_max_synthetic_arity) break;
+    }
+    if (arity > k_max_synthetic_arity) {
+      fail("level " + quote(token) + " has more than " + std::to_string(k_max_synthetic_arity) +
+           " children per parent (mtp::k_max_synthetic_arity)");
+    }
+    pus *= arity;  // both stay <= the limits below before each multiplication: no overflow
+    objects += pus;
+    if (pus > k_max_synthetic_pus) {
+      fail("more than " + std::to_string(k_max_synthetic_pus) +
+           " hardware threads (mtp::k_max_synthetic_pus); the levels up to " + quote(level) +
+           " already make " + std::to_string(pus));
+    }
+    if (objects > k_max_synthetic_objects) {
+      fail("more than " + std::to_string(k_max_synthetic_objects) +
+           " objects in all (mtp::k_max_synthetic_objects)");
+    }
+  }
+}
+
 std::string validate_cpu_list(std::string_view list, std::string_view spec, std::string_view label) {
   if (list.empty()) throw_spec_error(spec, "empty CPU list", label);
   std::string canonical;
@@ -122,18 +205,24 @@ std::string validate_cpu_list(std::string_view list, std::string_view spec, std:
   return canonical;
 }
 
-std::vector<unsigned> thread_allowed_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
+}  // namespace impl
+
+std::vector<unsigned> allowed_cpus() {
+  // A dynamically sized mask covers every CPU number a spec may name (CPU_SETSIZE is 1024).
+  constexpr std::size_t k_count = std::size_t{k_max_cpu_number} + 1;
+  cpu_set_t* set = CPU_ALLOC(k_count);
   std::vector<unsigned> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  if (set == nullptr) return cpus;
+  const std::size_t bytes = CPU_ALLOC_SIZE(k_count);
+  CPU_ZERO_S(bytes, set);
+  if (sched_getaffinity(0, bytes, set) == 0) {
+    for (std::size_t cpu = 0; cpu < k_count; ++cpu) {
+      if (CPU_ISSET_S(cpu, bytes, set)) cpus.push_back(static_cast<unsigned>(cpu));
+    }
   }
+  CPU_FREE(set);
   return cpus;
 }
-
-}  // namespace impl
 
 affinity_spec parse_affinity_spec(std::string_view text) {
   const std::string_view spec = impl::trim(text);
@@ -141,22 +230,36 @@ affinity_spec parse_affinity_spec(std::string_view text) {
   out.text = std::string(spec);
   if (spec.empty()) impl::throw_spec_error(text, std::string("empty spec (") +
                                                      std::string(impl::k_expected) + ")");
+  if (impl::is_digit(spec.front()) && spec.find(":reserve") != std::string_view::npos) {
+    impl::throw_spec_error(spec, std::string(impl::k_reserve_needs_policy));
+  }
   if (impl::is_digit(spec.front())) {
     out.policy = placement_policy::cpu_list;
     out.cpus = impl::expand_cpu_list(impl::validate_cpu_list(spec, spec));
     if (out.cpus.empty()) impl::throw_spec_error(spec, "empty selection: the CPU list names no CPU");
     return out;
   }
-  if (spec == "cores") {
-    out.policy = placement_policy::cores;
-  } else if (spec == "pus") {
-    out.policy = placement_policy::pus;
-  } else if (spec == "numa:compact") {
-    out.policy = placement_policy::numa_compact;
-  } else if (spec == "numa:scatter") {
-    out.policy = placement_policy::numa_scatter;
-  } else if (spec == "none") {
+  // A policy keyword, alone or followed by ":reserve=N".
+  struct keyword {
+    std::string_view name;
+    placement_policy policy;
+  };
+  static constexpr keyword k_policies[] = {{"cores", placement_policy::cores},
+                                           {"pus", placement_policy::pus},
+                                           {"numa:compact", placement_policy::numa_compact},
+                                           {"numa:scatter", placement_policy::numa_scatter}};
+  for (const keyword& k : k_policies) {
+    if (!spec.starts_with(k.name)) continue;
+    const std::string_view rest = spec.substr(k.name.size());
+    if (!rest.empty() && rest.front() != ':') continue;  // "coresx": not this keyword
+    out.policy = k.policy;
+    if (!rest.empty()) out.reserve = impl::parse_reserve(rest.substr(1), spec);
+    return out;
+  }
+  if (spec == "none") {
     out.policy = placement_policy::none;
+  } else if (spec.starts_with("none:")) {
+    impl::throw_spec_error(spec, std::string(impl::k_reserve_needs_policy));
   } else if (spec.starts_with("numa:") || spec == "numa") {
     impl::throw_spec_error(spec, "unknown NUMA policy (expected numa:compact or numa:scatter)");
   } else if (spec.find_first_of(",-") != std::string_view::npos &&

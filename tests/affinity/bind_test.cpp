@@ -32,7 +32,7 @@ observed bind_in_thread(const worker_placement& where, bool bind_memory = false)
   observed seen;
   std::thread([&] {
     seen.result = mtp::bind_current_thread(where, bind_memory);
-    seen.affinity = mtp_test::cpus_of_this_thread();
+    seen.affinity = mtp::allowed_cpus();
   }).join();
   return seen;
 }
@@ -48,13 +48,13 @@ TEST(AffinityBind, LoadedTopologyStaysInsideTheProcessMask) {
   const mtp::topology topo = mtp::topology::load();
   EXPECT_TRUE(topo.is_this_system());
   ASSERT_FALSE(topo.allowed_cpus().empty());
-  EXPECT_TRUE(subset(topo.allowed_cpus(), mtp_test::cpus_of_this_thread()))
+  EXPECT_TRUE(subset(topo.allowed_cpus(), mtp::allowed_cpus()))
       << "allowed " << mtp::format_cpu_list(topo.allowed_cpus());
 }
 
 TEST(AffinityBind, DefaultPlanNeverLeavesTheProcessMask) {
   const mtp_test::env_guard env(mtp::k_affinity_env, std::nullopt);
-  const std::vector<unsigned> mask = mtp_test::cpus_of_this_thread();
+  const std::vector<unsigned> mask = mtp::allowed_cpus();
   for (const char* spec : {"cores", "pus", "numa:compact", "numa:scatter"}) {
     const mtp::placement plan = mtp::plan_placement(spec, 0);
     EXPECT_FALSE(plan.workers.empty()) << spec;
@@ -70,7 +70,7 @@ TEST(AffinityBind, DefaultPlanNeverLeavesTheProcessMask) {
 }
 
 TEST(AffinityBind, PinsToEachAllowedCpuInTurn) {
-  const std::vector<unsigned> mask = mtp_test::cpus_of_this_thread();
+  const std::vector<unsigned> mask = mtp::allowed_cpus();
   ASSERT_FALSE(mask.empty());
   std::string refused;
   for (const unsigned cpu : mask) {
@@ -106,7 +106,7 @@ TEST(AffinityBind, PinsEachWorkerOfTheDefaultPlanToItsCore) {
 }
 
 TEST(AffinityBind, EmptyCpuListDoesNothing) {
-  const std::vector<unsigned> before = mtp_test::cpus_of_this_thread();
+  const std::vector<unsigned> before = mtp::allowed_cpus();
   const observed seen = bind_in_thread(worker_placement{});
   EXPECT_FALSE(seen.result.pinned);
   EXPECT_TRUE(seen.result.error.empty());
@@ -128,7 +128,7 @@ TEST(AffinityBind, CpuThatDoesNotExistIsReportedNotThrown) {
 }
 
 TEST(AffinityBind, ExplicitListOutsideTheProcessMaskIsRejected) {
-  const std::vector<unsigned> mask = mtp_test::cpus_of_this_thread();
+  const std::vector<unsigned> mask = mtp::allowed_cpus();
   unsigned outside = 0;
   while (std::find(mask.begin(), mask.end(), outside) != mask.end()) ++outside;
   const std::string spec = std::to_string(outside);
@@ -143,7 +143,7 @@ TEST(AffinityBind, ExplicitListOutsideTheProcessMaskIsRejected) {
 }
 
 TEST(AffinityBind, ExplicitListInsideTheMaskPlansAndPins) {
-  const std::vector<unsigned> mask = mtp_test::cpus_of_this_thread();
+  const std::vector<unsigned> mask = mtp::allowed_cpus();
   ASSERT_FALSE(mask.empty());
   const mtp::placement plan = mtp::plan_placement(std::to_string(mask.front()), 2);
   ASSERT_EQ(plan.workers.size(), 2u);

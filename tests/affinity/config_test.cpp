@@ -74,8 +74,43 @@ TEST(AffinityConfig, Errors) {
   expect_config_error(R"({"workers": 2.5})", {"\"workers\" must be a non-negative integer"});
   expect_config_error(R"({"workers": "4"})", {"\"workers\" must be a non-negative integer"});
   expect_config_error(R"({"bind_memory": "yes"})", {"\"bind_memory\" must be true or false"});
+  expect_config_error(R"({"workers": 18446744073709551615})",
+                      {"test.json: \"workers\": 18446744073709551615 is too many", "at most 4096 workers"});
+  expect_config_error(R"({"workers": 100000000000})", {"\"workers\": 100000000000 is too many"});
+  expect_config_error(R"({"workers": 4097})", {"\"workers\": 4097 is too many"});
+  expect_config_error(R"({"workers": 18446744073709551616})", {"\"workers\" must be a non-negative integer"});
   expect_config_error(R"({"bind_memroy": true})",
                       {"unknown key 'bind_memroy'", "expected \"affinity\", \"workers\", \"bind_memory\""});
+}
+
+TEST(AffinityConfig, LargestWorkerCountIsAccepted) {
+  EXPECT_EQ(parse_placement_config(R"({"workers": 4096})").workers, mtp::k_max_workers);
+}
+
+TEST(AffinityConfig, DuplicateKeysAreErrors) {
+  expect_config_error(R"({"workers": 2, "workers": 3})",
+                      {"test.json: duplicate key 'workers'", "each key may appear once"});
+  expect_config_error(R"({"affinity": "cores", "bind_memory": true, "affinity": "pus"})",
+                      {"duplicate key 'affinity'"});
+  // Nested objects are checked too (the config then fails on its unknown key, not before).
+  expect_config_error(R"({"x": {"a": 1, "a": 2}})", {"duplicate key 'a'"});
+  // The same key in different objects is not a duplicate.
+  expect_config_error(R"({"x": {"workers": 1}, "workers": 2})", {"unknown key 'x'"});
+}
+
+TEST(AffinityConfig, DirectoryIsNotMalformedJson) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path();
+  const auto message = affinity_error_of([&] { (void)mtp::read_placement_config(dir); });
+  if (message) {
+    expect_contains(*message, {"affinity config '" + dir.string() + "'", "is a directory"});
+    EXPECT_EQ(message->find("malformed JSON"), std::string::npos) << *message;
+  }
+}
+
+TEST(AffinityConfig, HugeFileIsRefusedUnread) {
+  const temp_file file(std::string(std::size_t{2} << 20, ' ') + "{}");
+  const auto message = affinity_error_of([&] { (void)mtp::read_placement_config(file.path()); });
+  if (message) expect_contains(*message, {file.path().string(), "cannot read: larger than 1048576 bytes"});
 }
 
 TEST(AffinityConfig, LoadFileIntoAPlacement) {

@@ -1,6 +1,7 @@
 // libFuzzer target for the affinity spec parser and the planner behind it. Built and run by
 // tools/fuzz-affinity-spec.sh. Any input must either parse or throw affinity_error; a parsed
-// spec planned on a restricted synthetic machine must only select allowed CPUs.
+// spec planned on a restricted synthetic machine must only select allowed CPUs, and never put
+// a worker on a CPU reserved for callers.
 #include <mtp/affinity/placement.hpp>
 #include <mtp/affinity/spec.hpp>
 #include <mtp/affinity/topology.hpp>
@@ -51,8 +52,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     const mtp::placement plan = mtp::plan_placement(topo, spec, workers);
     check(workers == 0 || plan.workers.size() == workers);
+    const auto& callers = plan.caller_cpus;
+    check(std::is_sorted(callers.begin(), callers.end()));
+    check(spec.reserve > 0 || callers.empty());
+    for (const unsigned cpu : callers) check(std::binary_search(allowed.begin(), allowed.end(), cpu));
     for (const auto& w : plan.workers) {
-      for (const unsigned cpu : w.cpus) check(std::binary_search(allowed.begin(), allowed.end(), cpu));
+      for (const unsigned cpu : w.cpus) {
+        check(std::binary_search(allowed.begin(), allowed.end(), cpu));
+        check(!std::binary_search(callers.begin(), callers.end(), cpu));  // reserved: no worker
+      }
     }
   } catch (const mtp::affinity_error&) {
     check(spec.policy == mtp::placement_policy::cpu_list);  // only a list can name a bad CPU

@@ -7,8 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -20,7 +22,7 @@ struct where_am_i {
 
 struct probe {
   explicit probe(mtp::id_t) {}
-  std::vector<unsigned> handle(const where_am_i&) const { return mtp_test::cpus_of_this_thread(); }
+  std::vector<unsigned> handle(const where_am_i&) const { return mtp::allowed_cpus(); }
 };
 
 TEST(PoolAffinity, EachWorkerRunsOnTheCpusOfItsPlacement) {
@@ -35,6 +37,30 @@ TEST(PoolAffinity, EachWorkerRunsOnTheCpusOfItsPlacement) {
     if (!stats.workers[k].pinned) GTEST_SKIP() << "pinning not permitted here";
     EXPECT_EQ(seen, planned) << "worker " << k;
   }
+}
+
+TEST(PoolAffinity, ReservedCoresAreLeftToTheCaller) {
+  const mtp::placement plan = mtp::plan_placement("cores:reserve=1");
+  if (plan.caller_cpus.empty()) GTEST_SKIP() << "fewer than 2 cores here, or no topology: nothing reserved";
+  const std::vector<unsigned>& reserved = plan.caller_cpus;
+  const auto is_reserved = [&](unsigned cpu) { return std::binary_search(reserved.begin(), reserved.end(), cpu); };
+  mtp::thread_pool<probe> pool({.placement = plan});
+  for (std::size_t k = 0; k < pool.worker_count(); ++k) {
+    pool.create(k);
+    const std::vector<unsigned> seen = pool.send(where_am_i{k});
+    if (!pool.stats().workers[k].pinned) GTEST_SKIP() << "pinning not permitted here";
+    for (const unsigned cpu : seen) EXPECT_FALSE(is_reserved(cpu)) << "worker " << k << " may run on CPU " << cpu;
+  }
+  // The caller pins itself as documented, in a thread of its own so the test's mask stays.
+  std::vector<unsigned> caller_mask;
+  mtp::bind_result pinned;
+  std::thread caller([&] {
+    pinned = mtp::bind_current_thread({.cpus = plan.caller_cpus});
+    caller_mask = mtp::allowed_cpus();
+  });
+  caller.join();
+  ASSERT_TRUE(pinned.pinned) << pinned.error;
+  EXPECT_EQ(caller_mask, reserved);
 }
 
 TEST(PoolAffinity, RefusedPinningIsReportedOnceAndThePoolServes) {

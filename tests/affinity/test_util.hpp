@@ -5,8 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include <sched.h>
-
 #include <cstdlib>
 #include <initializer_list>
 #include <optional>
@@ -15,18 +13,6 @@
 #include <vector>
 
 namespace mtp_test {
-
-/// The CPUs the calling thread may run on, read from the kernel (sched_getaffinity).
-inline std::vector<unsigned> cpus_of_this_thread() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<unsigned> cpus;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
-  for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-  }
-  return cpus;
-}
 
 /// The message of the affinity_error `fn` throws, or nullopt (with a test failure) if it does
 /// not throw one.

@@ -6,7 +6,11 @@
 //   mtp-topology --xml machine.xml --restrict 0-7 --spec pus --json
 //   mtp-topology --config pool.json           plan a config file
 //
-// Exit status: 0 = planned, 1 = the topology could not be loaded, 2 = bad spec or config.
+// Exit status (also in --help): 0 = planned; 1 = the topology could not be loaded (this
+// machine, --xml, or --synthetic: invalid or over mtp's size limits); 2 = usage error (unknown
+// option, a malformed or missing value, an empty --synthetic/--xml/--restrict/--config);
+// 3 = invalid spec, config file, --restrict list or worker count (over mtp::k_max_workers);
+// 4 = internal error (e.g. out of memory).
 #include <mtp/affinity/config.hpp>
 #include <mtp/affinity/placement.hpp>
 #include <mtp/affinity/spec.hpp>
@@ -15,6 +19,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdio>
@@ -22,23 +27,74 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace {
 
 constexpr int k_exit_topology = 1;
-constexpr int k_exit_spec = 2;
+constexpr int k_exit_usage = 2;
+constexpr int k_exit_invalid = 3;
+constexpr int k_exit_internal = 4;
+
+constexpr const char* k_exit_footer =
+    "Exit status:\n"
+    "  0  planned\n"
+    "  1  the topology could not be loaded (this machine, --xml, or --synthetic: invalid, or\n"
+    "     over 4096 hardware threads, 256 children per level or 32768 objects)\n"
+    "  2  usage error: unknown option, malformed or missing value, empty --synthetic, --xml,\n"
+    "     --restrict or --config\n"
+    "  3  invalid spec, config file or --restrict list, or more than 4096 workers\n"
+    "  4  internal error (e.g. out of memory)";
+
+// The command line is wrong (exit status 2).
+class usage_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 struct options {
   std::optional<std::string> spec;
-  std::optional<std::size_t> workers;
-  std::string synthetic;
-  std::string xml;
-  std::string restrict_to;
-  std::string config;
+  std::optional<std::string> workers;  // checked by workers_of: CLI11 would wrap "-1"
+  std::optional<std::string> synthetic;
+  std::optional<std::string> xml;
+  std::optional<std::string> restrict_to;
+  std::optional<std::string> config;
   bool json = false;
 };
+
+bool is_blank_text(const std::string& text) {
+  return text.find_first_not_of(" \t\n\r\f\v") == std::string::npos;
+}
+
+// An option that was given must not be blank ("--synthetic ''" used to be ignored).
+const std::string* non_empty(const std::optional<std::string>& value, const char* option,
+                             const char* expected) {
+  if (!value) return nullptr;
+  if (is_blank_text(*value)) throw usage_error(std::string(option) + ": empty value (expected " + expected + ")");
+  return &*value;
+}
+
+// -w/--workers: a non-negative whole number. Any number over mtp::k_max_workers (however
+// large) is a worker-count error, not a usage error.
+std::optional<std::size_t> workers_of(const std::optional<std::string>& text) {
+  if (!text) return std::nullopt;
+  const std::string& digits = *text;
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) {
+    throw usage_error("--workers: '" + digits +
+                      "' is not a whole number of workers (expected 0 for one per selected "
+                      "core or CPU, up to " + std::to_string(mtp::k_max_workers) + ")");
+  }
+  const std::size_t first = std::min(digits.find_first_not_of('0'), digits.size());
+  const std::string value = digits.substr(first);
+  if (value.size() > 9 || (!value.empty() && std::stoull(value) > mtp::k_max_workers)) {
+    throw mtp::affinity_error("too many workers: " + (value.empty() ? std::string("0") : value) +
+                              " (a pool has at most " + std::to_string(mtp::k_max_workers) +
+                              " workers, mtp::k_max_workers)");
+  }
+  return value.empty() ? 0 : static_cast<std::size_t>(std::stoull(value));
+}
 
 std::string human_size(std::uint64_t bytes) {
   constexpr std::array<const char*, 5> k_units = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -99,6 +155,7 @@ nlohmann::json plan_json(const mtp::placement& plan) {
   out["spec"] = plan.spec;
   out["bind_memory"] = plan.bind_memory;
   out["notes"] = plan.notes;
+  out["caller_cpus"] = plan.caller_cpus;
   out["workers"] = nlohmann::json::array();
   for (std::size_t i = 0; i < plan.workers.size(); ++i) {
     const auto& w = plan.workers[i];
@@ -166,6 +223,9 @@ void print_plan(const mtp::placement& plan) {
     }
     std::cout << "\n";
   }
+  if (!plan.caller_cpus.empty()) {
+    std::cout << "  callers -> " << cpus_text(plan.caller_cpus) << " (reserved: no worker runs there)\n";
+  }
   if (!plan.notes.empty()) {
     std::cout << "Notes:\n";
     for (const auto& note : plan.notes) std::cout << "  - " << note << "\n";
@@ -173,29 +233,36 @@ void print_plan(const mtp::placement& plan) {
 }
 
 int run(const options& opt) {
+  const std::string* synthetic =
+      non_empty(opt.synthetic, "--synthetic", "an hwloc synthetic description such as \"pack:2 core:4 pu:2\"");
+  const std::string* xml = non_empty(opt.xml, "--xml", "an hwloc XML file");
+  const std::string* restrict_to = non_empty(opt.restrict_to, "--restrict", "a CPU list such as 0-7");
+  const std::string* config_file = non_empty(opt.config, "-c/--config", "a JSON config file");
+  const std::optional<std::size_t> workers_option = workers_of(opt.workers);
+
   mtp::placement_config config;
-  if (!opt.config.empty()) config = mtp::read_placement_config(opt.config);
+  if (config_file != nullptr) config = mtp::read_placement_config(*config_file);
   const std::string spec = opt.spec.value_or(config.affinity.value_or(mtp::default_affinity_spec()));
-  const std::size_t workers = opt.workers.value_or(config.workers);
+  const std::size_t workers = workers_option.value_or(config.workers);
 
   std::optional<mtp::topology> topo;
   std::string unavailable;
   try {
-    if (!opt.synthetic.empty()) {
-      topo.emplace(mtp::topology::from_synthetic(opt.synthetic));
-    } else if (!opt.xml.empty()) {
-      topo.emplace(mtp::topology::from_xml(opt.xml));
+    if (synthetic != nullptr) {
+      topo.emplace(mtp::topology::from_synthetic(*synthetic));
+    } else if (xml != nullptr) {
+      topo.emplace(mtp::topology::from_xml(*xml));
     } else {
       topo.emplace(mtp::topology::load());
     }
   } catch (const mtp::topology_error& e) {
-    if (!opt.synthetic.empty() || !opt.xml.empty() || !opt.restrict_to.empty()) {
+    if (synthetic != nullptr || xml != nullptr || restrict_to != nullptr) {
       std::cerr << "mtp-topology: " << e.what() << "\n";
       return k_exit_topology;
     }
     unavailable = e.what();  // this machine: still show the fallback plan
   }
-  if (topo && !opt.restrict_to.empty()) topo->restrict_to(opt.restrict_to);
+  if (topo && restrict_to != nullptr) topo->restrict_to(*restrict_to);
 
   mtp::placement plan = topo ? mtp::plan_placement(*topo, spec, workers)
                              : mtp::plan_placement(spec, workers);
@@ -237,18 +304,27 @@ int main(int argc, char** argv) {
                  "Plan a JSON config file ({\"affinity\": ..., \"workers\": ..., \"bind_memory\": ...}); "
                  "--spec and --workers override it");
   app.add_flag("--json", opt.json, "Print JSON instead of text");
-  CLI11_PARSE(app, argc, argv);
+  app.footer(k_exit_footer);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int status = app.exit(e);  // prints help, or the error and "Run with --help"
+    return status == 0 ? 0 : k_exit_usage;
+  }
 
   try {
     return run(opt);
+  } catch (const usage_error& e) {
+    std::cerr << "mtp-topology: " << e.what() << "\nRun with --help for more information.\n";
+    return k_exit_usage;
   } catch (const mtp::affinity_error& e) {
     std::cerr << "mtp-topology: " << e.what() << "\n";
-    return k_exit_spec;
+    return k_exit_invalid;
   } catch (const mtp::topology_error& e) {
     std::cerr << "mtp-topology: " << e.what() << "\n";
     return k_exit_topology;
   } catch (const std::exception& e) {
-    std::cerr << "mtp-topology: " << e.what() << "\n";
-    return k_exit_topology;
+    std::cerr << "mtp-topology: internal error: " << e.what() << "\n";
+    return k_exit_internal;
   }
 }

@@ -7,8 +7,9 @@
 // "affinity" is an affinity spec (see spec.hpp); when absent the default applies (MTP_AFFINITY,
 // else "cores"), exactly as for a pool given no placement. "workers" is a non-negative integer
 // (0 or absent = one per selected core or CPU). "bind_memory" is a boolean (default false).
-// Unknown keys, wrong types, unreadable files and malformed JSON throw affinity_error naming
-// the file, the key and why; a bad "affinity" value throws the spec's affinity_error.
+// "workers" may not exceed k_max_workers. Unknown or duplicate keys, wrong types, malformed
+// JSON, and files that cannot be read (missing, a directory, over 1 MiB) throw affinity_error
+// naming the file, the key and why; a bad "affinity" value throws the spec's affinity_error.
 #pragma once
 
 #include <mtp/affinity/placement.hpp>

@@ -3,9 +3,15 @@
 // Contract: the same spec text is accepted everywhere (plan_placement, a pool option, the
 // MTP_AFFINITY environment variable, the "affinity" key of a config file):
 //
-//   spec     := policy | cpu-list
-//   policy   := "cores" | "pus" | "numa:compact" | "numa:scatter" | "none"
+//   spec     := policy [":reserve=" R] | "none" | cpu-list
+//   policy   := "cores" | "pus" | "numa:compact" | "numa:scatter"
 //   cpu-list := item ("," item)*        item := N | N "-" M   (OS CPU numbers, N <= M)
+//
+// ":reserve=R" keeps the last R allowed cores (in hwloc logical order) free of workers for the
+// threads that call the pool: the policy places its workers on the other cores, and the
+// reserved cores' CPUs are returned in placement::caller_cpus. R counts cores for every
+// policy (pus too, so a caller never shares a core with a worker's hardware thread), is at
+// most k_max_cpu_number, and is cut to leave at least one core for the workers (with a note).
 //
 // Leading and trailing blanks are ignored; nothing else is. A bad spec throws affinity_error
 // whose message names the offending text and why; nothing ever silently falls back to another
@@ -37,10 +43,11 @@ enum class placement_policy {
 struct affinity_spec {
   placement_policy policy = placement_policy::cores;
   std::vector<unsigned> cpus;  ///< For cpu_list: the listed CPUs, ascending, no duplicates.
+  std::size_t reserve = 0;     ///< Cores kept free for callers (":reserve=N"); 0 = none.
   std::string text;            ///< The spec with surrounding blanks removed.
 };
 
-/// Largest CPU number a CPU list may name.
+/// Largest CPU number a CPU list may name (also the largest ":reserve=" count).
 inline constexpr unsigned k_max_cpu_number = 65535;
 
 /// The spec used when none was given: MTP_AFFINITY if set and not blank, else "cores".

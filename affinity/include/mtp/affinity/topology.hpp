@@ -32,6 +32,14 @@ class topology_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Limits on topology::from_synthetic descriptions, checked on the text before hwloc builds
+/// anything (hwloc's time and memory grow faster than linearly with these: "pack:64 core:64
+/// pu:16" takes tens of seconds and about 1 GB). Hardware threads are the product of the
+/// levels' arities, objects the sum over levels of the objects at that level.
+inline constexpr std::size_t k_max_synthetic_pus = 4096;
+inline constexpr std::size_t k_max_synthetic_arity = 256;
+inline constexpr std::size_t k_max_synthetic_objects = 32768;
+
 /// One physical core with at least one allowed hardware thread.
 struct core_info {
   int index = -1;              ///< hwloc logical index of the core.
@@ -78,7 +86,9 @@ class topology {
  public:
   /// The running machine, limited to the CPUs this process may use. Throws topology_error.
   [[nodiscard]] static topology load();
-  /// An hwloc synthetic machine, e.g. "pack:2 numa:2 core:8 pu:2" (all CPUs allowed).
+  /// An hwloc synthetic machine, e.g. "pack:2 numa:2 core:8 pu:2" (all CPUs allowed). Throws
+  /// topology_error for an empty or invalid description, a level whose arity cannot be read,
+  /// or one over the k_max_synthetic_* limits.
   [[nodiscard]] static topology from_synthetic(std::string_view description);
   /// An hwloc XML export (lstopo --of xml), all of its CPUs allowed.
   [[nodiscard]] static topology from_xml(const std::filesystem::path& file);
@@ -126,5 +136,11 @@ class topology {
   std::vector<package_info> packages_;
   std::vector<cache_info> caches_;
 };
+
+/// This machine's topology (topology::load()), loaded once per process on first use and then
+/// shared; the planner and bind_current_thread use the same one. Thread-safe. Throws
+/// topology_error when it cannot be loaded (and keeps throwing the same error, without
+/// retrying, until refresh_topology() in <mtp/affinity/placement.hpp> is called).
+[[nodiscard]] std::shared_ptr<const topology> machine_topology();
 
 }  // namespace mtp
