@@ -219,6 +219,8 @@ class mock_pool {
     if constexpr (impl::check_request<R>()) {
       impl::check_handles<Item, R>();
       return answer(r).value();
+    } else {
+      return {};
     }
   }
 
@@ -236,15 +238,15 @@ class mock_pool {
   }
 
   template <std::ranges::contiguous_range Range>
-  auto send_batch(const Range& requests) {
+  std::vector<result<impl::response_of_t<std::ranges::range_value_t<Range>>>> send_batch(const Range& requests) {
     using R = std::ranges::range_value_t<Range>;
+    std::vector<result<impl::response_of_t<R>>> out;
     if constexpr (impl::check_request<R>()) {
       impl::check_handles<Item, R>();
-      std::vector<result<response_t<R>>> out;
       out.reserve(std::ranges::size(requests));
       for (const auto& r : requests) out.push_back(answer(r));
-      return out;
     }
+    return out;
   }
 
   template <request R>
@@ -256,21 +258,22 @@ class mock_pool {
   }
 
   template <std::ranges::contiguous_range Range, class Rep, class Period>
-  auto send_batch(const Range& requests, std::chrono::duration<Rep, Period>) {
+  std::vector<result<impl::response_of_t<std::ranges::range_value_t<Range>>>> send_batch(
+      const Range& requests, std::chrono::duration<Rep, Period>) {
     return send_batch(requests);
   }
 
   /// Answers every request at once and returns a finished mtp::batch.
   template <class R>
-  auto submit_batch(std::vector<R> requests) {
+  batch<impl::response_of_t<R>> submit_batch(std::vector<R> requests) {
+    using T = impl::response_of_t<R>;
+    auto state = std::make_unique<impl::async_state<T>>();  // its completion starts done
     if constexpr (impl::check_request<R>()) {
       impl::check_handles<Item, R>();
-      using T = response_t<R>;
-      auto state = std::make_unique<impl::async_state<T>>();  // completion starts done
       state->results.reserve(requests.size());
       for (const auto& r : requests) state->results.push_back(answer(r));
-      return batch<T>(std::move(state));
     }
+    return batch<T>(std::move(state));
   }
 
   template <class R>
