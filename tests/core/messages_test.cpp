@@ -138,12 +138,10 @@ struct deposit {
 struct freeze {
   mtp::id_t id;
   using response_type = void;
-  friend bool operator==(const freeze&, const freeze&) = default;
 };
 struct statement {
   mtp::id_t id;
   using response_type = std::string;
-  friend bool operator==(const statement&, const statement&) = default;
 };
 
 class account {
