@@ -1,9 +1,13 @@
 // mtp::result, mtp::error and mtp::pool_error on their own.
 #include "pool_test_util.hpp"
 
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 namespace {
 
@@ -100,6 +104,109 @@ TEST(Result, EveryCodeHasAName) {
     EXPECT_EQ(pe.code(), code);
     EXPECT_EQ(pe.id(), 77u);
   }
+}
+
+// ---- Layout and ownership ---------------------------------------------------------------
+
+static_assert(sizeof(mtp::result<std::uint64_t>) == 16, "a value and one state word");
+static_assert(sizeof(mtp::result<double>) == 16);
+static_assert(sizeof(mtp::result<void>) <= 16);
+static_assert(std::is_copy_constructible_v<mtp::result<int>>);
+static_assert(std::is_copy_constructible_v<mtp::result<std::string>>);
+static_assert(!std::is_copy_constructible_v<mtp::result<std::unique_ptr<int>>>);
+static_assert(std::is_nothrow_move_constructible_v<mtp::result<std::unique_ptr<int>>>);
+static_assert(std::is_nothrow_default_constructible_v<mtp::result<std::string>>);
+
+// Counts live instances, to check that a result destroys exactly what it built.
+struct tracked {
+  static inline int live = 0;
+  int v;
+  explicit tracked(int x) : v(x) { ++live; }
+  tracked(const tracked& o) : v(o.v) { ++live; }
+  tracked(tracked&& o) noexcept : v(o.v) { ++live; }
+  tracked& operator=(const tracked&) = default;
+  ~tracked() { --live; }
+};
+
+TEST(Result, CopyAndMoveKeepTheState) {
+  const mtp::result<std::string> v = std::string("text");
+  mtp::result<std::string> c = v;  // copy of a value
+  EXPECT_EQ(c.value(), "text");
+  EXPECT_EQ(v.value(), "text");
+
+  const mtp::result<std::string> e = mtp::error{mtp::errc::timed_out, 3, {}};
+  mtp::result<std::string> ce = e;  // copy of an error: its own error
+  ASSERT_TRUE(ce.has_error());
+  EXPECT_EQ(ce.error().code, mtp::errc::timed_out);
+  EXPECT_NE(&ce.error(), &e.error());
+
+  mtp::result<std::string> moved = std::move(ce);  // the error changes hands
+  ASSERT_TRUE(moved.has_error());
+  EXPECT_EQ(moved.error().id, 3u);
+  EXPECT_FALSE(ce.has_error());  // NOLINT(bugprone-use-after-move): moved-from is pending
+  EXPECT_FALSE(ce.has_value());  // NOLINT(bugprone-use-after-move)
+
+  moved = c;  // error -> value by copy assignment
+  EXPECT_EQ(moved.value(), "text");
+  moved = e;  // value -> error
+  EXPECT_TRUE(moved.has_error());
+  moved = mtp::result<std::string>();  // back to pending
+  EXPECT_FALSE(moved.has_value());
+  EXPECT_FALSE(moved.has_error());
+}
+
+TEST(Result, MoveOnlyValues) {
+  mtp::result<std::unique_ptr<int>> p = std::make_unique<int>(4);
+  mtp::result<std::unique_ptr<int>> q = std::move(p);
+  ASSERT_TRUE(q.has_value());
+  EXPECT_EQ(*q.value(), 4);
+  std::vector<mtp::result<std::unique_ptr<int>>> many(3);
+  many[1] = std::move(q);
+  many.emplace_back(std::make_unique<int>(5));
+  many.resize(10);  // relocation moves every state
+  EXPECT_FALSE(many[0].has_value());
+  EXPECT_EQ(*many[1].value(), 4);
+  EXPECT_EQ(*many[3].value(), 5);
+}
+
+TEST(Result, DestroysWhatItBuilt) {
+  {
+    mtp::result<tracked> r;
+    EXPECT_EQ(tracked::live, 0) << "a pending result builds no value";
+    r.emplace(1);
+    EXPECT_EQ(tracked::live, 1);
+    r.emplace(2);  // replaces the value
+    EXPECT_EQ(tracked::live, 1);
+    EXPECT_EQ(r.value().v, 2);
+    r.set_error(mtp::error{mtp::errc::handler_failed, 1, {}});
+    EXPECT_EQ(tracked::live, 0) << "an error replaces the value";
+    r.emplace(3);
+    EXPECT_EQ(tracked::live, 1);
+    mtp::result<tracked> copy = r;
+    EXPECT_EQ(tracked::live, 2);
+    mtp::result<tracked> moved = std::move(copy);
+    EXPECT_EQ(tracked::live, 2) << "a moved-from result holds no value";
+  }
+  EXPECT_EQ(tracked::live, 0);
+}
+
+TEST(Result, ErrorOverwritesError) {
+  mtp::result<int> r = mtp::error{mtp::errc::unknown_id, 1, std::make_exception_ptr(std::runtime_error("a"))};
+  r.set_error(mtp::error{mtp::errc::queue_full, 2, {}});
+  EXPECT_EQ(r.error().code, mtp::errc::queue_full);
+  EXPECT_EQ(r.error().id, 2u);
+  EXPECT_THROW((void)r.value(), mtp::pool_error);
+  r.emplace(8);
+  EXPECT_EQ(r.value(), 8);
+}
+
+TEST(Result, RvalueValueMovesOut) {
+  mtp::result<std::string> r = std::string(100, 'x');
+  std::string s = std::move(r).value();
+  EXPECT_EQ(s.size(), 100u);
+  EXPECT_THROW((void)std::move(mtp::result<std::string>()).value(), std::logic_error);
+  mtp::result<std::string> e = mtp::error{mtp::errc::pool_stopped, 1, {}};
+  EXPECT_THROW((void)std::move(e).value(), mtp::pool_error);
 }
 
 }  // namespace

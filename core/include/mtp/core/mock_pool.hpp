@@ -1,4 +1,4 @@
-// The testing seam: a concept that code using a pool can be written against, and a mock that
+// The testing seam: concepts that code using a pool can be written against, and a mock that
 // answers with scripted responses, records what it got, and checks it against expectations.
 // The mock has no threads: everything runs on the caller, in call order.
 //
@@ -10,8 +10,24 @@
 //     mock.on<get_balance>([](const get_balance&) { return 5L; });   // any other one
 //     total(mock, ...);
 //     mock.verify();                                    // throws mtp::mock_error on a mismatch
+//
+// The pool's surface, one concept per capability (each satisfied by mtp::thread_pool and by
+// mtp::mock_pool; none needs copyable requests):
+//   sends<P, R>                 send(r), send_batch(span), post(R&&)
+//   sends_with_deadline<P, R>   send(r, timeout), send_batch(span, timeout)
+//   submits<P, R>               submit_batch(std::vector<R>) -> a batch handle (batch_of<B, T>)
+//   creates<P, A...>            create(id, a...), create_batch(ids, a...), remove, remove_batch
+//   pool_of<P, R, A...>         all of the above
+//
+// A test seam never passes silently: expect(request, response) needs a request type with ==
+// (a compile error says so otherwise; expect<R>(matcher, response) takes a predicate
+// instead), and create checks at compile time that the item is constructible from
+// (id, args...), as the real pool does.
 #pragma once
 
+#include <any>
+#include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -23,12 +39,14 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <typeindex>
 #include <typeinfo>
 #include <utility>
 #include <vector>
 
+#include <mtp/core/batch.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
 
@@ -36,11 +54,55 @@ namespace mtp {
 
 /// P answers requests of type R the way mtp::thread_pool does: send, send_batch, post.
 template <class P, class R>
-concept sends = request<R> && requires(P& p, const R& r, std::span<const R> batch) {
+concept sends = request<R> && requires(P& p, const R& r, R&& owned, std::span<const R> batch) {
   { p.send(r) } -> std::same_as<response_t<R>>;
   { p.send_batch(batch) } -> std::same_as<std::vector<result<response_t<R>>>>;
-  p.post(r);
+  { p.post(std::move(owned)) } -> std::same_as<result<void>>;
 };
+
+/// P answers requests of type R with a deadline: send(r, timeout), send_batch(span, timeout).
+template <class P, class R>
+concept sends_with_deadline =
+    request<R> && requires(P& p, const R& r, std::span<const R> batch, std::chrono::milliseconds timeout) {
+      { p.send(r, timeout) } -> std::same_as<response_t<R>>;
+      { p.send_batch(batch, timeout) } -> std::same_as<std::vector<result<response_t<R>>>>;
+    };
+
+/// B is a handle on a batch of responses of type T, like mtp::batch<T>.
+template <class B, class T>
+concept batch_of = requires(B& b, const B& cb, std::chrono::milliseconds timeout) {
+  { cb.ready() } -> std::same_as<bool>;
+  { b.wait() } -> std::convertible_to<std::span<result<T>>>;
+  { b.wait_for(timeout) } -> std::same_as<bool>;
+  { b.take() } -> std::same_as<std::vector<result<T>>>;
+  { cb.size() } -> std::same_as<std::size_t>;
+};
+
+/// P starts batches of R without waiting: submit_batch(std::vector<R>) returns a batch handle.
+template <class P, class R>
+concept submits = request<R> && requires(P& p, std::vector<R>&& requests) {
+  { p.submit_batch(std::move(requests)) } -> batch_of<response_t<R>>;
+};
+
+/// P creates and removes items from (id, args...): create, create_batch, remove, remove_batch.
+template <class P, class... A>
+concept creates = requires(P& p, id_t id, std::span<const id_t> ids, const A&... args) {
+  p.create(id, args...);
+  { p.create_batch(ids, args...) } -> std::same_as<std::vector<result<void>>>;
+  { p.remove(id) } -> std::same_as<bool>;
+  { p.remove_batch(ids) } -> std::same_as<std::vector<result<void>>>;
+};
+
+/// The whole sending surface for requests R and items built from (id, A...).
+template <class P, class R, class... A>
+concept pool_of = sends<P, R> && sends_with_deadline<P, R> && submits<P, R> && creates<P, A...>;
+
+namespace impl {
+template <class T>
+inline constexpr bool is_mock_create_request = false;
+template <class... A>
+inline constexpr bool is_mock_create_request<create_request<A...>> = true;
+}  // namespace impl
 
 /// An expectation the mock saw broken, or a request it had no answer for.
 class mock_error : public std::logic_error {
@@ -54,6 +116,8 @@ class mock_pool {
  public:
   using item_type = Item;
 
+  // ---- Scripting ---------------------------------------------------------------------------
+
   /// Answers every request of type R not matched by an expectation with `responder(request)`.
   /// A responder that throws fails that request exactly as a throwing handler would.
   template <request R, class F>
@@ -65,32 +129,106 @@ class mock_pool {
   /// `response`. Expectations of one type are consumed in the order they were declared.
   template <request R, class... Resp>
   void expect(R request, Resp&&... response) {
+    static_assert(std::equality_comparable<R>,
+                  "mtp::mock_pool::expect: this request type has no ==, so the mock could not check that the "
+                  "request it gets is the one expected. Give it one (e.g. `friend bool operator==(const R&, "
+                  "const R&) = default;`; method messages have one when their arguments do), or pass a "
+                  "predicate: mock.expect<R>([](const R& r) { return ...; }, response)");
     static_assert(sizeof...(Resp) == (std::is_void_v<response_t<R>> ? 0 : 1),
                   "mtp::mock_pool::expect: give a response, except for void responses");
-    channel<R>().expected.push_back({std::move(request), result<response_t<R>>(std::forward<Resp>(response)...)});
+    auto& ch = channel<R>();
+    ch.expected.push_back({std::optional<R>(std::move(request)), {}, make_response<R>(std::forward<Resp>(response)...)});
+  }
+  /// Expects a request of type R for which `matcher(request)` is true next among requests of
+  /// its type, and answers it with `response`.
+  template <request R, std::predicate<const R&> M, class... Resp>
+  void expect(M matcher, Resp&&... response) {
+    static_assert(sizeof...(Resp) == (std::is_void_v<response_t<R>> ? 0 : 1),
+                  "mtp::mock_pool::expect: give a response, except for void responses");
+    channel<R>().expected.push_back({std::nullopt, std::function<bool(const R&)>(std::move(matcher)),
+                                     make_response<R>(std::forward<Resp>(response)...)});
   }
   /// Expects `request` and fails it with `e` (e.g. to test a caller's error handling).
   template <request R>
   void expect_error(R request, mtp::error e) {
-    channel<R>().expected.push_back({std::move(request), result<response_t<R>>(std::move(e))});
+    static_assert(std::equality_comparable<R>,
+                  "mtp::mock_pool::expect_error: this request type has no ==, so the mock could not check "
+                  "that the request it gets is the one expected");
+    channel<R>().expected.push_back({std::optional<R>(std::move(request)), {}, result<response_t<R>>(std::move(e))});
   }
 
-  /// Every request of type R received so far (send, send_batch, post, call), in order.
+  /// Expects the next create (create, or one element of create_batch) to be for `id` with
+  /// exactly these arguments (same types after decay, compared with ==). It succeeds, unless
+  /// `.fail(error)` is called on what this returns.
+  class create_expectation {
+   public:
+    /// The create fails with `e` (e.g. errc::constructor_failed with an exception).
+    void fail(mtp::error e) { outcome_ = std::move(e); }
+
+   private:
+    friend class mock_pool;
+    id_t id_ = 0;
+    std::any args_;
+    const char* args_type_ = "";
+    result<void> outcome_ = unit{};
+  };
+  template <class... A>
+  create_expectation& expect_create(id_t id, A&&... args) {
+    using tuple = std::tuple<std::decay_t<A>...>;
+    static_assert(std::equality_comparable<tuple> && (std::equality_comparable<std::decay_t<A>> && ...),
+                  "mtp::mock_pool::expect_create: the arguments need == so that the mock can check them");
+    create_expectation& e = create_expected_.emplace_back();
+    e.id_ = id;
+    e.args_ = tuple(std::forward<A>(args)...);
+    e.args_type_ = typeid(tuple).name();
+    return e;
+  }
+  /// Runs `f(id)` for every create not matched by an expectation, before the item is added:
+  /// if it throws, the create fails with errc::constructor_failed and that exception, as a
+  /// throwing constructor would.
+  template <class F>
+  void on_create(F&& f) {
+    on_create_ = std::forward<F>(f);
+  }
+
+  // ---- Checking ----------------------------------------------------------------------------
+
+  /// Every request of type R received so far (send, send_batch, submit_batch, post, call), in
+  /// order. Needs a copyable R (the mock keeps copies).
   template <request R>
-  [[nodiscard]] const std::vector<R>& requests() { return channel<R>().received; }
+  [[nodiscard]] const std::vector<R>& requests() {
+    static_assert(std::is_copy_constructible_v<R>, "mtp::mock_pool::requests: the mock keeps copies of copyable requests only");
+    return channel<R>().received;
+  }
 
   /// Throws mock_error listing mismatched requests and expectations never met.
   void verify() const {
     std::string report;
+    for (const auto& f : create_failures_) report += "  " + f + "\n";
+    for (const auto& e : create_expected_) {
+      report += "  expected create of id " + std::to_string(e.id_) + " never arrived\n";
+    }
     for (const auto& [type, ch] : channels_) ch->describe_failures(report);
     if (!report.empty()) throw mock_error("mtp::mock_pool: expectations not met:\n" + report);
   }
 
-  // ---- The pool surface ----------------------------------------------------------------
+  // ---- The pool surface: the same members as mtp::thread_pool ------------------------------
 
-  template <request R>
-  response_t<R> send(const R& r) {
-    return answer(r).value();
+  template <class R>
+  impl::response_of_t<R> send(const R& r) {
+    if constexpr (impl::check_request<R>()) {
+      impl::check_handles<Item, R>();
+      return answer(r).value();
+    } else {
+      return {};
+    }
+  }
+
+  /// The mock answers at once: a timeout is never reached (script errc::timed_out with
+  /// expect_error to test a caller's handling of it).
+  template <class R, class Rep, class Period>
+  impl::response_of_t<R> send(const R& r, std::chrono::duration<Rep, Period>) {
+    return send(r);
   }
 
   template <class F, class... A>
@@ -100,29 +238,146 @@ class mock_pool {
   }
 
   template <std::ranges::contiguous_range Range>
-    requires request<std::ranges::range_value_t<Range>>
-  auto send_batch(const Range& requests) {
-    std::vector<result<response_t<std::ranges::range_value_t<Range>>>> out;
-    out.reserve(std::ranges::size(requests));
-    for (const auto& r : requests) out.push_back(answer(r));
+  std::vector<result<impl::response_of_t<std::ranges::range_value_t<Range>>>> send_batch(const Range& requests) {
+    using R = std::ranges::range_value_t<Range>;
+    std::vector<result<impl::response_of_t<R>>> out;
+    if constexpr (impl::check_request<R>()) {
+      impl::check_handles<Item, R>();
+      out.reserve(std::ranges::size(requests));
+      for (const auto& r : requests) out.push_back(answer(r));
+    }
     return out;
   }
 
   template <request R>
-  result<void> post(R r) {
-    (void)answer(r);
-    return result<void>(unit{});
+  void send_batch(std::span<const R> requests, std::span<result<response_t<R>>> out) {
+    if (out.size() != requests.size()) {
+      throw std::invalid_argument("mtp::mock_pool::send_batch: output span size differs from the batch size");
+    }
+    for (std::size_t i = 0; i < requests.size(); ++i) out[i] = answer(requests[i]);
   }
 
-  template <class... A>
-  void create(id_t id, A&&...) {
-    if (!items_.insert(id).second) throw pool_error(error{errc::duplicate_id, id, {}});
+  template <std::ranges::contiguous_range Range, class Rep, class Period>
+  std::vector<result<impl::response_of_t<std::ranges::range_value_t<Range>>>> send_batch(
+      const Range& requests, std::chrono::duration<Rep, Period>) {
+    return send_batch(requests);
   }
+
+  /// Answers every request at once and returns a finished mtp::batch.
+  template <class R>
+  batch<impl::response_of_t<R>> submit_batch(std::vector<R> requests) {
+    using T = impl::response_of_t<R>;
+    auto state = std::make_unique<impl::async_state<T>>();  // its completion starts done
+    if constexpr (impl::check_request<R>()) {
+      impl::check_handles<Item, R>();
+      state->results.reserve(requests.size());
+      for (const auto& r : requests) state->results.push_back(answer(r));
+    }
+    return batch<T>(std::move(state));
+  }
+
+  template <class R>
+  result<void> post(R r) {
+    if constexpr (impl::check_request<R>()) {
+      impl::check_handles<Item, R>();
+      (void)answer(r);
+      return result<void>(unit{});
+    } else {
+      return result<void>();
+    }
+  }
+
+  /// As thread_pool::create: throws pool_error(duplicate_id), or what the scripted outcome
+  /// says; checks at compile time that Item(id, args...) is a constructor.
+  template <class... A>
+  void create(id_t id, A&&... args) {
+    check_constructible<A&&...>();
+    do_create(id, std::forward<A>(args)...).value();
+  }
+  template <class... A>
+  std::vector<result<void>> create_batch(std::span<const id_t> ids, const A&... args) {
+    check_constructible<const A&...>();
+    std::vector<result<void>> out;
+    out.reserve(ids.size());
+    for (id_t id : ids) out.push_back(do_create(id, args...));
+    return out;
+  }
+  template <std::ranges::contiguous_range Range>
+    requires impl::is_mock_create_request<std::ranges::range_value_t<Range>>
+  std::vector<result<void>> create_batch(const Range& requests) {
+    std::vector<result<void>> out;
+    out.reserve(std::ranges::size(requests));
+    for (const auto& r : requests) {
+      out.push_back(std::apply(
+          [&](const auto&... a) {
+            check_constructible<decltype(a)...>();
+            return do_create(r.id, a...);
+          },
+          r.args));
+    }
+    return out;
+  }
+
   bool remove(id_t id) { return items_.erase(id) != 0; }
+  std::vector<result<void>> remove_batch(std::span<const id_t> ids) {
+    std::vector<result<void>> out;
+    out.reserve(ids.size());
+    for (id_t id : ids) out.push_back(remove(id) ? result<void>(unit{}) : result<void>(error{errc::unknown_id, id, {}}));
+    return out;
+  }
   /// Ids created and not removed.
   [[nodiscard]] const std::set<id_t>& items() const noexcept { return items_; }
 
  private:
+  template <class... A>
+  static constexpr void check_constructible() {
+    static_assert(std::is_constructible_v<Item, id_t, A...>,
+                  "mtp: the pool item has no constructor Item(mtp::id_t, Args...) for these arguments");
+  }
+
+  template <request R, class... Resp>
+  static result<response_t<R>> make_response(Resp&&... response) {
+    if constexpr (std::is_void_v<response_t<R>>) return result<void>(unit{});
+    else return result<response_t<R>>(std::forward<Resp>(response)...);
+  }
+
+  template <class... A>
+  result<void> do_create(id_t id, A&&... args) {
+    if (!create_expected_.empty()) {
+      create_expectation e = std::move(create_expected_.front());
+      create_expected_.pop_front();
+      using tuple = std::tuple<std::decay_t<A>...>;
+      const tuple* expected = std::any_cast<tuple>(&e.args_);
+      const std::string n = std::to_string(++creates_);
+      if (e.id_ != id) {
+        create_failures_.push_back("create #" + n + " was for id " + std::to_string(id) + ", expected id " +
+                                   std::to_string(e.id_));
+      } else if (expected == nullptr) {
+        create_failures_.push_back("create #" + n + " (id " + std::to_string(id) + ") had arguments of types " +
+                                   typeid(tuple).name() + ", expected " + e.args_type_);
+      } else if constexpr (std::equality_comparable<tuple>) {
+        if (!(*expected == tuple(args...))) {
+          create_failures_.push_back("create #" + n + " (id " + std::to_string(id) +
+                                     ") had arguments different from the ones expected");
+        }
+      }
+      if (e.outcome_.has_error()) return e.outcome_;
+      if (!items_.insert(id).second) return error{errc::duplicate_id, id, {}};
+      return unit{};
+    }
+    ++creates_;
+    if (items_.contains(id)) return error{errc::duplicate_id, id, {}};
+    if (on_create_) {
+      try {
+        on_create_(id);
+      } catch (...) {
+        return error{errc::constructor_failed, id, std::current_exception()};
+      }
+    }
+    items_.insert(id);
+    return unit{};
+  }
+
   struct channel_base {
     virtual ~channel_base() = default;
     virtual void describe_failures(std::string& out) const = 0;
@@ -131,19 +386,22 @@ class mock_pool {
   template <request R>
   struct typed_channel final : channel_base {
     struct expectation {
-      R request;
+      std::optional<R> request;               // compared with ==, or
+      std::function<bool(const R&)> matcher;  // a predicate
       result<response_t<R>> response;
     };
     std::function<response_t<R>(const R&)> responder;
     std::deque<expectation> expected;
     std::vector<R> received;
+    std::size_t count = 0;
     std::vector<std::string> failures;
 
     void describe_failures(std::string& out) const override {
       for (const auto& f : failures) out += "  " + f + "\n";
       for (const auto& e : expected) {
-        out += "  expected request of type " + std::string(typeid(R).name()) + " for id " +
-               std::to_string(static_cast<id_t>(e.request.id)) + " never arrived\n";
+        out += "  expected request of type " + std::string(typeid(R).name());
+        if (e.request) out += " for id " + std::to_string(static_cast<id_t>(e.request->id));
+        out += " never arrived\n";
       }
     }
   };
@@ -158,16 +416,21 @@ class mock_pool {
   template <request R>
   result<response_t<R>> answer(const R& r) {
     auto& ch = channel<R>();
-    ch.received.push_back(r);
+    if constexpr (std::is_copy_constructible_v<R>) ch.received.push_back(r);
+    ++ch.count;
     const id_t id = static_cast<id_t>(r.id);
     if (!ch.expected.empty()) {
       auto e = std::move(ch.expected.front());
       ch.expected.pop_front();
-      if constexpr (std::equality_comparable<R>) {
-        if (!(e.request == r)) {
-          ch.failures.push_back("request #" + std::to_string(ch.received.size()) + " of type " + typeid(R).name() +
-                                " for id " + std::to_string(id) + " differs from the one expected");
-        }
+      bool matches = false;
+      if (e.request) {
+        if constexpr (std::equality_comparable<R>) matches = *e.request == r;
+      } else {
+        matches = e.matcher(r);
+      }
+      if (!matches) {
+        ch.failures.push_back("request #" + std::to_string(ch.count) + " of type " + typeid(R).name() +
+                              " for id " + std::to_string(id) + " differs from the one expected");
       }
       return std::move(e.response);
     }
@@ -191,6 +454,10 @@ class mock_pool {
 
   std::map<std::type_index, std::unique_ptr<channel_base>> channels_;
   std::set<id_t> items_;
+  std::deque<create_expectation> create_expected_;
+  std::vector<std::string> create_failures_;
+  std::function<void(id_t)> on_create_;
+  std::size_t creates_ = 0;
 };
 
 }  // namespace mtp

@@ -11,8 +11,8 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <new>
 #include <utility>
-#include <variant>
 
 namespace mtp {
 
@@ -76,22 +76,78 @@ using stored_t = std::conditional_t<std::is_void_v<T>, unit, T>;
 
 /// One response: a value, or an error. A default-constructed result is "pending"; results
 /// handed back by the pool are always filled.
+///
+/// Layout: the value inline, next to one word that says which state the result is in:
+/// 0 = pending, 2 = value, odd = the address of a heap-allocated mtp::error plus one (the
+/// low bit tags it, which also lets the compiler see that an error is never a value).
+/// Errors are the rare path, so only they allocate; a result of a trivially copyable T of up
+/// to 8 bytes is 16 bytes, a pending one is made by one store, and destroying a value of a
+/// trivially destructible T does nothing beyond one compare. (Under memory exhaustion,
+/// recording an error throws std::bad_alloc.)
+/// Copyable when T is; moves never allocate and leave the source pending.
 template <class T>
 class result {
   using stored = impl::stored_t<T>;
+  static constexpr std::uintptr_t k_pending = 0;
+  static constexpr std::uintptr_t k_value = 2;
+  static constexpr std::uintptr_t k_error_bit = 1;
 
  public:
   using value_type = T;
 
-  result() noexcept = default;
+  result() noexcept {}  // NOLINT: the value stays unconstructed while pending
   template <class U>
     requires std::is_constructible_v<stored, U&&> && (!std::is_same_v<std::remove_cvref_t<U>, result>) &&
              (!std::is_same_v<std::remove_cvref_t<U>, mtp::error>)
-  result(U&& value) : state_(std::in_place_index<1>, std::forward<U>(value)) {}  // NOLINT: implicit by design
-  result(mtp::error e) : state_(std::in_place_index<2>, std::move(e)) {}             // NOLINT: implicit by design
+  result(U&& value) : state_(k_value) {  // NOLINT: implicit by design
+    ::new (static_cast<void*>(&value_)) stored(std::forward<U>(value));
+  }
+  result(mtp::error e) : state_(box(std::move(e))) {}  // NOLINT: implicit by design
 
-  [[nodiscard]] bool has_value() const noexcept { return state_.index() == 1; }
-  [[nodiscard]] bool has_error() const noexcept { return state_.index() == 2; }
+  result(result&& other) noexcept(std::is_nothrow_move_constructible_v<stored>) : state_(other.state_) {
+    if (state_ == k_value) {
+      ::new (static_cast<void*>(&value_)) stored(std::move(other.value_));
+      other.reset();
+    } else {
+      other.state_ = k_pending;  // the error box changes hands
+    }
+  }
+  result(const result& other)
+    requires std::is_copy_constructible_v<stored>
+      : state_(other.state_) {
+    if (state_ == k_value) {
+      ::new (static_cast<void*>(&value_)) stored(other.value_);
+    } else if (state_ & k_error_bit) {
+      state_ = box(*other.boxed());
+    }
+  }
+  result& operator=(result&& other) noexcept(std::is_nothrow_move_constructible_v<stored>) {
+    if (this != &other) {
+      reset();
+      if (other.state_ == k_value) {
+        ::new (static_cast<void*>(&value_)) stored(std::move(other.value_));
+        state_ = k_value;
+        other.reset();
+      } else {
+        state_ = other.state_;
+        other.state_ = k_pending;
+      }
+    }
+    return *this;
+  }
+  result& operator=(const result& other)
+    requires std::is_copy_constructible_v<stored>
+  {
+    if (this != &other) {
+      result copy(other);
+      *this = std::move(copy);
+    }
+    return *this;
+  }
+  ~result() { reset(); }
+
+  [[nodiscard]] bool has_value() const noexcept { return state_ == k_value; }
+  [[nodiscard]] bool has_error() const noexcept { return (state_ & k_error_bit) != 0; }
   explicit operator bool() const noexcept { return has_value(); }
 
   /// The value; throws the error (the handler's own exception, or pool_error) otherwise.
@@ -100,28 +156,61 @@ class result {
   decltype(auto) value() && {
     check();
     if constexpr (std::is_void_v<T>) return;
-    else return std::move(std::get<1>(state_));
+    else return std::move(value_);
   }
   /// The error; precondition: has_error().
-  [[nodiscard]] const mtp::error& error() const& { return std::get<2>(state_); }
+  [[nodiscard]] const mtp::error& error() const& { return *boxed(); }
 
   template <class... A>
-  void emplace(A&&... args) { state_.template emplace<1>(std::forward<A>(args)...); }
-  void set_error(mtp::error e) { state_.template emplace<2>(std::move(e)); }
+  void emplace(A&&... args) {
+    reset();
+    ::new (static_cast<void*>(&value_)) stored(std::forward<A>(args)...);
+    state_ = k_value;
+  }
+  void set_error(mtp::error e) {
+    const std::uintptr_t boxed_error = box(std::move(e));  // may throw: leave *this as it was
+    reset();
+    state_ = boxed_error;
+  }
 
  private:
+  static std::uintptr_t box(mtp::error e) {
+    static_assert(alignof(mtp::error) >= 2, "the low bit of the address tags the error state");
+    // NOLINTNEXTLINE: an aligned heap address with its low bit set is the state
+    return reinterpret_cast<std::uintptr_t>(new mtp::error(std::move(e))) | k_error_bit;
+  }
+  [[nodiscard]] const mtp::error* boxed() const noexcept {
+    return reinterpret_cast<const mtp::error*>(state_ & ~k_error_bit);  // NOLINT: see box()
+  }
+  void reset() noexcept {
+    if (state_ == k_value) {
+      if constexpr (!std::is_trivially_destructible_v<stored>) value_.~stored();
+    } else if (state_ & k_error_bit) {
+      delete boxed();
+    }
+    state_ = k_pending;
+  }
   void check() const {
-    if (state_.index() == 2) std::get<2>(state_).raise();
-    if (state_.index() == 0) throw std::logic_error("mtp::result: no value yet (pending)");
+    if (state_ == k_value) return;
+    if (state_ == k_pending) throw std::logic_error("mtp::result: no value yet (pending)");
+    boxed()->raise();
   }
   template <class Self>
   static decltype(auto) get(Self& self) {
     self.check();
     if constexpr (std::is_void_v<T>) return;
-    else return (std::get<1>(self.state_));
+    else return (self.value_);
   }
 
-  std::variant<std::monostate, stored, mtp::error> state_;
+  union {
+    stored value_;  // alive exactly when state_ == k_value
+  };
+  std::uintptr_t state_ = k_pending;
 };
+
+static_assert(sizeof(result<std::uint64_t>) == 16, "mtp::result<8-byte T> is a value and one word");
+static_assert(sizeof(result<int>) == 16);
+static_assert(sizeof(result<void>) == 16);
+static_assert(std::is_nothrow_move_constructible_v<result<std::uint64_t>>);
 
 }  // namespace mtp
