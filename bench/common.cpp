@@ -134,39 +134,20 @@ percentiles summarise(std::vector<double>& samples) {
   return p;
 }
 
-std::vector<unsigned> allowed_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<unsigned> cpus;
-  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
-  for (unsigned c = 0; c < CPU_SETSIZE; ++c) {
-    if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  }
-  return cpus;
-}
+std::vector<unsigned> allowed_cpus() { return mtp::allowed_cpus(); }
 
 bool pin_current_thread(unsigned cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+  mtp::worker_placement where;
+  where.cpus = {cpu};
+  return mtp::bind_current_thread(where).pinned;
 }
 
-affinity_guard::affinity_guard() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set) == 0) {
-    for (unsigned c = 0; c < CPU_SETSIZE; ++c) {
-      if (CPU_ISSET(c, &set)) saved_.push_back(c);
-    }
-  }
-}
+affinity_guard::affinity_guard() : saved_(mtp::allowed_cpus()) {}
 affinity_guard::~affinity_guard() {
   if (saved_.empty()) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (unsigned c : saved_) CPU_SET(c, &set);
-  (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+  mtp::worker_placement where;
+  where.cpus = saved_;
+  (void)mtp::bind_current_thread(where);
 }
 
 const char* to_string(where w) {
