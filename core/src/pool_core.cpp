@@ -16,7 +16,7 @@ namespace mtp::impl {
 namespace {
 // The most workers one pool may have: far above any machine's cores, far below what would
 // exhaust memory or thread limits before the pool could say so.
-constexpr std::size_t k_max_pool_workers = 4096;
+constexpr std::size_t k_max_pool_workers = mtp::k_max_workers;
 
 mtp::placement choose_placement(const pool_options& options) {
   if (options.workers > k_max_pool_workers) {

@@ -1,4 +1,4 @@
-// this_worker::current_item(): the item a handler, constructor, destructor or message hook
+// this_worker::current_id(): the item a handler, constructor, destructor or message hook
 // runs for; empty off the workers and on a worker between messages.
 #include "pool_test_util.hpp"
 
@@ -20,13 +20,13 @@ std::vector<std::optional<mtp::id_t>> g_hooked;   // seen by after_message
 
 void record(std::vector<std::optional<mtp::id_t>>& into) {
   const std::lock_guard lock(g_mutex);
-  into.push_back(mtp::this_worker::current_item());
+  into.push_back(mtp::this_worker::current_id());
 }
 
 class item {
  public:
   explicit item(mtp::id_t) { record(g_built); }
-  std::optional<mtp::id_t> handle(const where&) const { return mtp::this_worker::current_item(); }
+  std::optional<mtp::id_t> handle(const where&) const { return mtp::this_worker::current_id(); }
 };
 
 struct hooks {
@@ -35,8 +35,8 @@ struct hooks {
   void after_message(mtp::id_t) { record(g_hooked); }
 };
 
-TEST(CurrentItem, SetInMessagesOnlyEmptyBetween) {
-  EXPECT_FALSE(mtp::this_worker::current_item().has_value()) << "off the workers";
+TEST(CurrentId, SetInMessagesOnlyEmptyBetween) {
+  EXPECT_FALSE(mtp::this_worker::current_id().has_value()) << "off the workers";
   {
     mtp::thread_pool<item, hooks> pool(mtp_test::options(2));
     pool.create(5);

@@ -268,12 +268,14 @@ class mock_pool {
   batch<impl::response_of_t<R>> submit_batch(std::vector<R> requests) {
     using T = impl::response_of_t<R>;
     auto state = std::make_unique<impl::async_state<T>>();  // its completion starts done
+    state->refs.store(1, std::memory_order_relaxed);         // only the handle: no worker shares it
+    state->destroy = [](impl::shared_control* c) noexcept { delete static_cast<impl::async_state<T>*>(c); };
     if constexpr (impl::check_request<R>()) {
       impl::check_handles<Item, R>();
       state->results.reserve(requests.size());
       for (const auto& r : requests) state->results.push_back(answer(r));
     }
-    return batch<T>(std::move(state));
+    return batch<T>(state.release());
   }
 
   template <class R>

@@ -74,6 +74,11 @@ template <class Range>
 concept id_range = std::ranges::input_range<Range> && std::convertible_to<std::ranges::range_value_t<Range>, id_t>;
 template <class Range>
 concept request_range = std::ranges::input_range<Range> && request<std::ranges::range_value_t<Range>>;
+/// A range of anything but ids and create_requests: a batch of requests, or of a type that is
+/// not one (which the batch forms then reject with the library's own message).
+template <class Range>
+concept maybe_request_range = std::ranges::input_range<Range> && !id_range<Range> &&
+                              !std::is_same_v<std::remove_cvref_t<Range>, std::nullptr_t>;
 }  // namespace impl
 
 template <class Item, class Hooks = no_hooks>
@@ -164,10 +169,11 @@ class thread_pool {
 
   /// One round trip: sends `r` to item `r.id` and returns its response. Throws what the
   /// handler threw, or pool_error (unknown_id, pool_stopped, would_deadlock, invalid_route).
-  template <request R>
-  response_t<R> send(const R& r) {
-    impl::check_handles<Item, R>();
-    return run_one(impl::request_op<R>{}, r).value();
+  template <class R>
+  impl::response_of_t<R> send(const R& r) {
+    impl::check_handles<Item, R>();  // a type that is not a request is told why here
+    if constexpr (request<R>) return run_one(impl::request_op<R>{}, r).value();
+    else return {};
   }
 
   /// A method message round trip: `pool.call(id, &counter::increment, 5)`.
@@ -183,12 +189,16 @@ class thread_pool {
   /// contiguous one is read in place, others (a view such as
   /// `std::views::iota(0, n) | std::views::transform(make_request)`, a std::deque, a
   /// generator) are gathered once first.
-  template <impl::request_range Range>
-  auto send_batch(Range&& requests) {
+  template <impl::maybe_request_range Range>
+  std::vector<result<impl::response_of_t<std::ranges::range_value_t<Range>>>> send_batch(Range&& requests) {
     using R = std::ranges::range_value_t<Range>;
     impl::check_handles<Item, R>();
-    std::vector<R> storage;
-    return run_many(impl::request_op<R>{}, impl::gather<R>(std::forward<Range>(requests), storage));
+    if constexpr (request<R>) {
+      std::vector<R> storage;
+      return run_many(impl::request_op<R>{}, impl::gather<R>(std::forward<Range>(requests), storage));
+    } else {
+      return {};
+    }
   }
 
   /// As send_batch, writing response i into out[i] (out.size() must equal the batch size):
@@ -205,10 +215,14 @@ class thread_pool {
   /// As send, giving up after `timeout`: then throws pool_error(timed_out). A request that
   /// has not started by then is skipped; one that has started finishes, and its response is
   /// discarded.
-  template <request R, class Rep, class Period>
-  response_t<R> send(const R& r, std::chrono::duration<Rep, Period> timeout) {
+  template <class R, class Rep, class Period>
+  impl::response_of_t<R> send(const R& r, std::chrono::duration<Rep, Period> timeout) {
     impl::check_handles<Item, R>();
-    return std::move(run_timed(std::span<const R>(&r, 1), impl::deadline_after(timeout))[0]).value();
+    if constexpr (request<R>) {
+      return std::move(run_timed(std::span<const R>(&r, 1), impl::deadline_after(timeout))[0]).value();
+    } else {
+      return {};
+    }
   }
 
   /// As send_batch, giving up after `timeout`. If every response arrived in time they are
@@ -239,27 +253,11 @@ class thread_pool {
     for (auto&& r : requests) owned.emplace_back(std::forward<decltype(r)>(r));
     return submit_batch(std::move(owned));
   }
-  template <request R>
-  batch<response_t<R>> submit_batch(std::vector<R> requests) {
+  template <class R>
+  batch<impl::response_of_t<R>> submit_batch(std::vector<R> requests) {
     impl::check_handles<Item, R>();
-    using Op = impl::request_op<R>;
-    struct state final : impl::async_state<response_t<R>> {
-      std::vector<R> requests;
-      std::vector<std::uint32_t> order;
-      impl::batch_job<Op> job{Op{}, nullptr, nullptr, nullptr};
-    };
-    auto owned = std::make_unique<state>();
-    state* s = owned.get();
-    s->destroy = [](impl::shared_control* c) noexcept { delete static_cast<state*>(c); };
-    s->requests = std::move(requests);
-    s->results.resize(s->requests.size());
-    s->spin = core_->options().caller_spin;
-    s->job = impl::batch_job<Op>(Op{}, s->requests.data(), s->results.data(), &s->done, s);
-    const std::uint32_t pieces = start(s->job, s->requests.size(), s->order,
-                                       policy<Op>(time_point::min(), errc::queue_full), &s->blocked_worker);
-    (void)owned.release();  // from here on the two references manage it
-    if (pieces == 0) s->release();  // no worker will ever arrive: drop the workers' reference
-    return batch<response_t<R>>(s);
+    if constexpr (request<R>) return submit(std::move(requests));
+    else return {};
   }
 
   /// Fire and forget: enqueues `r` and returns at once. No response storage is used; a failure
@@ -267,33 +265,11 @@ class thread_pool {
   /// result says whether it was sent: errc::pool_stopped, errc::invalid_route or
   /// errc::queue_full otherwise. Small trivially copyable requests travel inside the queue
   /// slot; others are moved to one heap copy that the worker frees.
-  template <request R>
+  template <class R>
   result<void> post(R r) {
     impl::check_handles<Item, R>();
-    const id_t id = static_cast<id_t>(r.id);
-    const std::uint32_t k = core_->route(id);
-    if (k == impl::pool_core::k_bad_route) return error{errc::invalid_route, id, {}};
-    impl::send_gate gate(*core_);
-    if (!gate.open()) return error{errc::pool_stopped, id, {}};
-    const impl::send_policy never_wait = policy<impl::request_op<R>>(time_point::min(), errc::queue_full);
-    try {
-      constexpr bool fits = std::is_trivially_copyable_v<R> && sizeof(R) <= impl::envelope::k_payload;
-      if constexpr (fits) {
-        if (!core_->send_one(k, impl::envelope::make(&impl::run_posted<worker_type, R, true>, r), never_wait)) {
-          return error{errc::queue_full, id, {}};
-        }
-      } else {
-        auto owned = std::make_unique<R>(std::move(r));
-        if (!core_->send_one(k, impl::envelope::make(&impl::run_posted<worker_type, R, false>, owned.get()),
-                             never_wait)) {
-          return error{errc::queue_full, id, {}};
-        }
-        (void)owned.release();  // the worker frees it
-      }
-    } catch (...) {
-      return error{errc::queue_full, id, std::current_exception()};  // no memory for the message
-    }
-    return unit{};
+    if constexpr (request<R>) return post_request(std::move(r));
+    else return {};
   }
 
   // ---- Asynchronous forms: a callback instead of a waiting caller -------------------------
@@ -417,6 +393,56 @@ class thread_pool {
     result<T> out;
     impl::completion done;
   };
+
+  template <request R>
+  batch<response_t<R>> submit(std::vector<R> requests) {
+    using Op = impl::request_op<R>;
+    struct state final : impl::async_state<response_t<R>> {
+      std::vector<R> requests;
+      std::vector<std::uint32_t> order;
+      impl::batch_job<Op> job{Op{}, nullptr, nullptr, nullptr};
+    };
+    auto owned = std::make_unique<state>();
+    state* s = owned.get();
+    s->destroy = [](impl::shared_control* c) noexcept { delete static_cast<state*>(c); };
+    s->requests = std::move(requests);
+    s->results.resize(s->requests.size());
+    s->spin = core_->options().caller_spin;
+    s->job = impl::batch_job<Op>(Op{}, s->requests.data(), s->results.data(), &s->done, s);
+    const std::uint32_t pieces = start(s->job, s->requests.size(), s->order,
+                                       policy<Op>(time_point::min(), errc::queue_full), &s->blocked_worker);
+    (void)owned.release();  // from here on the two references manage it
+    if (pieces == 0) s->release();  // no worker will ever arrive: drop the workers' reference
+    return batch<response_t<R>>(s);
+  }
+
+  template <request R>
+  result<void> post_request(R r) {
+    const id_t id = static_cast<id_t>(r.id);
+    const std::uint32_t k = core_->route(id);
+    if (k == impl::pool_core::k_bad_route) return error{errc::invalid_route, id, {}};
+    impl::send_gate gate(*core_);
+    if (!gate.open()) return error{errc::pool_stopped, id, {}};
+    const impl::send_policy never_wait = policy<impl::request_op<R>>(time_point::min(), errc::queue_full);
+    try {
+      constexpr bool fits = std::is_trivially_copyable_v<R> && sizeof(R) <= impl::envelope::k_payload;
+      if constexpr (fits) {
+        if (!core_->send_one(k, impl::envelope::make(&impl::run_posted<worker_type, R, true>, r), never_wait)) {
+          return error{errc::queue_full, id, {}};
+        }
+      } else {
+        auto owned = std::make_unique<R>(std::move(r));
+        if (!core_->send_one(k, impl::envelope::make(&impl::run_posted<worker_type, R, false>, owned.get()),
+                             never_wait)) {
+          return error{errc::queue_full, id, {}};
+        }
+        (void)owned.release();  // the worker frees it
+      }
+    } catch (...) {
+      return error{errc::queue_full, id, std::current_exception()};  // no memory for the message
+    }
+    return unit{};
+  }
 
   // Routes one request: its worker, or k_answered after answering it here (bad route, or a
   // blocking call into the caller's own worker).
