@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Summarise a run of mtp_bench, and regenerate BENCHMARKS.md's tables and charts.
 
   tools/bench-report.py --summary --json FILE      print the summary table (stdlib only)

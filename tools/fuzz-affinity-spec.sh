@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds and runs the libFuzzer target of the affinity spec parser and planner
 # (tests/affinity/fuzz_spec.cpp), without CMake: clang++ with -fsanitize=fuzzer,address,undefined
 # compiles the affinity sources it needs and links hwloc (pkg-config "hwloc").

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the Debian 12 packages the project needs, only those missing. Run as root.
 #   tools/install-deps.sh            build + tests (+ sanitizers, fuzzing)
 #   tools/install-deps.sh --bench    also the benchmark baselines and chart tools

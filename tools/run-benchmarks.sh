@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs the benchmark suite (build it first: cmake -S . -B build -DCMAKE_BUILD_TYPE=Release &&
 # cmake --build build) and prints a summary table with the targets beside the figures.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The main job: install what is missing, build everything (Release), run the examples as a
 # demo, then the benchmark suite in its quick form with a summary table.
 #   bash tools/run-main.sh [--full]     (--full: the whole benchmark suite, ~10 minutes)

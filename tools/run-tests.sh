@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The whole test suite: installs what is missing, then builds and runs
 #   1. the normal build (warnings as errors): every test, the examples, the installed package;
 #   2. the same suite again restricted to one CPU (taskset -c 0);

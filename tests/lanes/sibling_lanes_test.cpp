@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Messages between items on different workers of one pool travel through per-pair SPSC lanes.
 // These tests check that path keeps per-sender order, loses nothing, and drains at shutdown.
 #include <mtp/mtp.hpp>

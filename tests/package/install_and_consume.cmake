@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Script mode: install the already-built project to WORK_DIR/prefix, then configure, build
 # and run the consumer project against it.
 file(REMOVE_RECURSE ${WORK_DIR})

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include <mtp/mtp.hpp>
 
 struct ping {
