@@ -3,12 +3,14 @@
 # Runs the benchmark suite (build it first: cmake -S . -B build -DCMAKE_BUILD_TYPE=Release &&
 # cmake --build build) and prints a summary table with the targets beside the figures.
 #
-#   tools/run-benchmarks.sh [--quick] [--build-dir DIR] [--json FILE] [-- extra mtp_bench flags]
+#   tools/run-benchmarks.sh [--quick] [--build-dir DIR] [--json FILE] [--raw FILE]
+#                           [-- extra mtp_bench flags]
 #
 # --quick      fewer sizes, iterations and repetitions: well under a minute on 2 cores.
 # --build-dir  the CMake build directory (default: build); the binary is DIR/bench/mtp_bench.
 # --json       where to keep the Google Benchmark JSON (default: DIR/bench-full.json, or
 #              DIR/bench-quick.json with --quick).
+# --raw        write Google Benchmark's console output to FILE instead of the terminal.
 # Exits non-zero when a benchmark produced a wrong result.
 set -euo pipefail
 
@@ -16,6 +18,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="build"
 quick=""
 json=""
+raw=""
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -24,8 +27,10 @@ while [[ $# -gt 0 ]]; do
     --build-dir=*) build="${1#*=}"; shift ;;
     --json) json="$2"; shift 2 ;;
     --json=*) json="${1#*=}"; shift ;;
+    --raw) raw="$2"; shift 2 ;;
+    --raw=*) raw="${1#*=}"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '3,16p' "$0"; exit 0 ;;
     *) echo "run-benchmarks.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +48,11 @@ fi
 echo "running $bin ${quick} (JSON: $json)" >&2
 start=$(date +%s)
 status=0
-"$bin" $quick --benchmark_out="$json" --benchmark_out_format=json "${extra[@]}" || status=$?
+if [[ -n "$raw" ]]; then
+  "$bin" $quick --benchmark_out="$json" --benchmark_out_format=json "${extra[@]}" >"$raw" 2>&1 || status=$?
+else
+  "$bin" $quick --benchmark_out="$json" --benchmark_out_format=json "${extra[@]}" || status=$?
+fi
 echo "suite took $(( $(date +%s) - start )) s" >&2
 echo
 python3 "$root/tools/bench-report.py" --summary --json "$json" || status=$?
