@@ -73,10 +73,16 @@ install(FILES
 
 # pkg-config. The libraries are static, so what they link (hwloc, threads) goes in Requires
 # and Libs, not in the .private fields: a plain `pkg-config --libs` must link.
-file(RELATIVE_PATH _mtp_pc_to_prefix
-  ${CMAKE_INSTALL_PREFIX}/${MTP_INSTALL_PKGCONFIGDIR} ${CMAKE_INSTALL_PREFIX})
-string(REGEX REPLACE "/$" "" _mtp_pc_to_prefix "${_mtp_pc_to_prefix}")
-set(MTP_PC_PREFIX "\${pcfiledir}/${_mtp_pc_to_prefix}")  # relocatable
+# The prefix is found from the .pc file's own place, so that an installed tree can move;
+# except in /usr (distribution packages), where pkg-config then drops the system directories.
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  set(MTP_PC_PREFIX "/usr")
+else()
+  file(RELATIVE_PATH _mtp_pc_to_prefix
+    ${CMAKE_INSTALL_PREFIX}/${MTP_INSTALL_PKGCONFIGDIR} ${CMAKE_INSTALL_PREFIX})
+  string(REGEX REPLACE "/$" "" _mtp_pc_to_prefix "${_mtp_pc_to_prefix}")
+  set(MTP_PC_PREFIX "\${pcfiledir}/${_mtp_pc_to_prefix}")
+endif()
 set(MTP_PC_REQUIRES "")
 if(MTP_WITH_HWLOC)
   set(MTP_PC_REQUIRES "hwloc >= 2.0")

@@ -72,13 +72,20 @@ mkdir -p "$apt_cache/partial"
 run=$(mktemp -d "${TMPDIR:-/tmp}/mtp-debs-run.XXXXXX")
 mounted=()
 cleanup() {
-  local m
-  for m in "${mounted[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
-  rm -rf "$run"
+  local i
+  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
+    umount "${mounted[i]}" 2>/dev/null || umount -l "${mounted[i]}" 2>/dev/null || true
+  done
+  # Never delete through a mount that is still there (/dev, /proc, /sys of this machine).
+  if grep -q " $run/" /proc/mounts; then
+    echo "test-debs: $run still has mounts; left in place" >&2
+  else
+    rm -rf --one-file-system "$run"
+  fi
 }
 trap cleanup EXIT
 cp -a "$cache/." "$run/"
-for m in proc dev; do mount --bind "/$m" "$run/$m"; mounted+=("$run/$m"); done
+for m in proc dev sys; do mount --bind "/$m" "$run/$m"; mounted+=("$run/$m"); done  # sys: hwloc
 mount --bind "$apt_cache" "$run/var/cache/apt/archives"; mounted+=("$run/var/cache/apt/archives")
 cp /etc/resolv.conf "$run/etc/resolv.conf" 2>/dev/null || true
 mkdir -p "$run/work/debs"
@@ -90,7 +97,8 @@ chroot "$run" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
   DEBIAN_FRONTEND=noninteractive /bin/bash -euo pipefail -c '
   cd /work
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends ./debs/*.deb g++ cmake make pkg-config >/dev/null
+  apt-get install -y -qq --no-install-recommends ./debs/*.deb g++ cmake make pkg-config \
+    >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; exit 1; }
   echo "-- installed: $(dpkg-query -W -f="\${Package} \${Version}  " "messaging-thread-pool-*")"
   mtp-topology --version
   mtp-topology --spec none -w 2 >/dev/null
