@@ -33,6 +33,7 @@ def main(path):
     here = page(path)
     out = []
     fenced = False
+    seen = {}  # GitHub numbers repeated headings: #added, #added-1, #added-2
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.lstrip().startswith("```"):
@@ -40,7 +41,11 @@ def main(path):
             elif not fenced:
                 m = HEADING.match(line)
                 if m and "{#" not in line:
-                    line = f"{m.group(1)} {m.group(2)} {{#{here}-{slug(m.group(2))}}}\n"
+                    base = slug(m.group(2))
+                    n = seen.get(base, 0)
+                    seen[base] = n + 1
+                    label = base if n == 0 else f"{base}-{n}"
+                    line = f"{m.group(1)} {m.group(2)} {{#{here}-{label}}}\n"
 
                 def link(m):
                     target = here
