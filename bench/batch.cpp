@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Batch throughput: one caller sends batches of trivial requests; request i goes to item
 // (i mod items). Reports ns per message (counter) and messages per second (items_per_second).
 // The pools have MTP_BENCH_WORKERS workers (default 2).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Break-even sweep: how much work a message must carry before the pool pays off. For each work
 // size W the pool runs a batch of ~10 ms of W-microsecond requests; sweep.cpp times the same
 // calls run sequentially and split over two threads with no queue (the ceiling).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Baseline: CAF (C++ Actor Framework 0.17), one stateful actor per item, the caller a
 // scoped_actor. Round trips use request/receive; batches send every request and then receive
 // the replies (which come back in completion order, tagged with their index). The scheduler

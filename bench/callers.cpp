@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Callers at scale: C caller threads (std::thread, started before timing and released together
 // by a start latch) call items spread over all workers for a fixed window, then stop; every
 // thread makes at least one call. Each call is timed on its own thread; the per-thread samples

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Many caller threads over a pool's lifetime: does what a caller thread leaves behind slow the
 // pool down or grow the process?
 //

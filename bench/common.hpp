@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Shared helpers for the benchmark suite: configuration, calibrated work, percentiles,
 // checking, CPU time and pinning.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Item creation and removal: 100,000 small items created in batches, then removed in batches.
 // The benchmark time is the creation; removal goes into a counter.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Floors: what the hardware and the kernel allow, measured in the same binary so the pool's
 // figures can be read as ratios.
 //   floor/ping_pong       a round trip through one cache line between two spinning threads

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Idle cost: CPU time the pool's threads burn while idle after a burst. The caller sends a
 // 10,000-request burst, then sleeps for a window (1 s; 0.3 s with --quick); the process's CPU
 // time across the window (getrusage(RUSAGE_SELF): every thread) is the pool's, since the caller

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The pool items and requests the benchmarks use.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mtp_bench: the whole suite in one binary, so that every ratio comes from one run.
 //   mtp_bench [--quick] [Google Benchmark flags...]
 // --quick: fewer sizes, iterations and repetitions (the suite then takes well under a minute).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Baseline: the usual way to share stateful objects with a thread pool. Worker threads take
 // closures from one queue guarded by a mutex and a condition variable; each object carries its
 // own std::mutex that every closure touching it locks. Callers wait for replies on a

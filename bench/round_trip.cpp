@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Round trip: one request to an item on another worker; the caller waits for the reply before
 // sending the next. Per-call times are recorded; p50 and p99 go into counters.
 //   hot    : back to back, the worker is spinning when the request arrives.

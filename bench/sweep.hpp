@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The break-even sweep harness: every iteration runs the same batch of calibrated-work requests
 // three ways, one after another, so that their ratios come from the same moments:
 //   sequential  the calls made one after another on the calling thread,

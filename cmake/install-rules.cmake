@@ -1,12 +1,38 @@
-# Install rules: headers, the static libraries, and a CMake package so that consumers write
-#   find_package(messaging_thread_pool 0.1 REQUIRED)
+# SPDX-License-Identifier: MIT
+# Install rules: headers, the static libraries, a CMake package and a pkg-config file, so that
+# consumers write
+#   find_package(messaging_thread_pool 0.2 REQUIRED)
 #   target_link_libraries(app PRIVATE mtp::mtp)
+# or
+#   g++ -std=c++20 app.cpp $(pkg-config --cflags --libs messaging_thread_pool)
 include(CMakePackageConfigHelpers)
 
 set(MTP_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/messaging_thread_pool
   CACHE STRING "Where the CMake package files are installed")
+set(MTP_INSTALL_PKGCONFIGDIR ${CMAKE_INSTALL_LIBDIR}/pkgconfig
+  CACHE STRING "Where the pkg-config file is installed")
+set(MTP_INSTALL_DOCDIR ${CMAKE_INSTALL_DATADIR}/doc/messaging_thread_pool
+  CACHE STRING "Where the licence and the documentation of the development files go")
 
-install(DIRECTORY core/include/ affinity/include/
+# Third-party headers that the installed headers include: consumers need them too. Found by
+# reading the headers, so that the CMake package and the Debian package follow the code.
+set(MTP_HEADER_DEPENDENCIES "")  # list of "header=debian-package"
+file(GLOB_RECURSE _mtp_public_headers
+  ${PROJECT_SOURCE_DIR}/core/include/*.hpp ${PROJECT_SOURCE_DIR}/affinity/include/*.hpp)
+foreach(_dep IN ITEMS "concurrentqueue/concurrentqueue.h=libconcurrentqueue-dev"
+                      "readerwriterqueue/readerwriterqueue.h=libreaderwriterqueue-dev"
+                      "nlohmann/json.hpp=nlohmann-json3-dev")
+  string(REGEX REPLACE "/.*" "" _prefix "${_dep}")
+  foreach(_header IN LISTS _mtp_public_headers)
+    file(STRINGS ${_header} _hits REGEX "^#include <${_prefix}/")
+    if(_hits)
+      list(APPEND MTP_HEADER_DEPENDENCIES "${_dep}")
+      break()
+    endif()
+  endforeach()
+endforeach()
+
+install(DIRECTORY core/include/ affinity/include/ ${MTP_GENERATED_INCLUDE_DIR}/
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   COMPONENT mtp_development)
 
@@ -20,13 +46,51 @@ install(EXPORT mtp-targets
   DESTINATION ${MTP_INSTALL_CMAKEDIR}
   COMPONENT mtp_development)
 
+# The config file looks up each header dependency found above (one find_path per header).
+set(MTP_CONFIG_HEADER_CHECKS "")
+foreach(_dep IN LISTS MTP_HEADER_DEPENDENCIES)
+  string(REPLACE "=" ";" _pair "${_dep}")
+  list(GET _pair 0 _header)
+  list(GET _pair 1 _package)
+  string(APPEND MTP_CONFIG_HEADER_CHECKS "mtp_find_header(${_header} ${_package})\n")
+endforeach()
 configure_package_config_file(cmake/mtp-config.cmake.in
   ${PROJECT_BINARY_DIR}/messaging_thread_pool-config.cmake
   INSTALL_DESTINATION ${MTP_INSTALL_CMAKEDIR})
+# While the major version is 0, a minor release may break the API: 0.2 satisfies only 0.2.x.
+if(PROJECT_VERSION_MAJOR EQUAL 0)
+  set(_mtp_compatibility SameMinorVersion)
+else()
+  set(_mtp_compatibility SameMajorVersion)
+endif()
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/messaging_thread_pool-config-version.cmake
-  COMPATIBILITY SameMajorVersion)
+  COMPATIBILITY ${_mtp_compatibility})
 install(FILES
   ${PROJECT_BINARY_DIR}/messaging_thread_pool-config.cmake
   ${PROJECT_BINARY_DIR}/messaging_thread_pool-config-version.cmake
   DESTINATION ${MTP_INSTALL_CMAKEDIR}
   COMPONENT mtp_development)
+
+# pkg-config. The libraries are static, so what they link (hwloc, threads) goes in Requires
+# and Libs, not in the .private fields: a plain `pkg-config --libs` must link.
+# The prefix is found from the .pc file's own place, so that an installed tree can move;
+# except in /usr (distribution packages), where pkg-config then drops the system directories.
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  set(MTP_PC_PREFIX "/usr")
+else()
+  file(RELATIVE_PATH _mtp_pc_to_prefix
+    ${CMAKE_INSTALL_PREFIX}/${MTP_INSTALL_PKGCONFIGDIR} ${CMAKE_INSTALL_PREFIX})
+  string(REGEX REPLACE "/$" "" _mtp_pc_to_prefix "${_mtp_pc_to_prefix}")
+  set(MTP_PC_PREFIX "\${pcfiledir}/${_mtp_pc_to_prefix}")
+endif()
+set(MTP_PC_REQUIRES "")
+if(MTP_WITH_HWLOC)
+  set(MTP_PC_REQUIRES "hwloc >= 2.0")
+endif()
+configure_file(cmake/messaging_thread_pool.pc.in
+  ${PROJECT_BINARY_DIR}/messaging_thread_pool.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/messaging_thread_pool.pc
+  DESTINATION ${MTP_INSTALL_PKGCONFIGDIR}
+  COMPONENT mtp_development)
+
+install(FILES LICENSE DESTINATION ${MTP_INSTALL_DOCDIR} COMPONENT mtp_development)

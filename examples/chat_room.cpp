@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A chat room: each room is an item holding its members and messages. Many client threads
 // post into rooms concurrently; each room sees each client's messages in the order sent.
 #include <mtp/mtp.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A two-level hierarchy: each department is an item that owns a pool of its own, whose items
 // are its employees. Shutting down the company shuts down each department's pool first.
 #include <mtp/mtp.hpp>

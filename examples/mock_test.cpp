@@ -1,6 +1,7 @@
+// SPDX-License-Identifier: MIT
 // Testing code that uses a pool, without threads: write it against the capability concepts
 // (mtp::sends, mtp::creates, ...) and hand it a mtp::mock_pool in tests.
-#include <mtp/mtp.hpp>
+#include <mtp/testing.hpp>
 
 #include <cstdio>
 #include <span>

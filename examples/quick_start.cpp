@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The README's example, compiled and run as a test so that it cannot rot.
 // !BEGIN-EXAMPLE
 #include <mtp/mtp.hpp>

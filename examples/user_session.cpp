@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A user session whose helper objects share plain, non-thread-safe state with it: no locks,
 // no atomics. It is safe because the session and its helpers live on one worker thread.
 #include <mtp/mtp.hpp>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Compile cost of the pool's templates: what each request type adds to a translation unit.
 #
 #   tools/compile-cost.sh [--types "1 10"] [--repeat N] [--cxx g++] [--flags "-O2 -DNDEBUG"] [--out FILE]

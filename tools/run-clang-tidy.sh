@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs clang-tidy (.clang-tidy at the top) over the library sources and the examples, using
 # the compile database of a build directory. Fails on any finding.
 #   bash tools/run-clang-tidy.sh BUILD_DIR

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, then builds and runs
+# SPDX-License-Identifier: MIT
+# The whole test suite: installs what is missing, then checks and builds
+#   0. the licence tag in every source file (tools/check-spdx.sh);
 #   1. the normal build (warnings as errors): every test, the examples, the installed package;
 #   2. the same suite again restricted to one CPU (taskset -c 0);
-#   3. a ThreadSanitizer build (clang++, which also checks clang warnings);  4. an AddressSanitizer + UndefinedBehaviorSanitizer build;
-#   5. a build without hwloc;    6. a bounded fuzzing run of the affinity spec parser;
-#   7. clang-tidy over the library sources.
-# Usage: bash tools/run-tests.sh [--quick]   (--quick: only step 1)
+#   3. a Debug build (assertions on, no optimisation);
+#   4. a ThreadSanitizer build (clang++, its warnings as errors too);
+#   5. an AddressSanitizer + UndefinedBehaviorSanitizer build;
+#   6. a build without hwloc;    7. a bounded fuzzing run of the affinity spec parser;
+#   8. clang-tidy over the library sources;    9. the Doxygen docs, with no warning;
+#  10. the Debian packages, installed and used in a fresh Debian 12 root (tools/test-debs.sh;
+#      skipped, saying why, where that cannot run: not root, no chroot, no Debian mirror).
+# Usage: bash tools/run-tests.sh [--quick]   (--quick: only steps 0 and 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +20,7 @@ jobs=$(nproc)
 root=${MTP_TEST_BUILD_ROOT:-build-tests}
 failed=()
 
-step() { echo; echo "== $* =="; }
+step() { echo; echo "== $* == (${SECONDS}s since the start)"; }
 
 configure_build() {  # dir, cmake args...
   local dir=$1; shift
@@ -26,6 +32,9 @@ run_ctest() {  # name, dir, ctest args...
   local name=$1 dir=$2; shift 2
   if ! ctest --test-dir "$dir" -j"$jobs" --output-on-failure "$@"; then failed+=("$name"); fi
 }
+
+step "0. licence tags"
+if ! bash tools/check-spdx.sh; then failed+=(spdx); fi
 
 step "1. normal build"
 configure_build "$root/normal" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_WARNINGS_AS_ERRORS=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
@@ -41,29 +50,46 @@ else
   echo "taskset is not permitted here; skipped"
 fi
 
-step "3. ThreadSanitizer (clang: the moodycamel queues annotate their fences for TSan only there)"
+step "3. Debug build"
+configure_build "$root/debug" -DCMAKE_BUILD_TYPE=Debug -DMTP_WARNINGS_AS_ERRORS=ON -DMTP_BUILD_TOOLS=OFF \
+  -DMTP_ENABLE_INSTALL=OFF -DMTP_TEST_TIMEOUT_SCALE=2
+run_ctest debug "$root/debug" -LE package
+
+step "4. ThreadSanitizer (clang: the moodycamel queues annotate their fences for TSan only there)"
 CXX=clang++ configure_build "$root/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_SANITIZE=thread -DMTP_BUILD_TOOLS=OFF \
-  -DMTP_TEST_TIMEOUT_SCALE=5
+  -DMTP_WARNINGS_AS_ERRORS=ON -DMTP_TEST_TIMEOUT_SCALE=5
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest tsan "$root/tsan"
 
-step "4. AddressSanitizer + UndefinedBehaviorSanitizer"
+step "5. AddressSanitizer + UndefinedBehaviorSanitizer"
 configure_build "$root/asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DMTP_SANITIZE=address;undefined" \
   -DMTP_BUILD_TOOLS=OFF -DMTP_TEST_TIMEOUT_SCALE=3
 ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" run_ctest asan "$root/asan"
 
-step "5. without hwloc"
+step "6. without hwloc"
 configure_build "$root/nohwloc" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_WITH_HWLOC=OFF -DMTP_ENABLE_INSTALL=OFF
 run_ctest no-hwloc "$root/nohwloc"
 
-step "6. fuzzing the affinity spec parser (bounded)"
-if ! bash tools/fuzz-affinity-spec.sh 20; then failed+=(fuzz); fi
+step "7. fuzzing the affinity spec parser (bounded)"
+if ! MTP_FUZZ_BUILD_DIR="$root/fuzz" bash tools/fuzz-affinity-spec.sh 20; then failed+=(fuzz); fi
 
-step "7. clang-tidy"
+step "8. clang-tidy"
 if ! bash tools/run-clang-tidy.sh "$root/normal"; then failed+=(clang-tidy); fi
+
+step "9. docs (Doxygen, any warning fails)"
+if ! cmake --build "$root/normal" --target docs; then failed+=(docs); fi
+
+step "10. Debian packages in a fresh Debian 12 root"
+debs_status=0
+MTP_DEB_BUILD_DIR="$root/debs" bash tools/test-debs.sh || debs_status=$?
+if ((debs_status == 77)); then
+  echo "(the Debian package step was skipped; see the reason above)"
+elif ((debs_status != 0)); then
+  failed+=(debs)
+fi
 
 echo
 if ((${#failed[@]})); then
-  echo "FAILED: ${failed[*]}"
+  echo "FAILED: ${failed[*]} (${SECONDS}s)"
   exit 1
 fi
-echo "all test steps passed"
+echo "all test steps passed (${SECONDS}s)"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Scaling table: the round-trip, batch and callers benchmarks of mtp_bench for every worker count
 # against every caller count, on whatever machine this runs on, as one Markdown table.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Placement config files (JSON, read with nlohmann-json).
 #include "internal.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Pinning the calling thread with hwloc (the MTP_WITH_HWLOC=ON backend).
 #include "hwloc_util.hpp"
 #include "internal.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Topology discovery with hwloc (the MTP_WITH_HWLOC=ON backend).
 #include "hwloc_util.hpp"
 #include "internal.hpp"

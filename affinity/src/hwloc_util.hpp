@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // hwloc helpers shared by the hwloc backend's sources (namespace mtp::impl).
 #pragma once
 

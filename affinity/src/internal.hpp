@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Internals of the affinity library shared by its sources (namespace mtp::impl). The hwloc
 // and no-hwloc builds provide different definitions of the functions marked "backend".
 #pragma once

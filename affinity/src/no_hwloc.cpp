@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The backend of a build without hwloc (MTP_WITH_HWLOC=OFF): no topology, no pinning. Specs
 // still parse, "none" and CPU lists still plan; every topology factory throws topology_error
 // and bind_current_thread reports that pinning is unavailable.

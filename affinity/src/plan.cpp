@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The planner: from a spec and a topology snapshot to one worker_placement per worker. Pure
 // C++ over topology's queries, shared by the hwloc and no-hwloc builds.
 #include "internal.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Spec text: parsing, validation and formatting (no topology needed).
 #include "internal.hpp"
 

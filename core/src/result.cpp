@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include <mtp/core/result.hpp>
 
 namespace mtp {

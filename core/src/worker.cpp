@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include <mtp/core/impl/worker.hpp>
 
 #include <mtp/core/impl/wait.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Real pinning on the machine running the tests, checked from inside the pinned thread with
 // sched_getaffinity. Passes under `taskset -c 0`, and where pinning is not permitted (the
 // failure must then be reported, never thrown or crashed on).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Config files and the MTP_AFFINITY environment variable.
 #include "test_util.hpp"
 

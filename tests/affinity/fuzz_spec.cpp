@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target for the affinity spec parser and the planner behind it. Built and run by
 // tools/fuzz-affinity-spec.sh. Any input must either parse or throw affinity_error; a parsed
 // spec planned on a restricted synthetic machine must only select allowed CPUs, and never put

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # mtp-topology's exit status and messages for bad command lines, bad specs and limits.
 #
 # Usage: mtp_topology_cli_test.sh MTP_TOPOLOGY XML_FILE WITH_HWLOC(ON|OFF)

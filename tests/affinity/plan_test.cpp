@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Plans on big machines, described with hwloc synthetic topologies and a checked-in XML file.
 #include "test_util.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The pool and its placement together: workers really run where the placement says (checked
 // from inside each worker), and a machine that refuses pinning leaves a running, unpinned
 // pool that said so once.

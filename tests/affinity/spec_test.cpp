@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Spec parsing: every accepted form, and every rejected one with its message.
 #include "test_util.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Completion callbacks instead of waiting callers: send_async and send_batch_async.
 #include <mtp/mtp.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Bounded queues (pool_options::queue_capacity) and deadlines (send / send_batch with a
 // timeout).
 //

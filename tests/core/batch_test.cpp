@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Batches: responses in request order, per-id order inside a batch, mixed ids, sizes 0, 1 and
 // many, the span-output overload, and submit_batch handles.
 #include "pool_test_util.hpp"

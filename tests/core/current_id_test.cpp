@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // this_worker::current_id(): the item a handler, constructor, destructor or message hook
 // runs for; empty off the workers and on a worker between messages.
 #include "pool_test_util.hpp"

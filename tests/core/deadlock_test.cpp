@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Self-call detection: a blocking call from a worker into its own worker fails with
 // would_deadlock instead of hanging; posts to the own worker and blocking calls to other
 // workers work.

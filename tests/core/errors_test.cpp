@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Errors: throwing handlers (std and non-std exceptions, bad_alloc), unknown ids, and posts
 // that fail on the worker.
 #include "pool_test_util.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Hierarchies: items that own child pools. Parents call down into their children; shutting
 // a parent down destroys the children's items (on the children's threads) before the parent
 // item's destruction completes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Hooks: per-worker copies, the order and count of hook calls, this_worker inside handlers,
 // constructors and destructors, and hooks that throw.
 #include "pool_test_util.hpp"

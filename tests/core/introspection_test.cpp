@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Introspection: worker_count, stats() (items, messages processed, queue depth), placement,
 // and an idle pool's workers burning no CPU.
 #include "pool_test_util.hpp"

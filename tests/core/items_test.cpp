@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Item lifecycle: construction, duplicate ids, throwing constructors, create_batch, remove,
 // re-creation, and the one-thread-per-item guarantee.
 #include "pool_test_util.hpp"

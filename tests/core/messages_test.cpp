@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Method messages own their arguments, compare equal when their arguments do, copy the value
 // a reference-returning member refers to, and name one overload of a member function; request
 // families (mtp::one_of) mix kinds of requests in one batch.

@@ -1,6 +1,9 @@
+// SPDX-License-Identifier: MIT
 // The testing seam: the capability concepts describe both the real pool and the mock, and the
 // mock checks what it gets (requests, method messages, creates) instead of passing silently.
 #include "pool_test_util.hpp"
+
+#include <mtp/testing.hpp>
 
 #include <chrono>
 #include <memory>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Helpers shared by the core pool tests: pool options, bounded waits, a one-shot gate, a
 // diagnostic sink, and a registry that tracks item lifetimes and the threads they lived on.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Requests: explicit messages, method messages, void responses, const members, and per-item
 // FIFO order under many concurrent callers.
 #include "pool_test_util.hpp"

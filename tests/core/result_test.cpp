@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mtp::result, mtp::error and mtp::pool_error on their own.
 #include "pool_test_util.hpp"
 

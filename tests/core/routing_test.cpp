@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Routing: the default id % workers, custom routers, worker_of, and routers that misbehave.
 #include "pool_test_util.hpp"
 

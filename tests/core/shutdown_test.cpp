@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Shutdown and destruction: in-flight requests from several threads are answered or get
 // pool_stopped, nobody hangs, every item dies exactly once on its own thread.
 #include "pool_test_util.hpp"

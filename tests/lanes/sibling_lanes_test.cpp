@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Messages between items on different workers of one pool travel through the same queue as
 // every other sender's. These tests check that path keeps per-sender order, loses nothing,
 // and drains at shutdown.

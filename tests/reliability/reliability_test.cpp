@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Hostile inputs and awkward situations: timeouts of every duration type, non-pure routers,
 // a pool dropped by its own item, stuck handlers, full queues, absurd sizes.
 #include <mtp/mtp.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Senders at scale: many and short-lived caller threads, per-sender and causal order whatever
 // thread sends, and memory for exited threads and drained bursts given back.
 #include <mtp/mtp.hpp>

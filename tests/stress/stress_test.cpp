@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Stress: many callers, thousands of items, a random mix of create, remove, request, batch and
 // post (fixed seeds). Each item checks that every caller's messages arrive in sequence; each
 // caller keeps a shadow model of what it sent. At the end: no message lost, duplicated or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mtp-topology: prints the machine as mtp sees it (only the CPUs this process may use) and the
 // worker-to-CPU plan an affinity spec would produce on it.
 //
@@ -15,6 +16,7 @@
 #include <mtp/affinity/placement.hpp>
 #include <mtp/affinity/spec.hpp>
 #include <mtp/affinity/topology.hpp>
+#include <mtp/version.hpp>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -304,6 +306,7 @@ int main(int argc, char** argv) {
                  "Plan a JSON config file ({\"affinity\": ..., \"workers\": ..., \"bind_memory\": ...}); "
                  "--spec and --workers override it");
   app.add_flag("--json", opt.json, "Print JSON instead of text");
+  app.set_version_flag("--version", "mtp-topology " MTP_VERSION_STRING);
   app.footer(k_exit_footer);
   try {
     app.parse(argc, argv);

@@ -1,12 +1,18 @@
-// messaging_thread_pool: the one header an application includes.
+// SPDX-License-Identifier: MIT
+/// \file
+/// messaging_thread_pool: the one header an application includes. It declares the pool, its
+/// messages, results, options and batches, placement and placement config files
+/// (mtp::read_placement_config), and the version macros. The mock pool is for tests and
+/// comes with <mtp/testing.hpp>.
 #pragma once
 
+#include <mtp/affinity/config.hpp>
 #include <mtp/affinity/placement.hpp>
 #include <mtp/core/batch.hpp>
 #include <mtp/core/messages.hpp>
-#include <mtp/core/mock_pool.hpp>
 #include <mtp/core/options.hpp>
 #include <mtp/core/result.hpp>
 #include <mtp/core/stats.hpp>
 #include <mtp/core/this_worker.hpp>
 #include <mtp/core/thread_pool.hpp>
+#include <mtp/version.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Must not compile: the worker would write into a caller's object long gone.
 #include <mtp/core/messages.hpp>
 struct item {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Must not compile: a span of non-const elements lets the worker write the caller's memory.
 #include <mtp/core/messages.hpp>
 #include <span>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Runs the compiler on one snippet and checks the outcome (run by CTest; see
 # mtp_add_compile_check in ../CMakeLists.txt).
 #   -DCXX=compiler -DSOURCE=file -DARGS=a|b|c   compiler arguments, '|'-separated

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Must compile without a warning under -O2 -Wall -Wextra -Werror (g++ 12 once reported
 // -Wmaybe-uninitialized in result.hpp here).
 #include <mtp/core/mock_pool.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Must not compile: the real pool could not construct this item either.
 #include <mtp/core/mock_pool.hpp>
 #include <string>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Must not compile: the mock could not check that the request matches the expectation.
 #include <mtp/core/mock_pool.hpp>
 struct opaque {};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Must not compile, saying what the type lacks.
 #include <mtp/core/mock_pool.hpp>
 struct ping {

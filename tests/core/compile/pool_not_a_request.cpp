@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Must not compile, with the library's words for each entry point (not "constraints not
 // satisfied"): CASE picks send, post, send_batch or submit_batch.
 #include <mtp/mtp.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Placement config files: the affinity settings of a pool kept outside the code.
 //
 // Contract: a config is a JSON object with three optional keys,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Placement: where each worker of a pool runs. The plain data the core pool consumes.
 //
 // This header is hwloc-free on purpose: the pool (mtp::core) depends only on these types and

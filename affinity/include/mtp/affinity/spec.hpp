@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Affinity specs: the text that says where a pool's workers run, and the planner behind it.
 //
 // Contract: the same spec text is accepted everywhere (plan_placement, a pool option, the

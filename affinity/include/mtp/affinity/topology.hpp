@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Topology: a snapshot of a machine's packages, NUMA nodes, cores, hardware threads and caches.
 //
 // Contract: a topology comes from the running machine (topology::load), from an hwloc

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mtp::batch<T>: the handle of a batch submitted without waiting (thread_pool::submit_batch).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // How requests are declared: explicit message structs, method messages, and request families.
 //
 // Explicit message: a plain struct with a public `id` member (the target item) and a nested

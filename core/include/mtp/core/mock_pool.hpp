@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The testing seam: concepts that code using a pool can be written against, and a mock that
 // answers with scripted responses, records what it got, and checks it against expectations.
 // The mock has no threads: everything runs on the caller, in call order.

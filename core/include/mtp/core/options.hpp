@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Pool options, the diagnostic hook, and the hooks policy.
 #pragma once
 

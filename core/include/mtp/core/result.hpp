@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Ids, error codes and the result type every batch form returns.
 //
 // Error channels: single blocking calls (send, call, create) return the value or throw;

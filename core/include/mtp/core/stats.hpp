@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Introspection: a snapshot of each worker, taken without stopping the pool.
 #pragma once
 

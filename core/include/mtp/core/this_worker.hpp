@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What a handler, constructor, destructor or hook can ask about the thread it runs on.
 #pragma once
 

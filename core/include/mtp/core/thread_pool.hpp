@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mtp::thread_pool<Item>: long-lived items, each living on one worker thread, answering
 // typed requests routed by id.
 //

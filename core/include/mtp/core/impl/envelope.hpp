@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Internals: what travels through a worker's queue. Do not include directly; use <mtp/mtp.hpp>.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Internals: the typed worker that owns a pool's items, and the operations a chunk runs.
 // Do not include directly; use <mtp/mtp.hpp>.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Waiting: spin briefly with a pause instruction, yield now and then, then sleep on a futex.
 //
 // Why this shape: on the machines this pool targets a futex wake-up costs about 18 us while a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Internals: the untyped worker (its thread and queue), the untyped pool core (start, routing,
 // the one send path, shutdown, stall detection) and the sender gate. Do not include directly;
 // use <mtp/mtp.hpp>.
