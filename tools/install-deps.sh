@@ -10,7 +10,7 @@ set -euo pipefail
 
 packages=(
   g++ cmake make pkg-config python3
-  libhwloc-dev libconcurrentqueue-dev libreaderwriterqueue-dev
+  libhwloc-dev libconcurrentqueue-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
   clang libclang-rt-14-dev clang-tidy doxygen
 )
@@ -38,14 +38,13 @@ if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
   need required "g++ (or clang)" bash -c 'command -v g++ || command -v clang++'
   need required cmake command -v cmake
   need required "libhwloc-dev (or configure with -DMTP_WITH_HWLOC=OFF)" has_header hwloc.h
-  need required libconcurrentqueue-dev has_header concurrentqueue/concurrentqueue.h
-  need required libreaderwriterqueue-dev has_header readerwriterqueue/readerwriterqueue.h
   need required nlohmann-json3-dev has_header nlohmann/json.hpp
   need required "pkg-config (finds hwloc)" command -v pkg-config
   # Tests, tools, benchmarks, checks: each can be switched off (MTP_BUILD_TESTS=OFF, ...).
   need optional libgtest-dev has_header gtest/gtest.h
   need optional libgmock-dev has_header gmock/gmock.h
   need optional libbenchmark-dev has_header benchmark/benchmark.h
+  need optional "libconcurrentqueue-dev (the benchmarks' queue floor)" has_header concurrentqueue/concurrentqueue.h
   need optional libcli11-dev has_header CLI/CLI.hpp
   need optional "clang (sanitizer and fuzzing builds)" command -v clang++
   need optional clang-tidy command -v clang-tidy

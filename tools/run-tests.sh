@@ -55,7 +55,7 @@ configure_build "$root/debug" -DCMAKE_BUILD_TYPE=Debug -DMTP_WARNINGS_AS_ERRORS=
   -DMTP_ENABLE_INSTALL=OFF -DMTP_TEST_TIMEOUT_SCALE=2
 run_ctest debug "$root/debug" -LE package
 
-step "4. ThreadSanitizer (clang: the moodycamel queues annotate their fences for TSan only there)"
+step "4. ThreadSanitizer (clang, which also checks clang warnings)"
 CXX=clang++ configure_build "$root/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_SANITIZE=thread -DMTP_BUILD_TOOLS=OFF \
   -DMTP_WARNINGS_AS_ERRORS=ON -DMTP_TEST_TIMEOUT_SCALE=5
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest tsan "$root/tsan"
