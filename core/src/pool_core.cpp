@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstdio>
 #include <exception>
 #include <limits>
@@ -187,7 +188,21 @@ class stall_monitor {
 
 // ---- The pool ----------------------------------------------------------------------------
 
-pool_core::pool_core(pool_options options) : options_(std::move(options)), placement_(choose_placement(options_)) {
+namespace {
+// The trace file of a new pool: its option, else MTP_TRACE (PATH for the first pool of the
+// process, PATH.1 for the second, ...).
+std::string trace_file_for(const pool_options& options) {
+  if (!options.trace_file.empty()) return options.trace_file;
+  const char* env = std::getenv("MTP_TRACE");
+  if (env == nullptr || *env == '\0') return {};
+  static std::atomic<unsigned> pools{0};
+  const unsigned n = pools.fetch_add(1, std::memory_order_relaxed);  // only a counter
+  return n == 0 ? std::string(env) : std::string(env) + "." + std::to_string(n);
+}
+}  // namespace
+
+pool_core::pool_core(pool_options options)
+    : options_(std::move(options)), trace_file_(trace_file_for(options_)), placement_(choose_placement(options_)) {
   const std::size_t n = placement_.workers.size();
   mask_ = (n > 1 && (n & (n - 1)) == 0) ? n - 1 : 0;
   has_router_ = static_cast<bool>(options_.router);
@@ -262,6 +277,15 @@ void pool_core::shutdown() {
   for (auto& w : workers_) w->push_stop();
   for (auto& w : workers_) w->join();
   joined_ = true;
+  if (tracing()) {
+    try {
+      std::vector<std::string> per_worker;
+      for (auto& w : workers_) per_worker.push_back(w->trace_json_events());  // the threads are gone
+      write_trace_file(trace_file_, per_worker);
+    } catch (const std::exception& e) {
+      report({diagnostic::kind::hook_failed, 0, std::string("the trace was not written: ") + e.what(), std::nullopt});
+    }
+  }
 }
 
 void pool_core::destroy(std::unique_ptr<pool_core> core) noexcept {

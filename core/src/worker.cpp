@@ -3,6 +3,8 @@
 
 #include <mtp/core/impl/wait.hpp>
 
+#include "trace_ring.hpp"
+
 #include <pthread.h>
 #include <sched.h>
 
@@ -69,6 +71,7 @@ thread_local node_cache tl_nodes;
 worker_base::worker_base(pool_core& pool, std::size_t index)
     : pool_(pool), index_(index), bounded_(pool.options().queue_capacity != 0), tail_(new queue_node) {
   head_ = tail_.load(std::memory_order_relaxed);  // the dummy node: not yet shared
+  if (pool.tracing()) trace_ = std::make_unique<trace_ring>(pool.options().trace_events, pool.started_at());
 }
 
 worker_base::~worker_base() {
@@ -239,6 +242,11 @@ void worker_base::run_loop() noexcept {
 }
 
 void worker_base::sleep_until_work(time_point until) noexcept {
+  trace_begin(0, "(asleep)");
+  struct end_on_exit {
+    worker_base& w;
+    ~end_on_exit() { w.trace_end(); }
+  } traced{*this};
   sleeping_.store(1, std::memory_order_relaxed);  // ordered by the fence below
   // seq_cst fence: StoreLoad between announcing sleep and re-checking the queue; pairs with the
   // fence in wake().

@@ -455,3 +455,58 @@ TEST(CurrentId, EmptyOutsideMessagesOnAWorker) {
 }
 
 }  // namespace
+
+// ---- Trace -------------------------------------------------------------------------------
+
+#include <fstream>
+#include <sstream>
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST(Trace, ShutdownWritesOneSlicePerMessageOnEachWorkersTrack) {
+  const std::string path = ::testing::TempDir() + "mtp-trace-test.json";
+  std::remove(path.c_str());
+  mtp::pool_options o = mtp_test::options(2);
+  o.trace_file = path;
+  {
+    pool_t pool(o);
+    for (mtp::id_t id = 0; id < 4; ++id) pool.create(id);
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(pool.send(get{3}), 30);
+    (void)pool.send_batch(std::vector<get>{{0}, {1}, {2}});
+    const std::string snapshot = path + ".now";
+    pool.write_trace(snapshot);  // on demand, while running
+    EXPECT_NE(read_file(snapshot).find("::get\""), std::string::npos);
+    std::remove(snapshot.c_str());
+  }
+  const std::string json = read_file(path);
+  ASSERT_FALSE(json.empty()) << "no trace written at shutdown";
+  EXPECT_NE(json.find("\"traceEvents\""), std::string::npos);
+  EXPECT_NE(json.find("\"name\":\"worker 0\""), std::string::npos);
+  EXPECT_NE(json.find("\"name\":\"worker 1\""), std::string::npos);
+  std::size_t gets = 0, creates = 0;
+  for (std::size_t at = json.find("\"name\":\"(anonymous namespace)::get\""); at != std::string::npos;
+       at = json.find("\"name\":\"(anonymous namespace)::get\"", at + 1)) {
+    ++gets;
+  }
+  for (std::size_t at = json.find("\"name\":\"create\""); at != std::string::npos; at = json.find("\"name\":\"create\"", at + 1)) {
+    ++creates;
+  }
+  EXPECT_EQ(gets, 13u) << "one slice per message";
+  EXPECT_EQ(creates, 4u);
+  EXPECT_NE(json.find("\"args\":{\"id\":3}"), std::string::npos);
+  std::remove(path.c_str());
+}
+
+TEST(Trace, OffByDefault) {
+  pool_t pool(mtp_test::options(2));
+  EXPECT_THROW(pool.write_trace(::testing::TempDir() + "never.json"), std::logic_error);
+}
+
+}  // namespace

@@ -76,6 +76,16 @@ struct pool_options {
   /// clock once).
   std::chrono::nanoseconds passivate_after{0};
 
+  /// Tracing: when set (or when the MTP_TRACE environment variable names a file), each
+  /// worker records every message (start, end, item id, request type), batch arrivals and its
+  /// sleeps in a bounded ring, and the pool writes them at shutdown as a Chrome trace-event
+  /// JSON file (open it in the Perfetto UI or chrome://tracing: one track per worker, one
+  /// slice per message). With MTP_TRACE, the second pool of a process writes PATH.1, the
+  /// third PATH.2, ... Off by default; when off, a message costs one predictable branch.
+  std::string trace_file{};
+  /// Events each worker keeps when tracing (the oldest are overwritten).
+  std::size_t trace_events = std::size_t{1} << 16;
+
   /// Prefix of worker thread names ("mtp-0", "mtp-1", ...); at most 10 characters are used.
   std::string name = "mtp";
 };

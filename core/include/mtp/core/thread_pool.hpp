@@ -350,6 +350,11 @@ class thread_pool {
   /// pool_error(would_deadlock) when called from one of this pool's own workers.
   void shutdown() { core_->shutdown(); }
 
+  /// Tracing on (pool_options::trace_file or MTP_TRACE): writes what the workers recorded so
+  /// far to `path` as Chrome trace-event JSON, without stopping them (each worker copies its
+  /// own events between two messages). Shutdown writes the whole trace to the trace file.
+  void write_trace(const std::string& path) { core_->write_trace(path); }
+
   [[nodiscard]] std::size_t worker_count() const noexcept { return core_->worker_count(); }
   /// The worker an id routes to. Throws pool_error(invalid_route) when the router throws or
   /// returns an index out of range.

@@ -8,6 +8,7 @@
 #include <exception>
 #include <memory>
 #include <tuple>
+#include <typeinfo>
 #include <type_traits>
 #include <string>
 #include <unordered_map>
@@ -63,15 +64,18 @@ class worker final : public worker_base {
   /// Runs `body` as the message for `id`: sets the current id and runs the hooks around it.
   /// If the hook or `body` throws, `fail` receives the error (`thrown` names what threw; the
   /// body may change it while it runs).
+  /// `what` names the message in a trace (a type name, "create", "remove", ...).
   template <class Fail, class Body>
-  void run_message(id_t id, const errc& thrown, Fail&& fail, Body&& body) noexcept {
+  void run_message(id_t id, const char* what, const errc& thrown, Fail&& fail, Body&& body) noexcept {
     begin_message(id);
+    trace_begin(id, what);
     if constexpr (has_before_message<Hooks>) {
       try {
         hooks_.before_message(id);
       } catch (...) {
         fail(error{errc::hook_failed, id, std::current_exception()});
         after(id);
+        trace_end();
         return;
       }
     }
@@ -81,6 +85,7 @@ class worker final : public worker_base {
       fail(error{thrown, id, std::current_exception()});
     }
     after(id);
+    trace_end();
   }
 
   template <class... A>
@@ -139,7 +144,7 @@ class worker final : public worker_base {
   // caller to go to.
   void destroy_item(id_t id, const char* why) noexcept {
     run_message(
-        id, errc::hook_failed,
+        id, why, errc::hook_failed,
         [&](const error& e) {
           report(diagnostic::kind::hook_failed, std::string("a message hook threw while the item was destroyed at ") + why,
                  e);
@@ -201,7 +206,7 @@ struct request_op {
     }
     errc thrown = errc::handler_failed;
     w.run_message(
-        id, thrown, [&](error e) { out.set_error(std::move(e)); },
+        id, typeid(R).name(), thrown, [&](error e) { out.set_error(std::move(e)); },
         [&] {
           if constexpr (activates) {
             if (item == nullptr) {  // built here, in the same message, on this worker
@@ -238,7 +243,7 @@ struct create_op {
       return;
     }
     w.run_message(
-        id, errc::constructor_failed, [&](error e) { out.set_error(std::move(e)); },
+        id, "create", errc::constructor_failed, [&](error e) { out.set_error(std::move(e)); },
         [&] {
           auto build = [&](auto&&... a) { w.emplace_item(id, std::forward<decltype(a)>(a)...); };
           if constexpr (Single) std::apply(build, std::move(*args));
@@ -293,7 +298,7 @@ struct remove_op {
       out.set_error(error{errc::unknown_id, id, {}});
       return;
     }
-    w.run_message(id, errc::handler_failed, [&](error e) { out.set_error(std::move(e)); }, [&] {
+    w.run_message(id, "remove", errc::handler_failed, [&](error e) { out.set_error(std::move(e)); }, [&] {
       w.erase_item(id);
       out.emplace();
     });
@@ -327,6 +332,7 @@ void run_chunk(worker_base& base, envelope& e) noexcept {
   const chunk c = e.read<chunk>();
   auto& job = *static_cast<batch_job<Op>*>(static_cast<job_base*>(c.job));
   shared_control* const control = job.control;
+  w.trace_instant("chunk", c.count);
   c.for_each([&](std::uint32_t i) {
     // relaxed: a hint; a request that slips past it just runs, and its response is dropped.
     if (control != nullptr && control->cancelled.load(std::memory_order_relaxed)) [[unlikely]] {

@@ -26,6 +26,7 @@ namespace mtp::impl {
 
 class pool_core;
 struct queue_node;  // an envelope with its queue link; defined in worker.cpp
+class trace_ring;   // a worker's trace events; defined in trace.cpp
 
 using time_point = std::chrono::steady_clock::time_point;
 
@@ -112,6 +113,19 @@ class worker_base {
     processed_.store(processed_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
 
+  /// Tracing (pool_options::trace_file): one predictable branch per call when off.
+  void trace_begin(id_t id, const char* what) noexcept {
+    if (trace_ != nullptr) [[unlikely]] record_begin(id, what);
+  }
+  void trace_end() noexcept {
+    if (trace_ != nullptr) [[unlikely]] record_end();
+  }
+  void trace_instant(const char* what, std::uint64_t count) noexcept {
+    if (trace_ != nullptr) [[unlikely]] record_instant(what, count);
+  }
+  /// The trace recorded so far (worker thread, or after the thread ended), oldest first.
+  [[nodiscard]] std::string trace_json_events() const;
+
   /// Worker thread: a message for `id` starts (handler, constructor, destructor, hooks).
   void begin_message(id_t id) noexcept {
     // relaxed, all three: single writer; only the stall detector samples them, and a stale
@@ -149,6 +163,9 @@ class worker_base {
   [[nodiscard]] bool has_work() const noexcept;
   void recycle(queue_node* n) noexcept;
   queue_node* take_free_nodes() noexcept;
+  void record_begin(id_t id, const char* what) noexcept;
+  void record_end() noexcept;
+  void record_instant(const char* what, std::uint64_t count) noexcept;
 
   pool_core& pool_;
   const std::size_t index_;
@@ -157,6 +174,7 @@ class worker_base {
   int sole_cpu_ = -1;  // the CPU when pinned to exactly one, else -1
   bool stop_seen_ = false;
   std::thread thread_;
+  std::unique_ptr<trace_ring> trace_;  // null unless tracing
 
   // Senders' line: every enqueue exchanges the tail and bumps the count, nothing else here,
   // so one sender's enqueue touches one line it may already own.
@@ -307,9 +325,17 @@ class pool_core {
   bool send_one(std::size_t k, const envelope& e, const send_policy& policy);
 
   /// Stops accepting messages, lets every worker answer what it already has, destroys every
-  /// item on its own thread, joins the threads. Idempotent; concurrent calls all return once
-  /// the pool has stopped. Throws pool_error(would_deadlock) on one of this pool's workers.
+  /// item on its own thread, joins the threads, and writes the trace file if tracing.
+  /// Idempotent; concurrent calls all return once the pool has stopped. Throws
+  /// pool_error(would_deadlock) on one of this pool's workers.
   void shutdown();
+  /// Writes the trace recorded so far as Chrome trace-event JSON (each worker copies its own
+  /// events on its thread, so this waits for every worker to reach the request). Throws
+  /// std::logic_error when tracing is off, pool_error(would_deadlock) on one of its workers,
+  /// std::runtime_error when the file cannot be written.
+  void write_trace(const std::string& path);
+  [[nodiscard]] bool tracing() const noexcept { return !trace_file_.empty(); }
+  [[nodiscard]] std::chrono::steady_clock::time_point started_at() const noexcept { return started_at_; }
   [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
 
   void report(const diagnostic& d) const noexcept;
@@ -324,7 +350,11 @@ class pool_core {
   /// Worker thread of the worker that dropped its own pool: joins the others and frees it.
   void finish_from(worker_base& self) noexcept;
 
+  void write_trace_file(const std::string& path, const std::vector<std::string>& per_worker) const;
+
   pool_options options_;
+  std::string trace_file_;  // where the trace goes at shutdown; empty: not tracing
+  std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   mtp::placement placement_;
   std::vector<std::unique_ptr<worker_base>> workers_;
   std::size_t mask_ = 0;  // workers - 1 when the count is a power of two above 1, else 0
