@@ -50,6 +50,11 @@
 #ifndef ASIO_STANDALONE
 #define ASIO_STANDALONE
 #endif
+// Asio 1.22 enables co_await on clang only with libc++'s <experimental/coroutine>; C++20
+// <coroutine> (libstdc++) works as well. (The mtp::asio target also defines this for clang.)
+#if !defined(ASIO_HAS_CO_AWAIT) && defined(__clang__) && defined(__cpp_impl_coroutine) && __has_include(<coroutine>)
+#define ASIO_HAS_CO_AWAIT 1
+#endif
 
 #include <asio/associated_allocator.hpp>
 #include <asio/associated_cancellation_slot.hpp>
