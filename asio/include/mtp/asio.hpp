@@ -45,6 +45,10 @@
 //
 // The pool must stay alive until the operation has been initiated (with a deferred token:
 // until it is launched); it may be shut down or destroyed while operations are in flight.
+// The executor's execution context (the io_context) must outlive every operation in flight:
+// a worker posts the completion to it. Shut the pool down first (every completion is then
+// queued), then stop and destroy the io_context; queued completions that never run are
+// destroyed with it, handler included.
 #pragma once
 
 #ifndef ASIO_STANDALONE
