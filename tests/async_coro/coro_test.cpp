@@ -208,7 +208,6 @@ TEST_F(AsyncCoro, FailureBeforeSuspensionStillResumesThroughTheScheduler) {
   pool.shutdown();
   run_loop loop;
   bool done = false, resumed_by_loop = false;
-  std::thread::id starter;
   auto client = [&]() -> task {
     const auto r = co_await mtp::async_result(pool, add{1, 1}, on_loop{&loop});
     EXPECT_EQ(r.error().code, mtp::errc::pool_stopped);
@@ -216,10 +215,7 @@ TEST_F(AsyncCoro, FailureBeforeSuspensionStillResumesThroughTheScheduler) {
     done = true;
   };
   // Started on another thread: the completion is immediate, yet resumption goes through the loop.
-  std::thread([&] {
-    starter = std::this_thread::get_id();
-    client();
-  }).join();
+  std::thread([&] { client(); }).join();
   ASSERT_TRUE(loop.run_until([&] { return done; }));
   EXPECT_TRUE(resumed_by_loop);
 }
@@ -304,6 +300,11 @@ TEST_F(AsyncCoro, StopAfterCompletionChangesNothing) {
 TEST_F(AsyncCoro, ResumeInlineOnWorkerIsAnExplicitOptIn) {
   pool_t pool(mtp_test::options(2));
   pool.create(1);
+  // The worker is held so that the response surely arrives after the coroutine suspended.
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  ASSERT_TRUE(pool.post(hold{1, &started, &release}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
   mtp_test::gate done;
   std::atomic<bool> on_worker{false};
   std::atomic<int> value{0};
@@ -313,9 +314,26 @@ TEST_F(AsyncCoro, ResumeInlineOnWorkerIsAnExplicitOptIn) {
     done.open();
   };
   client();
+  release.open();
   ASSERT_TRUE(done.wait_for(mtp_test::k_bound));
   EXPECT_EQ(value.load(), 4);
   EXPECT_TRUE(on_worker.load());
+}
+
+TEST_F(AsyncCoro, ResumeInlineContinuesOnTheAwaitingThreadWhenTheResponseIsAlreadyThere) {
+  pool_t pool(mtp_test::options(2));
+  pool.shutdown();
+  bool done = false;
+  std::thread::id resumed_on;
+  auto client = [&]() -> task {
+    const auto r = co_await mtp::async_result(pool, add{1, 4}, mtp::resume_inline_on_worker);
+    EXPECT_EQ(r.error().code, mtp::errc::pool_stopped);
+    resumed_on = std::this_thread::get_id();
+    done = true;
+  };
+  client();  // completes before returning: no suspension
+  EXPECT_TRUE(done);
+  EXPECT_EQ(resumed_on, std::this_thread::get_id());
 }
 
 }  // namespace
