@@ -1,6 +1,6 @@
 // The session server (session_server.hpp) as a program:
 //   example_session_server [port [io_threads]]   listen on 127.0.0.1:port (0: ephemeral), print
-//                                                the port, serve until SIGINT/SIGTERM or stdin closes
+//                                                the port, serve until SIGINT or SIGTERM
 //   example_session_server --self-test           start on an ephemeral port, run a short client
 //                                                session against it, exit 0 if the replies are right
 // Try it: `example_session_server 0`, then `nc 127.0.0.1 <port>` and type `add 5`, `get`, `quit`.
@@ -8,11 +8,13 @@
 
 #include <asio/connect.hpp>
 #include <asio/read_until.hpp>
+#include <asio/signal_set.hpp>
 #include <asio/write.hpp>
+
+#include <csignal>
 
 #include <cstdio>
 #include <cstdlib>
-#include <iostream>
 #include <string>
 #include <vector>
 
@@ -55,9 +57,11 @@ int main(int argc, char** argv) {
   srv.start();
   std::printf("listening on 127.0.0.1:%u\n", static_cast<unsigned>(srv.port()));
   std::fflush(stdout);
-  // Serve until stdin closes or a signal ends the process.
-  for (std::string line; std::getline(std::cin, line);) {
-  }
+  // Serve until SIGINT or SIGTERM, then stop cleanly (sessions are destroyed on their workers).
+  asio::io_context signals_io;
+  asio::signal_set signals(signals_io, SIGINT, SIGTERM);
+  signals.async_wait([](const std::error_code&, int) {});
+  signals_io.run();
   srv.stop();
   return EXIT_SUCCESS;
 }
