@@ -6,6 +6,9 @@
 #include <caf/all.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -129,6 +132,64 @@ void caf_batch(benchmark::State& state, std::size_t batch, std::size_t items) {
   state.counters["workers"] = 2;
 }
 
+/// Async callers baseline: one event-based driver actor keeps `in_flight` requests in flight
+/// with request(...).then(...) over 1,000 echo actors; each reply issues the next request.
+struct then_state {
+  std::vector<double> ns;
+  std::vector<clock_type::time_point> started;
+  std::size_t sent = 0, done = 0;
+  std::uint64_t wrong = 0;
+};
+
+void caf_then_in_flight(benchmark::State& state, std::size_t in_flight) {
+  caf_world w;
+  const std::size_t items = 1000;
+  for (std::size_t i = 0; i < items; ++i) w.actors.push_back(w.sys.spawn(echo_actor, std::uint64_t{i}));
+  const std::size_t base = config().quick ? 20000 : 200000;
+  const std::size_t total = (in_flight == 1 ? base / 4 : base) / in_flight * in_flight;
+  std::uint64_t wrong = 0;
+  for (auto _ : state) {
+    auto st = std::make_shared<then_state>();
+    st->ns.reserve(total);
+    st->started.resize(total);
+    std::promise<void> finished;
+    auto fut = finished.get_future();
+    const auto t0 = clock_type::now();
+    w.sys.spawn([&, st](caf::event_based_actor* self) -> caf::behavior {
+      auto issue = std::make_shared<std::function<void()>>();
+      *issue = [&, self, st, weak = std::weak_ptr<std::function<void()>>(issue)] {
+        const std::size_t i = st->sent++;
+        const std::uint64_t id = i % items;
+        st->started[i] = clock_type::now();
+        self->request(w.actors[id], caf::infinite, std::uint64_t{i}).then([&, self, st, weak, i, id](std::uint64_t r) {
+          st->ns.push_back(elapsed_ns(st->started[i], clock_type::now()));
+          if (r != i + id) ++st->wrong;
+          if (st->sent < total) {
+            if (auto next = weak.lock()) (*next)();
+          }
+          if (++st->done == total) {
+            finished.set_value();
+            self->quit();
+          }
+        });
+      };
+      for (std::size_t c = 0; c < in_flight; ++c) (*issue)();
+      return {[issue](int) {}};  // the behavior keeps `issue` alive until the actor quits
+    });
+    fut.wait();
+    const double seconds = elapsed_ns(t0, clock_type::now()) / 1e9;
+    wrong += st->wrong;
+    const percentiles p = summarise(st->ns);
+    state.SetIterationTime(seconds);
+    state.SetItemsProcessed(static_cast<std::int64_t>(total));
+    state.counters["msgs_per_s"] = static_cast<double>(total) / seconds;
+    state.counters["p50_us"] = p.p50 / 1000.0;
+    state.counters["p99_us"] = p.p99 / 1000.0;
+  }
+  if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
+  state.counters["in_flight"] = static_cast<double>(in_flight);
+}
+
 void caf_create(benchmark::State& state, std::size_t n) {
   caf_world w;
   caf::scoped_actor self{w.sys};
@@ -218,6 +279,14 @@ void register_caf() {
                ->Unit(benchmark::kMicrosecond));
   };
   rt("round_trip/caf/hot", 0);
+  for (std::size_t n : {1, 100, 10000}) {
+    repeat(benchmark::RegisterBenchmark(("async/caf_then/in_flight:" + std::to_string(n)).c_str(),
+                                        [n](benchmark::State& s) { caf_then_in_flight(s, n); })
+               ->UseManualTime()
+               ->Iterations(1)
+               ->Unit(benchmark::kMillisecond),
+           3, 1);
+  }
   rt("round_trip/caf/asleep", 200);
   repeat(benchmark::RegisterBenchmark("batch/caf/batch:10000/items:1000",
                                       [](benchmark::State& s) { caf_batch(s, 10000, 1000); })

@@ -170,6 +170,10 @@ mtp::pool_options pool_options_for(std::size_t workers, where w, std::chrono::na
   return o;
 }
 
+#ifndef MTP_BENCH_HAVE_ASIO
+void register_async() {}
+#endif
+
 #ifndef MTP_BENCH_HAVE_CAF
 void register_caf() {}
 bool have_caf() { return false; }

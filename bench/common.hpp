@@ -115,6 +115,7 @@ void register_floors();
 void register_callers();
 void register_churn();
 void register_caf();  // no-op when CAF was not found
+void register_async();  // no-op when standalone Asio was not found
 bool have_caf();
 
 }  // namespace bench

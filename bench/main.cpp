@@ -44,6 +44,11 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("mtp_allowed_cpus", std::to_string(bench::allowed_cpus().size()));
   benchmark::AddCustomContext("mtp_work_iters_per_us", std::to_string(bench::work_iters_per_us()));
   benchmark::AddCustomContext("mtp_caf", bench::have_caf() ? "1" : "0");
+#ifdef MTP_BENCH_HAVE_ASIO
+  benchmark::AddCustomContext("mtp_asio", "1");
+#else
+  benchmark::AddCustomContext("mtp_asio", "0");
+#endif
   benchmark::AddCustomContext("mtp_compiler", __VERSION__);
 
   // The churn first: its RSS figures mean most in a process that has not yet touched and freed
@@ -56,6 +61,7 @@ int main(int argc, char** argv) {
   bench::register_break_even();
   bench::register_idle();
   bench::register_callers();
+  bench::register_async();
   bench::register_caf();
 
   benchmark::RunSpecifiedBenchmarks();

@@ -41,6 +41,15 @@ install(TARGETS mtp_core mtp_affinity messaging_thread_pool
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT mtp_development
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
+# The Asio adapter (header only; the consumer provides standalone Asio on its include path).
+# In the development component: the exported targets file always names mtp::asio.
+if(TARGET mtp_asio)
+  install(FILES asio/include/mtp/asio.hpp
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/mtp
+    COMPONENT mtp_development)
+  install(TARGETS mtp_asio EXPORT mtp-targets COMPONENT mtp_development)
+endif()
+
 install(EXPORT mtp-targets
   NAMESPACE mtp::
   DESTINATION ${MTP_INSTALL_CMAKEDIR}

@@ -11,7 +11,7 @@ set -euo pipefail
 packages=(
   g++ cmake make pkg-config python3
   libhwloc-dev libconcurrentqueue-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libasio-dev
   clang libclang-rt-14-dev clang-tidy doxygen
 )
 if [[ "${1:-}" == "--bench" ]]; then

@@ -8,6 +8,7 @@
 
 #include <mtp/affinity/config.hpp>
 #include <mtp/affinity/placement.hpp>
+#include <mtp/core/awaitable.hpp>
 #include <mtp/core/batch.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/options.hpp>

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+// Async callers (built when standalone Asio is found):
+//   async/awaitable/in_flight:N   one I/O thread (an io_context) keeps N coroutines busy, each
+//                                 co_awaiting mtp::asio::async_send(..., asio::use_awaitable)
+//                                 back to back: messages/s, and p50/p99 from co_await to resumption.
+//   async/send/callers:T          the blocking round trip (pool.send) from T threads.
+//   async/send_batch/batch:100    one thread, blocking send_batch of 100 requests back to back.
+//   async/session_server/<design>/connections:C
+//                                 the example session server (examples/session_server.hpp) on
+//                                 127.0.0.1 with C client connections, each sending "add 1" and
+//                                 waiting for the reply: requests/s and p50/p99 per request
+//                                 (after one untimed request that opens the session).
+//                                 design pool: sessions are pool items; mutex: the conventional
+//                                 design, sessions in a map behind a mutex run on the I/O threads.
+// Items: 1,000 echo items on bench_workers() workers (2 by default), ids round-robin.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <mtp/asio.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/read_until.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include "common.hpp"
+#include "items.hpp"
+#include "session_server.hpp"
+
+namespace bench {
+namespace {
+
+constexpr std::size_t k_items = 1000;
+
+void record(benchmark::State& state, std::vector<double>& ns, double seconds, std::size_t messages) {
+  const percentiles p = summarise(ns);
+  state.SetIterationTime(seconds);
+  state.SetItemsProcessed(static_cast<std::int64_t>(messages));
+  state.counters["msgs_per_s"] = static_cast<double>(messages) / seconds;
+  state.counters["p50_us"] = p.p50 / 1000.0;
+  state.counters["p99_us"] = p.p99 / 1000.0;
+}
+
+std::size_t total_messages(std::size_t in_flight) {
+  const std::size_t base = config().quick ? 20000 : 200000;
+  return in_flight == 1 ? base / 4 : base;
+}
+
+void awaitable_in_flight(benchmark::State& state, std::size_t in_flight) {
+  mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
+  std::vector<mtp::id_t> ids(k_items);
+  for (std::size_t i = 0; i < k_items; ++i) ids[i] = i;
+  for (auto& r : pool.create_batch(ids)) r.value();
+  const std::size_t total = total_messages(in_flight);
+  const std::size_t per = total / in_flight;
+  std::vector<double> ns;
+  std::uint64_t wrong = 0;
+  for (auto _ : state) {
+    ns.clear();
+    ns.reserve(per * in_flight);
+    asio::io_context io(1);
+    for (std::size_t c = 0; c < in_flight; ++c) {
+      asio::co_spawn(
+          io,
+          [&, c]() -> asio::awaitable<void> {
+            for (std::size_t i = 0; i < per; ++i) {
+              const mtp::id_t id = (c + i * in_flight) % k_items;
+              const auto t0 = clock_type::now();
+              const std::uint64_t r = co_await mtp::asio::async_send(pool, ping{id, i}, asio::use_awaitable);
+              ns.push_back(elapsed_ns(t0, clock_type::now()));
+              if (r != i + id) ++wrong;
+            }
+          },
+          asio::detached);
+    }
+    const auto t0 = clock_type::now();
+    io.run();
+    record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, per * in_flight);
+  }
+  if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
+  state.counters["in_flight"] = static_cast<double>(in_flight);
+}
+
+void blocking_send(benchmark::State& state, std::size_t callers) {
+  mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
+  std::vector<mtp::id_t> ids(k_items);
+  for (std::size_t i = 0; i < k_items; ++i) ids[i] = i;
+  for (auto& r : pool.create_batch(ids)) r.value();
+  const std::size_t per = total_messages(1) / callers;
+  std::vector<std::vector<double>> per_thread(callers);
+  std::atomic<std::uint64_t> wrong{0};
+  for (auto _ : state) {
+    std::vector<std::thread> threads;
+    const auto t0 = clock_type::now();
+    for (std::size_t t = 0; t < callers; ++t) {
+      threads.emplace_back([&, t] {
+        auto& mine = per_thread[t];
+        mine.clear();
+        mine.reserve(per);
+        for (std::size_t i = 0; i < per; ++i) {
+          const mtp::id_t id = (t + i * callers) % k_items;
+          const auto a = clock_type::now();
+          if (pool.send(ping{id, i}) != i + id) wrong.fetch_add(1);
+          mine.push_back(elapsed_ns(a, clock_type::now()));
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    const double seconds = elapsed_ns(t0, clock_type::now()) / 1e9;
+    std::vector<double> all;
+    for (auto& v : per_thread) all.insert(all.end(), v.begin(), v.end());
+    record(state, all, seconds, per * callers);
+  }
+  if (wrong.load() != 0) return fail(state, "wrong replies");
+  state.counters["callers"] = static_cast<double>(callers);
+}
+
+void batch_path(benchmark::State& state, std::size_t batch) {
+  mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
+  std::vector<mtp::id_t> ids(k_items);
+  for (std::size_t i = 0; i < k_items; ++i) ids[i] = i;
+  for (auto& r : pool.create_batch(ids)) r.value();
+  const std::size_t rounds = total_messages(100) / batch;
+  std::vector<ping> requests(batch);
+  std::vector<mtp::result<std::uint64_t>> out(batch);
+  std::vector<double> ns;
+  std::uint64_t wrong = 0;
+  for (auto _ : state) {
+    ns.clear();
+    const auto t0 = clock_type::now();
+    for (std::size_t r = 0; r < rounds; ++r) {
+      for (std::size_t i = 0; i < batch; ++i) requests[i] = ping{(r * batch + i) % k_items, i};
+      const auto a = clock_type::now();
+      pool.send_batch(std::span<const ping>(requests), std::span<mtp::result<std::uint64_t>>(out));
+      ns.push_back(elapsed_ns(a, clock_type::now()));
+      for (std::size_t i = 0; i < batch; ++i) wrong += out[i].value() != i + requests[i].id ? 1 : 0;
+    }
+    record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, rounds * batch);
+  }
+  if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
+  state.counters["batch"] = static_cast<double>(batch);
+}
+
+void session_server_bench(benchmark::State& state, session_server::design mode, std::size_t connections) {
+  session_server::server srv({.port = 0, .io_threads = 2, .workers = bench_workers(), .mode = mode});
+  srv.start();
+  const std::size_t total = config().quick ? 10000 : 60000;
+  const std::size_t per = std::max<std::size_t>(total / connections, 20);
+  std::vector<double> ns;
+  std::uint64_t wrong = 0, failed = 0;
+  for (auto _ : state) {
+    ns.clear();
+    ns.reserve(per * connections);
+    asio::io_context io(1);
+    const auto t0 = clock_type::now();
+    for (std::size_t c = 0; c < connections; ++c) {
+      asio::co_spawn(
+          io,
+          [&]() -> asio::awaitable<void> {
+            asio::ip::tcp::socket s(io);
+            co_await s.async_connect({asio::ip::make_address("127.0.0.1"), srv.port()}, asio::use_awaitable);
+            s.set_option(asio::ip::tcp::no_delay(true));
+            std::string buffer;
+            // One untimed "get" first: the session is open before the timed requests (its
+            // creation is a blocking round trip on the I/O thread in the pool design).
+            static const std::string warm_up = "get\n";
+            co_await asio::async_write(s, asio::buffer(warm_up), asio::use_awaitable);
+            buffer.erase(0, co_await asio::async_read_until(s, asio::dynamic_buffer(buffer), '\n', asio::use_awaitable));
+            static const std::string request = "add 1\n";
+            for (std::size_t i = 1; i <= per; ++i) {
+              const auto a = clock_type::now();
+              co_await asio::async_write(s, asio::buffer(request), asio::use_awaitable);
+              const std::size_t n =
+                  co_await asio::async_read_until(s, asio::dynamic_buffer(buffer), '\n', asio::use_awaitable);
+              ns.push_back(elapsed_ns(a, clock_type::now()));
+              if (buffer.compare(0, n - 1, "ok " + std::to_string(i)) != 0) ++wrong;
+              buffer.erase(0, n);
+            }
+          },
+          [&](std::exception_ptr e) { failed += e ? 1 : 0; });
+    }
+    io.run();
+    record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, ns.size());
+  }
+  if (wrong != 0 || failed != 0) {
+    return fail(state, std::to_string(wrong) + " wrong replies, " + std::to_string(failed) + " failed clients");
+  }
+  state.counters["connections"] = static_cast<double>(connections);
+}
+
+void add(const std::string& name, auto fn) {
+  repeat(benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond),
+         3, 1);
+}
+
+}  // namespace
+
+void register_async() {
+  for (std::size_t n : {1, 100, 10000}) {
+    add("async/awaitable/in_flight:" + std::to_string(n), [n](benchmark::State& s) { awaitable_in_flight(s, n); });
+  }
+  for (std::size_t t : {1, 8}) {
+    add("async/send/callers:" + std::to_string(t), [t](benchmark::State& s) { blocking_send(s, t); });
+  }
+  add("async/send_batch/batch:100", [](benchmark::State& s) { batch_path(s, 100); });
+  for (std::size_t c : {1, 64, 1000}) {
+    add("async/session_server/pool/connections:" + std::to_string(c),
+        [c](benchmark::State& s) { session_server_bench(s, session_server::design::pool, c); });
+    add("async/session_server/mutex/connections:" + std::to_string(c),
+        [c](benchmark::State& s) { session_server_bench(s, session_server::design::mutex_in_io_threads, c); });
+  }
+}
+
+}  // namespace bench

@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+// A line-based TCP session server on Asio where every connection is a pool item.
+//
+// Each connection's state (a running total and a command count) lives in a pool item that is
+// created when the connection is accepted and removed when it closes: plain members, no lock.
+// The I/O threads only read lines, parse them and co_await the pool (mtp::asio::async_send
+// with asio::use_awaitable); the reply is written by the same connection coroutine, so
+// replies come back in command order.
+//
+// Protocol (one command per line, '\n' or "\r\n"; one reply line per command):
+//   add N    ->  ok <total>        (N a signed 64-bit integer; overflow -> error overflow)
+//   get      ->  value <total>
+//   quit     ->  bye               (then the server closes the connection)
+//   other    ->  error <reason>    (the connection stays open)
+// A line longer than max_line bytes gets "error line too long" and the connection is closed.
+//
+// design::mutex_in_io_threads is the conventional design kept for comparison (benchmarks):
+// the same sessions in one map behind a mutex, run directly on the I/O threads.
+#pragma once
+
+#include <mtp/asio.hpp>
+#include <mtp/mtp.hpp>
+
+#include <asio/buffer.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/read_until.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include <atomic>
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace session_server {
+
+// ---- The session: a pool item ---------------------------------------------------------------
+
+struct add_cmd {
+  mtp::id_t id;
+  std::int64_t amount;
+  using response_type = std::int64_t;
+};
+struct get_cmd {
+  mtp::id_t id;
+  using response_type = std::int64_t;
+};
+
+class session {
+ public:
+  explicit session(mtp::id_t id) : id_(id) {}
+  std::int64_t handle(const add_cmd& c) {
+    ++commands_;
+    std::int64_t next = 0;
+    if (__builtin_add_overflow(total_, c.amount, &next)) throw std::overflow_error("overflow");
+    return total_ = next;
+  }
+  std::int64_t handle(const get_cmd&) {
+    ++commands_;
+    return total_;
+  }
+  [[nodiscard]] mtp::id_t id() const noexcept { return id_; }
+
+ private:
+  mtp::id_t id_;
+  std::int64_t total_ = 0;       // plain state: only this item's worker touches it
+  std::uint64_t commands_ = 0;
+};
+
+// ---- Parsing (on the I/O thread) ------------------------------------------------------------
+
+struct quit_cmd {};
+struct bad_cmd {
+  std::string reason;
+};
+using command = std::variant<add_cmd, get_cmd, quit_cmd, bad_cmd>;
+
+inline command parse(std::string_view line, mtp::id_t id) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line == "get") return get_cmd{id};
+  if (line == "quit") return quit_cmd{};
+  if (line.starts_with("add ")) {
+    const std::string_view arg = line.substr(4);
+    std::int64_t n = 0;
+    const auto [end, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), n);
+    if (ec == std::errc() && end == arg.data() + arg.size() && !arg.empty()) return add_cmd{id, n};
+    return bad_cmd{"bad number"};
+  }
+  return bad_cmd{"unknown command"};
+}
+
+// ---- The server -----------------------------------------------------------------------------
+
+enum class design { pool, mutex_in_io_threads };
+
+struct options {
+  unsigned short port = 0;       // 0: an ephemeral port (see server::port())
+  std::size_t io_threads = 1;
+  std::size_t workers = 0;       // pool workers; 0: the pool's default
+  design mode = design::pool;
+  std::size_t max_line = 1024;
+};
+
+class server {
+ public:
+  explicit server(options o) : options_(o), acceptor_(io_) {
+    if (options_.mode == design::pool) {
+      mtp::pool_options po;
+      po.workers = options_.workers;
+      if (options_.workers != 0) po.placement = mtp::plan_placement("none", options_.workers);
+      pool_ = std::make_unique<mtp::thread_pool<session>>(po);
+    }
+    const asio::ip::tcp::endpoint where(asio::ip::make_address("127.0.0.1"), options_.port);
+    acceptor_.open(where.protocol());
+    acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+    acceptor_.bind(where);
+    acceptor_.listen();
+  }
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+  ~server() { stop(); }
+
+  /// The port it listens on (127.0.0.1).
+  [[nodiscard]] unsigned short port() const { return acceptor_.local_endpoint().port(); }
+
+  /// Starts accepting and runs the I/O threads in the background.
+  void start() {
+    asio::co_spawn(io_, accept_loop(), asio::detached);
+    for (std::size_t i = 0; i < options_.io_threads; ++i) threads_.emplace_back([this] { io_.run(); });
+  }
+
+  /// Stops: the pool first (every request in flight completes and its completion is queued on
+  /// the io_context), then the I/O threads; open connections are closed.
+  void stop() {
+    if (stopped_.exchange(true)) return;
+    if (pool_) pool_->shutdown();
+    io_.stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+  /// Sessions alive (pool items, or map entries).
+  [[nodiscard]] std::size_t sessions() const {
+    if (pool_) {
+      std::size_t n = 0;
+      for (const auto& w : pool_->stats().workers) n += w.items;
+      return n;
+    }
+    std::lock_guard lock(m_);
+    return map_.size();
+  }
+  [[nodiscard]] std::uint64_t connections_accepted() const noexcept { return accepted_.load(); }
+
+ private:
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      asio::ip::tcp::socket socket(io_);
+      try {
+        socket = co_await acceptor_.async_accept(asio::use_awaitable);
+      } catch (const std::system_error& e) {
+        if (e.code() == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+        continue;  // e.g. out of descriptors: keep serving the others
+      }
+      accepted_.fetch_add(1);
+      asio::co_spawn(io_, serve(std::move(socket), next_id_.fetch_add(1)), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> serve(asio::ip::tcp::socket socket, mtp::id_t id) {
+    if (!open_session(id)) co_return;  // the server is stopping
+    std::string buffer;
+    try {
+      for (;;) {
+        std::size_t n = 0;
+        bool too_long = false;
+        try {
+          n = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer, options_.max_line), '\n',
+                                              asio::use_awaitable);
+        } catch (const std::system_error& e) {
+          if (e.code() != asio::error::not_found) throw;  // eof, reset: the client is gone
+          too_long = true;
+        }
+        if (too_long) {
+          static constexpr std::string_view reply = "error line too long\n";
+          co_await asio::async_write(socket, asio::buffer(reply), asio::use_awaitable);
+          break;
+        }
+        const command cmd = parse(std::string_view(buffer.data(), n - 1), id);
+        buffer.erase(0, n);
+        const std::string reply = co_await execute(cmd);
+        co_await asio::async_write(socket, asio::buffer(reply), asio::use_awaitable);
+        if (std::holds_alternative<quit_cmd>(cmd)) break;
+      }
+    } catch (const std::exception&) {
+      // The connection failed or the server stops: the session goes away below.
+    }
+    close_session(id);
+  }
+
+  asio::awaitable<std::string> execute(const command& cmd) {
+    if (const auto* bad = std::get_if<bad_cmd>(&cmd)) co_return "error " + bad->reason + "\n";
+    if (std::holds_alternative<quit_cmd>(cmd)) co_return "bye\n";
+    const bool is_add = std::holds_alternative<add_cmd>(cmd);
+    std::string prefix = is_add ? "ok " : "value ";
+    try {
+      std::int64_t v = 0;
+      if (pool_) {
+        if (is_add) v = co_await mtp::asio::async_send(*pool_, std::get<add_cmd>(cmd), asio::use_awaitable);
+        else v = co_await mtp::asio::async_send(*pool_, std::get<get_cmd>(cmd), asio::use_awaitable);
+      } else {
+        std::lock_guard lock(m_);
+        session& s = map_.at(is_add ? std::get<add_cmd>(cmd).id : std::get<get_cmd>(cmd).id);
+        v = is_add ? s.handle(std::get<add_cmd>(cmd)) : s.handle(std::get<get_cmd>(cmd));
+      }
+      co_return prefix + std::to_string(v) + "\n";
+    } catch (const std::exception& e) {
+      prefix = std::string("error ") + e.what() + "\n";
+    }
+    co_return prefix;
+  }
+
+  bool open_session(mtp::id_t id) {
+    try {
+      if (pool_) {
+        pool_->create(id);  // one short round trip; the item is ready before the first command
+      } else {
+        std::lock_guard lock(m_);
+        map_.emplace(id, session(id));
+      }
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  void close_session(mtp::id_t id) noexcept {
+    if (pool_) {
+      try {
+        (void)pool_->remove(id);  // one short round trip; destroys the session on its worker
+      } catch (const std::exception&) {
+        // pool_stopped: the pool destroys its items itself
+      }
+    } else {
+      std::lock_guard lock(m_);
+      map_.erase(id);
+    }
+  }
+
+  options options_;
+  std::unique_ptr<mtp::thread_pool<session>> pool_;  // outlives the io_context's handlers
+  mutable std::mutex m_;                              // the conventional design only
+  std::unordered_map<mtp::id_t, session> map_;
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  std::vector<std::thread> threads_;
+  std::atomic<mtp::id_t> next_id_{1};
+  std::atomic<std::uint64_t> accepted_{0};
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace session_server

@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: MIT
+// The Asio adapter (mtp/asio.hpp): every completion token kind, completions on the handler's
+// executor, outstanding work, allocators, cancellation, shutdown with operations in flight.
+#include <mtp/asio.hpp>
+#include <mtp/mtp.hpp>
+
+#include <asio/bind_allocator.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/deferred.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <future>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "../core/pool_test_util.hpp"
+
+namespace {
+
+#if MTP_TEST_TSAN
+constexpr int k_scale = 8;
+#else
+constexpr int k_scale = 1;
+#endif
+
+struct add {
+  mtp::id_t id;
+  int amount;
+  using response_type = int;
+};
+struct fail_now {
+  mtp::id_t id;
+  using response_type = int;
+};
+struct touch {
+  mtp::id_t id;
+  using response_type = void;
+};
+struct hold {  // blocks its worker until released; answers 42
+  mtp::id_t id;
+  mtp_test::gate* started;
+  mtp_test::gate* release;
+  using response_type = int;
+};
+
+class item {
+ public:
+  explicit item(mtp::id_t) {}
+  int handle(const add& a) { return total_ += a.amount; }
+  int handle(const fail_now&) { throw std::runtime_error("refused"); }
+  void handle(const touch&) { ++total_; }
+  int handle(const hold& h) {
+    h.started->open();
+    h.release->wait();
+    return 42;
+  }
+
+ private:
+  int total_ = 0;
+};
+using pool_t = mtp::thread_pool<item>;
+
+bool is_aborted(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::system_error& se) {
+    return se.code() == asio::error::operation_aborted;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::string what_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  }
+}
+
+// Runs `io` on this thread until it runs out of work (bounded).
+void run_bounded(asio::io_context& io) {
+  auto deadline = std::chrono::steady_clock::now() + mtp_test::k_bound;
+  while (!io.stopped() && std::chrono::steady_clock::now() < deadline) io.run_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(io.stopped()) << "the io_context still had work: a completion is missing";
+}
+
+TEST(AsioAdapter, CallbackCompletesOnItsExecutorInOrder) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  asio::io_context io;
+  std::vector<int> values;
+  int wrong_thread = 0;
+  const auto io_thread = std::this_thread::get_id();
+  for (int i = 0; i < 200; ++i) {
+    mtp::asio::async_send(pool, add{1, 1}, asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+                            EXPECT_FALSE(e);
+                            if (std::this_thread::get_id() != io_thread || mtp::this_worker::is_worker()) ++wrong_thread;
+                            values.push_back(v);
+                          }));
+  }
+  run_bounded(io);  // returns only once every completion ran: outstanding work was held
+  ASSERT_EQ(values.size(), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(values[i], i + 1);
+  EXPECT_EQ(wrong_thread, 0);
+}
+
+TEST(AsioAdapter, UnboundCallbackNeverRunsOnAWorker) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  std::promise<bool> on_worker;
+  mtp::asio::async_send(pool, add{1, 1},
+                        [&](std::exception_ptr, int) { on_worker.set_value(mtp::this_worker::is_worker()); });
+  auto f = on_worker.get_future();
+  ASSERT_EQ(f.wait_for(mtp_test::k_bound), std::future_status::ready);
+  EXPECT_FALSE(f.get()) << "completions go to the system executor, not the worker";
+}
+
+TEST(AsioAdapter, UseAwaitableReturnsAndThrowsLikeSend) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  asio::io_context io;
+  const auto io_thread = std::this_thread::get_id();
+  std::vector<std::string> seen;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (int i = 1; i <= 50; ++i) {
+          const int v = co_await mtp::asio::async_send(pool, add{1, 1}, asio::use_awaitable);
+          EXPECT_EQ(v, i);
+          EXPECT_EQ(std::this_thread::get_id(), io_thread);
+        }
+        try {
+          (void)co_await mtp::asio::async_send(pool, fail_now{1}, asio::use_awaitable);
+        } catch (const std::runtime_error& e) {
+          seen.push_back(e.what());  // the handler's own exception
+        }
+        try {
+          (void)co_await mtp::asio::async_send(pool, add{99, 1}, asio::use_awaitable);
+        } catch (const mtp::pool_error& e) {
+          seen.push_back(mtp::to_string(e.code()));
+        }
+        co_await mtp::asio::async_send(pool, touch{1}, asio::use_awaitable);  // void response
+        seen.push_back(std::to_string(co_await mtp::asio::async_send(pool, add{1, 0}, asio::use_awaitable)));
+        pool.shutdown();
+        try {
+          (void)co_await mtp::asio::async_send(pool, add{1, 0}, asio::use_awaitable);
+        } catch (const mtp::pool_error& e) {
+          seen.push_back(mtp::to_string(e.code()));
+          EXPECT_EQ(std::this_thread::get_id(), io_thread);
+        }
+      },
+      [&](std::exception_ptr e) {
+        if (e) ADD_FAILURE() << "escaped: " << what_of(e);
+      });
+  run_bounded(io);
+  const std::vector<std::string> expected{"refused", "unknown_id", "51", "pool_stopped"};
+  EXPECT_EQ(seen, expected);
+}
+
+TEST(AsioAdapter, UseFuture) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  std::future<int> ok = mtp::asio::async_send(pool, add{1, 7}, asio::use_future);
+  std::future<int> bad = mtp::asio::async_send(pool, fail_now{1}, asio::use_future);
+  std::future<void> nothing = mtp::asio::async_send(pool, touch{1}, asio::use_future);
+  std::future<std::vector<mtp::result<int>>> many =
+      mtp::asio::async_send_batch(pool, std::vector<add>{{1, 1}, {2, 1}}, asio::use_future);
+  ASSERT_EQ(ok.wait_for(mtp_test::k_bound), std::future_status::ready);
+  EXPECT_EQ(ok.get(), 7);
+  ASSERT_EQ(bad.wait_for(mtp_test::k_bound), std::future_status::ready);
+  EXPECT_THROW((void)bad.get(), std::runtime_error);
+  ASSERT_EQ(nothing.wait_for(mtp_test::k_bound), std::future_status::ready);
+  EXPECT_NO_THROW(nothing.get());
+  ASSERT_EQ(many.wait_for(mtp_test::k_bound), std::future_status::ready);
+  const auto rs = many.get();
+  ASSERT_EQ(rs.size(), 2u);
+  EXPECT_EQ(rs[0].value(), 9);
+  EXPECT_EQ(rs[1].error().code, mtp::errc::unknown_id);
+}
+
+TEST(AsioAdapter, DeferredStartsOnlyWhenLaunched) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  asio::io_context io;
+  auto op = mtp::asio::async_send(pool, add{1, 5}, asio::experimental::deferred);
+  EXPECT_EQ(pool.send(add{1, 0}), 0) << "nothing sent before launch";
+  int got = 0;
+  std::move(op)(asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+    EXPECT_FALSE(e);
+    got = v;
+  }));
+  auto batch_op = mtp::asio::async_send_batch(pool, std::vector<add>{{1, 1}, {1, 1}}, asio::experimental::deferred);
+  std::vector<int> batch_values;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        auto rs = co_await std::move(batch_op)(asio::use_awaitable);
+        for (auto& r : rs) batch_values.push_back(r.value());
+      },
+      asio::detached);
+  run_bounded(io);
+  EXPECT_EQ(got, 5);
+  EXPECT_EQ(batch_values, (std::vector<int>{6, 7}));
+}
+
+TEST(AsioAdapter, BatchInRequestOrderOnTheExecutor) {
+  pool_t pool(mtp_test::options(2));
+  for (mtp::id_t id = 0; id < 4; ++id) pool.create(id);
+  asio::io_context io;
+  const auto io_thread = std::this_thread::get_id();
+  std::vector<mtp::result<int>> got;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        std::vector<add> requests;
+        for (int i = 0; i < 100; ++i) requests.push_back({static_cast<mtp::id_t>(i % 4), 1});
+        got = co_await mtp::asio::async_send_batch(pool, requests, asio::use_awaitable);
+        EXPECT_EQ(std::this_thread::get_id(), io_thread);
+      },
+      asio::detached);
+  run_bounded(io);
+  ASSERT_EQ(got.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(got[i].value(), i / 4 + 1) << i;
+}
+
+// A counting allocator: every byte the adapter takes through it is given back.
+struct alloc_counts {
+  std::atomic<int> allocations{0}, live{0};
+};
+template <class T>
+struct counting_allocator {
+  using value_type = T;
+  alloc_counts* counts;
+  explicit counting_allocator(alloc_counts* c) noexcept : counts(c) {}
+  template <class U>
+  counting_allocator(const counting_allocator<U>& o) noexcept : counts(o.counts) {}  // NOLINT
+  T* allocate(std::size_t n) {
+    counts->allocations.fetch_add(1);
+    counts->live.fetch_add(1);
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    counts->live.fetch_sub(1);
+    std::allocator<T>().deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const counting_allocator<U>& o) const noexcept { return counts == o.counts; }
+};
+
+TEST(AsioAdapter, UsesTheAssociatedAllocator) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  asio::io_context io;
+  alloc_counts counts;
+  int got = 0;
+  mtp::asio::async_send(pool, add{1, 3},
+                        asio::bind_executor(io, asio::bind_allocator(counting_allocator<char>(&counts),
+                                                                     [&](std::exception_ptr, int v) { got = v; })));
+  run_bounded(io);
+  EXPECT_EQ(got, 3);
+  EXPECT_GE(counts.allocations.load(), 1);
+  EXPECT_EQ(counts.live.load(), 0);
+}
+
+TEST(AsioAdapter, CancelBeforeStartAbortsAndSkips) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(0);
+  pool.create(2);  // same worker as 0
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  asio::io_context io;
+  asio::cancellation_signal single_signal, batch_signal;
+  std::exception_ptr single_error, batch_error;
+  std::vector<mtp::result<int>> batch_results;
+  int calls = 0;
+  mtp::asio::async_send(pool, add{2, 5},
+                        asio::bind_cancellation_slot(single_signal.slot(),
+                                                     asio::bind_executor(io, [&](std::exception_ptr e, int) {
+                                                       single_error = e;
+                                                       ++calls;
+                                                     })));
+  mtp::asio::async_send_batch(
+      pool, std::vector<add>{{2, 1}, {2, 2}},
+      asio::bind_cancellation_slot(batch_signal.slot(),
+                                   asio::bind_executor(io, [&](std::exception_ptr e, std::vector<mtp::result<int>> rs) {
+                                     batch_error = e;
+                                     batch_results = std::move(rs);
+                                     ++calls;
+                                   })));
+  asio::post(io, [&] {  // emitted on the handlers' executor, as Asio requires
+    single_signal.emit(asio::cancellation_type::terminal);
+    batch_signal.emit(asio::cancellation_type::partial);
+    release.open();
+  });
+  run_bounded(io);
+  EXPECT_EQ(calls, 2);
+  EXPECT_TRUE(is_aborted(single_error));
+  EXPECT_TRUE(is_aborted(batch_error));
+  ASSERT_EQ(batch_results.size(), 2u);
+  for (auto& r : batch_results) EXPECT_EQ(r.error().code, mtp::errc::cancelled);
+  EXPECT_EQ(pool.send(add{2, 0}), 0) << "a cancelled request ran";
+}
+
+TEST(AsioAdapter, CancelWhileRunningDeliversTheResult) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(0);
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  asio::io_context io;
+  asio::cancellation_signal signal;
+  std::exception_ptr error;
+  int value = 0, calls = 0;
+  mtp::asio::async_send(pool, hold{0, &started, &release},
+                        asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, [&](std::exception_ptr e, int v) {
+                                                       error = e;
+                                                       value = v;
+                                                       ++calls;
+                                                     })));
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  asio::post(io, [&] {
+    signal.emit(asio::cancellation_type::terminal);
+    release.open();
+  });
+  run_bounded(io);
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(error);
+  EXPECT_EQ(value, 42) << "a request that started finishes and its response is delivered";
+}
+
+TEST(AsioAdapter, CancelAfterCompletionIsHarmless) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  asio::io_context io;
+  asio::cancellation_signal signal;
+  int value = 0;
+  mtp::asio::async_send(pool, add{1, 2},
+                        asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, [&](std::exception_ptr, int v) {
+                                                       value = v;
+                                                       signal.emit(asio::cancellation_type::terminal);  // slot cleared
+                                                     })));
+  run_bounded(io);
+  EXPECT_EQ(value, 2);
+}
+
+TEST(AsioAdapter, ShutdownWithOperationsInFlightCompletesEachOnce) {
+  auto pool = std::make_unique<pool_t>(mtp_test::options(2));
+  for (mtp::id_t id = 0; id < 8; ++id) pool->create(id);
+  asio::io_context io;
+  const auto io_thread = std::this_thread::get_id();
+  const int n = 4000 / k_scale;
+  int completed = 0, answered = 0, stopped = 0, wrong_thread = 0;
+  std::thread stopper([&] { pool->shutdown(); });  // races the sends
+  for (int i = 0; i < n; ++i) {
+    mtp::asio::async_send(*pool, add{static_cast<mtp::id_t>(i % 8), 1},
+                          asio::bind_executor(io, [&](std::exception_ptr e, int) {
+                            ++completed;
+                            if (std::this_thread::get_id() != io_thread) ++wrong_thread;
+                            if (!e) {
+                              ++answered;
+                              return;
+                            }
+                            try {
+                              std::rethrow_exception(e);
+                            } catch (const mtp::pool_error& pe) {
+                              if (pe.code() == mtp::errc::pool_stopped) ++stopped;
+                            } catch (...) {
+                            }
+                          }));
+  }
+  stopper.join();
+  pool.reset();  // destroyed with completions still queued on the io_context
+  run_bounded(io);
+  EXPECT_EQ(completed, n) << "every operation completes exactly once";
+  EXPECT_EQ(answered + stopped, n);
+  EXPECT_EQ(wrong_thread, 0);
+}
+
+TEST(AsioAdapter, ThousandsOfConcurrentCoroutines) {
+  pool_t pool(mtp_test::options(4));
+  const mtp::id_t items = 64;
+  for (mtp::id_t id = 0; id < items; ++id) pool.create(id);
+  asio::io_context io(1);
+  const auto io_thread = std::this_thread::get_id();
+  const int coroutines = 5000 / k_scale, steps = 10;
+  int finished = 0, wrong_thread = 0;
+  for (int c = 0; c < coroutines; ++c) {
+    asio::co_spawn(
+        io,
+        [&, c]() -> asio::awaitable<void> {
+          for (int s = 0; s < steps; ++s) {
+            (void)co_await mtp::asio::async_send(pool, add{static_cast<mtp::id_t>((c + s) % items), 1},
+                                                 asio::use_awaitable);
+            if (std::this_thread::get_id() != io_thread) ++wrong_thread;
+          }
+          ++finished;
+        },
+        asio::detached);
+  }
+  run_bounded(io);
+  EXPECT_EQ(finished, coroutines);
+  EXPECT_EQ(wrong_thread, 0);
+  int total = 0;
+  for (mtp::id_t id = 0; id < items; ++id) total += pool.send(add{id, 0});
+  EXPECT_EQ(total, coroutines * steps);
+}
+
+TEST(AsioAdapter, OutstandingWorkKeepsRunAlive) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(0);
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  asio::io_context io;
+  std::atomic<bool> completed{false};
+  mtp::asio::async_send(pool, hold{0, &started, &release},
+                        asio::bind_executor(io, [&](std::exception_ptr, int) { completed = true; }));
+  std::thread runner([&] { io.run(); });  // would return at once without outstanding work
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(io.stopped());
+  release.open();
+  runner.join();
+  EXPECT_TRUE(completed.load());
+}
+
+}  // namespace

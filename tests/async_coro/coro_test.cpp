@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: MIT
+// Plain C++20 coroutines awaiting the pool (mtp/core/awaitable.hpp): a minimal task type and a
+// single-thread run loop as the scheduler; no framework.
+#include <mtp/core/awaitable.hpp>
+#include <mtp/mtp.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <coroutine>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../core/pool_test_util.hpp"
+
+namespace {
+
+#if MTP_TEST_TSAN
+constexpr int k_scale = 8;
+#else
+constexpr int k_scale = 1;
+#endif
+
+struct add {
+  mtp::id_t id;
+  int amount;
+  using response_type = int;
+};
+struct fail_now {
+  mtp::id_t id;
+  using response_type = int;
+};
+struct touch {
+  mtp::id_t id;
+  using response_type = void;
+};
+struct hold {
+  mtp::id_t id;
+  mtp_test::gate* started;
+  mtp_test::gate* release;
+  using response_type = void;
+};
+
+class item {
+ public:
+  explicit item(mtp::id_t) {}
+  int handle(const add& a) { return total_ += a.amount; }
+  int handle(const fail_now&) { throw std::runtime_error("refused"); }
+  void handle(const touch&) { ++total_; }
+  void handle(const hold& h) {
+    h.started->open();
+    h.release->wait();
+  }
+
+ private:
+  int total_ = 0;
+};
+using pool_t = mtp::thread_pool<item>;
+
+// A fire-and-forget coroutine: starts at once, frees itself at the end; an escaping exception
+// is recorded (the tests check there is none).
+std::atomic<int> g_escaped{0};
+struct task {
+  struct promise_type {
+    task get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { g_escaped.fetch_add(1); }
+  };
+};
+
+// A single-thread run loop: post() from any thread, run_until() on the loop's thread.
+class run_loop {
+ public:
+  void post(std::coroutine_handle<> h) {
+    std::lock_guard lock(m_);
+    queue_.push_back(h);
+    cv_.notify_one();
+  }
+  // Resumes posted coroutines on this thread until done() holds; false on timeout.
+  template <class Done>
+  bool run_until(Done done, std::chrono::seconds limit = mtp_test::k_bound) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    owner_ = std::this_thread::get_id();
+    while (!done()) {
+      std::unique_lock lock(m_);
+      if (!cv_.wait_until(lock, deadline, [&] { return !queue_.empty(); })) return done();
+      const std::coroutine_handle<> h = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      h.resume();
+    }
+    return true;
+  }
+  [[nodiscard]] std::thread::id owner() const { return owner_; }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::coroutine_handle<>> queue_;
+  std::thread::id owner_ = std::this_thread::get_id();
+};
+
+struct on_loop {
+  run_loop* loop;
+  void operator()(std::coroutine_handle<> h) const { loop->post(h); }
+};
+
+class AsyncCoro : public ::testing::Test {
+ protected:
+  void SetUp() override { g_escaped = 0; }
+  void TearDown() override { EXPECT_EQ(g_escaped.load(), 0) << "an exception escaped a coroutine"; }
+};
+
+TEST_F(AsyncCoro, ResumesOnTheSchedulerThreadInOrder) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  run_loop loop;
+  std::atomic<int> wrong_thread{0}, out_of_order{0};
+  int finished = 0;
+  auto client = [&]() -> task {
+    for (int i = 1; i <= 100; ++i) {
+      const int v = co_await mtp::async(pool, add{1, 1}, on_loop{&loop});
+      if (std::this_thread::get_id() != loop.owner() || mtp::this_worker::is_worker()) wrong_thread.fetch_add(1);
+      if (v != i) out_of_order.fetch_add(1);
+    }
+    ++finished;  // on the loop thread: no lock
+  };
+  client();
+  ASSERT_TRUE(loop.run_until([&] { return finished == 1; }));
+  EXPECT_EQ(wrong_thread.load(), 0);
+  EXPECT_EQ(out_of_order.load(), 0);
+}
+
+TEST_F(AsyncCoro, ThousandsOfConcurrentCoroutines) {
+  pool_t pool(mtp_test::options(4));
+  const mtp::id_t items = 64;
+  for (mtp::id_t id = 0; id < items; ++id) pool.create(id);
+  run_loop loop;
+  const int coroutines = 5000 / k_scale, steps = 10;
+  int finished = 0;
+  std::int64_t sum = 0;
+  int wrong_thread = 0;
+  auto client = [&](int c) -> task {
+    for (int s = 0; s < steps; ++s) {
+      (void)co_await mtp::async(pool, add{static_cast<mtp::id_t>((c + s) % items), 1}, on_loop{&loop});
+      if (std::this_thread::get_id() != loop.owner()) ++wrong_thread;
+      ++sum;
+    }
+    ++finished;
+  };
+  for (int c = 0; c < coroutines; ++c) client(c);
+  ASSERT_TRUE(loop.run_until([&] { return finished == coroutines; }));
+  EXPECT_EQ(sum, static_cast<std::int64_t>(coroutines) * steps);
+  EXPECT_EQ(wrong_thread, 0);
+  int total = 0;
+  for (mtp::id_t id = 0; id < items; ++id) total += pool.send(add{id, 0});
+  EXPECT_EQ(total, coroutines * steps) << "every request ran exactly once";
+}
+
+TEST_F(AsyncCoro, ErrorsThrowLikeSendOrArriveAsResults) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  run_loop loop;
+  bool done = false;
+  std::vector<std::string> seen;
+  auto client = [&]() -> task {
+    try {
+      (void)co_await mtp::async(pool, fail_now{1}, on_loop{&loop});
+    } catch (const std::runtime_error& e) {
+      seen.push_back(e.what());  // the handler's own exception
+    }
+    try {
+      (void)co_await mtp::async(pool, add{99, 1}, on_loop{&loop});
+    } catch (const mtp::pool_error& e) {
+      seen.push_back(mtp::to_string(e.code()));
+    }
+    const mtp::result<int> r = co_await mtp::async_result(pool, add{98, 1}, on_loop{&loop});
+    seen.push_back(r.has_error() ? mtp::to_string(r.error().code) : "value");
+    co_await mtp::async(pool, touch{1}, on_loop{&loop});  // void response
+    seen.push_back(std::to_string(co_await mtp::async(pool, add{1, 0}, on_loop{&loop})));
+    pool.shutdown();
+    try {
+      (void)co_await mtp::async(pool, add{1, 1}, on_loop{&loop});  // fails before being sent
+    } catch (const mtp::pool_error& e) {
+      seen.push_back(mtp::to_string(e.code()));
+      if (std::this_thread::get_id() != loop.owner()) seen.push_back("wrong thread");
+    }
+    done = true;
+  };
+  client();
+  ASSERT_TRUE(loop.run_until([&] { return done; }));
+  const std::vector<std::string> expected{"refused", "unknown_id", "unknown_id", "1", "pool_stopped"};
+  EXPECT_EQ(seen, expected);
+}
+
+TEST_F(AsyncCoro, FailureBeforeSuspensionStillResumesThroughTheScheduler) {
+  pool_t pool(mtp_test::options(2));
+  pool.shutdown();
+  run_loop loop;
+  bool done = false, resumed_by_loop = false;
+  auto client = [&]() -> task {
+    const auto r = co_await mtp::async_result(pool, add{1, 1}, on_loop{&loop});
+    EXPECT_EQ(r.error().code, mtp::errc::pool_stopped);
+    resumed_by_loop = std::this_thread::get_id() == loop.owner();
+    done = true;
+  };
+  // Started on another thread: the completion is immediate, yet resumption goes through the loop.
+  std::thread([&] { client(); }).join();
+  ASSERT_TRUE(loop.run_until([&] { return done; }));
+  EXPECT_TRUE(resumed_by_loop);
+}
+
+TEST_F(AsyncCoro, BatchInRequestOrderOnTheScheduler) {
+  pool_t pool(mtp_test::options(2));
+  for (mtp::id_t id = 0; id < 4; ++id) pool.create(id);
+  run_loop loop;
+  bool done = false;
+  std::vector<mtp::result<int>> got;
+  bool on_loop_thread = false;
+  auto client = [&]() -> task {
+    std::vector<add> requests;
+    for (int i = 0; i < 100; ++i) requests.push_back({static_cast<mtp::id_t>(i % 4), 1});
+    requests.push_back({77, 1});
+    got = co_await mtp::async_batch(pool, requests, on_loop{&loop});
+    on_loop_thread = std::this_thread::get_id() == loop.owner();
+    done = true;
+  };
+  client();
+  ASSERT_TRUE(loop.run_until([&] { return done; }));
+  EXPECT_TRUE(on_loop_thread);
+  ASSERT_EQ(got.size(), 101u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(got[i].value(), i / 4 + 1) << i;
+  EXPECT_EQ(got[100].error().code, mtp::errc::unknown_id);
+}
+
+TEST_F(AsyncCoro, StopTokenCancelsWhatHasNotStarted) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(0);
+  pool.create(2);  // same worker as 0
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  run_loop loop;
+  std::stop_source stop;
+  std::vector<mtp::errc> codes;
+  int done = 0;
+  auto single = [&]() -> task {
+    try {
+      (void)co_await mtp::async(pool, add{2, 5}, on_loop{&loop}, stop.get_token());
+    } catch (const mtp::pool_error& e) {
+      codes.push_back(e.code());
+    }
+    ++done;
+  };
+  auto many = [&]() -> task {
+    const std::vector<add> requests{{2, 1}, {2, 2}};
+    auto rs = co_await mtp::async_batch(pool, requests, on_loop{&loop}, stop.get_token());
+    for (auto& r : rs) codes.push_back(r.has_error() ? r.error().code : mtp::errc::unknown_id);
+    ++done;
+  };
+  single();
+  many();
+  stop.request_stop();
+  release.open();
+  ASSERT_TRUE(loop.run_until([&] { return done == 2; }));
+  const std::vector<mtp::errc> expected(3, mtp::errc::cancelled);
+  EXPECT_EQ(codes, expected);
+  EXPECT_EQ(pool.send(add{2, 0}), 0) << "a cancelled request ran";
+}
+
+TEST_F(AsyncCoro, StopAfterCompletionChangesNothing) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  run_loop loop;
+  std::stop_source stop;
+  int v = 0;
+  bool done = false;
+  auto client = [&]() -> task {
+    v = co_await mtp::async(pool, add{1, 3}, on_loop{&loop}, stop.get_token());
+    stop.request_stop();  // the callback is gone: nothing to cancel
+    v += co_await mtp::async(pool, add{1, 0}, on_loop{&loop});
+    done = true;
+  };
+  client();
+  ASSERT_TRUE(loop.run_until([&] { return done; }));
+  EXPECT_EQ(v, 6);
+}
+
+TEST_F(AsyncCoro, ResumeInlineOnWorkerIsAnExplicitOptIn) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  // The worker is held so that the response surely arrives after the coroutine suspended.
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  ASSERT_TRUE(pool.post(hold{1, &started, &release}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  mtp_test::gate done;
+  std::atomic<bool> on_worker{false};
+  std::atomic<int> value{0};
+  auto client = [&]() -> task {
+    value = co_await mtp::async(pool, add{1, 4}, mtp::resume_inline_on_worker);
+    on_worker = mtp::this_worker::is_worker();
+    done.open();
+  };
+  client();
+  release.open();
+  ASSERT_TRUE(done.wait_for(mtp_test::k_bound));
+  EXPECT_EQ(value.load(), 4);
+  EXPECT_TRUE(on_worker.load());
+}
+
+TEST_F(AsyncCoro, ResumeInlineContinuesOnTheAwaitingThreadWhenTheResponseIsAlreadyThere) {
+  pool_t pool(mtp_test::options(2));
+  pool.shutdown();
+  bool done = false;
+  std::thread::id resumed_on;
+  auto client = [&]() -> task {
+    const auto r = co_await mtp::async_result(pool, add{1, 4}, mtp::resume_inline_on_worker);
+    EXPECT_EQ(r.error().code, mtp::errc::pool_stopped);
+    resumed_on = std::this_thread::get_id();
+    done = true;
+  };
+  client();  // completes before returning: no suspension
+  EXPECT_TRUE(done);
+  EXPECT_EQ(resumed_on, std::this_thread::get_id());
+}
+
+}  // namespace
