@@ -9,6 +9,7 @@ packages=(
   libhwloc-dev libconcurrentqueue-dev libreaderwriterqueue-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
   clang libclang-rt-14-dev clang-tidy
+  libopenmpi-dev openmpi-bin libcereal-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(libcaf-dev python3-matplotlib)
