@@ -36,6 +36,7 @@ namespace impl {
 
 namespace {
 constexpr int k_tag = 1;
+thread_local bool t_comm_thread = false;
 
 std::string demangle(const char* name) {
   int status = 0;
@@ -43,6 +44,8 @@ std::string demangle(const char* name) {
   return status == 0 && out ? std::string(out.get()) : std::string(name);
 }
 }  // namespace
+
+bool on_communication_thread() noexcept { return t_comm_thread; }
 
 void describe(const std::exception_ptr& e, std::string& type, std::string& what) {
   try {
@@ -146,6 +149,7 @@ class engine {
 
  private:
   void run() {
+    t_comm_thread = true;
     std::vector<outgoing> out;
     std::vector<channel*> starting, live, ending, waiting;
     std::vector<in_transit> transit;

@@ -183,6 +183,22 @@ TEST(Sharded, AsyncForms) {
   for (mtp::id_t i = 0; i < 16; ++i) EXPECT_TRUE(got[i].has_value());
   EXPECT_EQ(got[16].error().code, errc::unknown_id);
   EXPECT_EQ(one.error().code, errc::handler_failed);
+  // A batch whose every request is remote completes on the communication thread, where a
+  // blocking call would wait for itself: it fails with would_deadlock instead.
+  const mtp::id_t remote = static_cast<mtp::id_t>((pool.rank() + 1) % pool.ranks());
+  latch inner(1);
+  errc inner_code = errc::unknown_id;
+  pool.send_async(get{remote}, [&](mtp::result<long>&& r) {
+    EXPECT_TRUE(r.has_value());
+    try {
+      (void)pool.send(get{remote});
+    } catch (const mtp::pool_error& e) {
+      inner_code = e.code();
+    }
+    inner.count_down();
+  });
+  inner.wait();
+  EXPECT_EQ(inner_code, errc::would_deadlock);
   pool.barrier();
   // every rank added i to item i: the totals agree
   for (mtp::id_t i = 0; i < 16; ++i) EXPECT_EQ(pool.send(get{i}), static_cast<long>(i) * pool.ranks());

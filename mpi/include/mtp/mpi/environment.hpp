@@ -108,6 +108,10 @@ void barrier(channel* c);
 /// received and answered (counting termination), then frees the channel.
 void close_channel(channel* c);
 
+/// Whether the calling thread is the communication thread (where remote shares of async
+/// calls complete: blocking calls there would wait for themselves).
+[[nodiscard]] bool on_communication_thread() noexcept;
+
 /// The name and what() of the exception `e` (the demangled dynamic type).
 void describe(const std::exception_ptr& e, std::string& type, std::string& what);
 

@@ -34,6 +34,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -136,7 +137,14 @@ struct call_state {
       finished.notify_one();
     }
   }
-  void wait() {
+  // Polls (yielding, so that the threads that will answer can run on a shared CPU) for up to
+  // `spin`, then sleeps.
+  void wait(std::chrono::nanoseconds spin) {
+    const auto until = std::chrono::steady_clock::now() + spin;
+    for (int k = 0; finished.load(std::memory_order_acquire) == 0; ++k) {
+      if ((k & 15) == 15 && std::chrono::steady_clock::now() >= until) break;
+      std::this_thread::yield();
+    }
     while (finished.load(std::memory_order_acquire) == 0) finished.wait(0, std::memory_order_acquire);
   }
 };
@@ -368,7 +376,10 @@ class sharded_pool final : private impl::sharded_base {
 
   /// Collective: every rank builds its sharded pools in the same order.
   explicit sharded_pool(sharded_options options = {})
-      : router_(std::move(options.router)), on_diag_(options.local.on_diagnostic), pool_(std::move(options.local)) {
+      : router_(std::move(options.router)),
+        on_diag_(options.local.on_diagnostic),
+        spin_(options.local.caller_spin),
+        pool_(std::move(options.local)) {
     channel_ = impl::open_channel(*this);
   }
   /// Collective: shutdown().
@@ -395,7 +406,7 @@ class sharded_pool final : private impl::sharded_base {
   template <class... A>
   void create(id_t id, A&&... args) {
     const int r = route(id);
-    if (r == rank_) {
+    if (r == rank_ && !impl::on_communication_thread()) {
       if (!enter()) error{errc::pool_stopped, id, {}}.raise();
       gate_guard g{this};
       pool_.create(id, std::forward<A>(args)...);
@@ -447,7 +458,7 @@ class sharded_pool final : private impl::sharded_base {
     mtp::impl::check_handles<Item, R>();
     const id_t id = static_cast<id_t>(r.id);
     const int dest = route(id);
-    if (dest == rank_) {
+    if (dest == rank_ && !impl::on_communication_thread()) {
       if (!enter()) error{errc::pool_stopped, id, {}}.raise();
       gate_guard g{this};
       return pool_.send(r);
@@ -521,6 +532,7 @@ class sharded_pool final : private impl::sharded_base {
   /// the others will use). Messages are not flushed by it: a reply already received is the
   /// way to know a request ran. Throws pool_error(pool_stopped) after shutdown.
   void barrier() {
+    if (impl::on_communication_thread()) error{errc::would_deadlock, 0, {}}.raise();
     if (!enter()) error{errc::pool_stopped, 0, {}}.raise();
     gate_guard g{this};
     impl::barrier(channel_);
@@ -541,18 +553,17 @@ class sharded_pool final : private impl::sharded_base {
   struct call_op {
     static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
       auto& self = static_cast<sharded_pool&>(base);
-      std::vector<R> reqs;
+      using T = response_t<R>;
       try {
-        reqs.reserve(n);
-        for (std::uint32_t i = 0; i < n; ++i) reqs.push_back(wire::get<R>(in));
-      } catch (...) {
-        std::vector<result<response_t<R>>> failed(n, result<response_t<R>>(error{errc::handler_failed, 0, std::current_exception()}));
+        // Decoded straight into the local pool's batch (no intermediate copy).
+        auto decoded = std::views::iota(std::uint32_t{0}, n) | std::views::transform([&in](std::uint32_t) { return wire::get<R>(in); });
+        (void)self.pool_.send_batch_async(decoded, [&self, source, call](std::vector<result<T>>&& rs) {
+          self.reply(source, call, rs);
+        });
+      } catch (...) {  // a request that would not decode: the whole share fails
+        std::vector<result<T>> failed(n, result<T>(error{errc::handler_failed, 0, std::current_exception()}));
         self.reply(source, call, failed);
-        return;
       }
-      (void)self.pool_.send_batch_async(std::move(reqs), [&self, source, call](std::vector<result<response_t<R>>>&& rs) {
-        self.reply(source, call, rs);
-      });
     }
     static inline const std::uint64_t key = impl::register_op<call_op>(&serve, false);
   };
@@ -671,6 +682,11 @@ class sharded_pool final : private impl::sharded_base {
   // The blocking form of launch: the local share runs on the pool's blocking batch.
   template <class T, class X, class IdOf, class LocalBatch, class Encode>
   std::vector<result<T>> run(std::span<const X> all, IdOf id_of, LocalBatch local_batch, std::uint64_t op, Encode encode) {
+    if (impl::on_communication_thread()) {  // it would wait for itself
+      std::vector<result<T>> out;
+      for (const X& x : all) out.push_back(error{errc::would_deadlock, id_of(x), {}});
+      return out;
+    }
     auto state = std::make_shared<impl::call_state<T>>();
     const bool entered = launch<T>(
         state, all, id_of,
@@ -680,7 +696,7 @@ class sharded_pool final : private impl::sharded_base {
           s->arrive();
         },
         op, encode, false);
-    state->wait();
+    state->wait(spin_);
     if (entered) leave();
     return std::move(state->results);
   }
@@ -696,6 +712,7 @@ class sharded_pool final : private impl::sharded_base {
 
   std::function<int(id_t, int)> router_;
   std::function<void(const diagnostic&)> on_diag_;  // before pool_, which takes the options
+  std::chrono::nanoseconds spin_;                   // how long a blocked caller polls
   mtp::thread_pool<Item> pool_;
   std::mutex shutdown_m_;
   bool closed_ = false;
