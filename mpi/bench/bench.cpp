@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -189,6 +190,7 @@ int main(int argc, char** argv) {
   {
     mtp::mpi::sharded_options o;
     o.local.workers = 2;
+    if (const char* v = std::getenv("MTP_BENCH_CALLER_SPIN_US")) o.local.caller_spin = std::chrono::microseconds(std::atol(v));
     mtp::mpi::sharded_pool<counter> pool(o);
     if (env.rank() == 0) {
       std::vector<mtp::id_t> ids(items);

@@ -98,7 +98,7 @@ struct in_transit {
 
 class engine {
  public:
-  explicit engine(int size) : size_(size), thread_([this] { run(); }) {}
+  explicit engine(int size) : size_(size), spin_(spin_from_env()), thread_([this] { run(); }) {}
   ~engine() {
     {
       std::lock_guard lock(m_);
@@ -280,6 +280,7 @@ class engine {
         continue;
       }
       const auto idle = now - idle_since;
+      if (idle < spin_) continue;  // poll without a system call: a reply is usually close behind
       if (idle < std::chrono::microseconds(200) || !ending.empty() || !starting.empty() || !waiting.empty()) {
         std::this_thread::yield();
         continue;
@@ -296,7 +297,14 @@ class engine {
     }
   }
 
+  // MTP_MPI_SPIN_US: how long the idle communication thread polls before it starts yielding.
+  static std::chrono::microseconds spin_from_env() {
+    const char* v = std::getenv("MTP_MPI_SPIN_US");
+    return std::chrono::microseconds(v != nullptr ? std::atol(v) : 0);
+  }
+
   int size_;
+  std::chrono::microseconds spin_;
   std::mutex m_;
   std::condition_variable wake_;   // the communication thread sleeps on it
   std::condition_variable users_;  // open and close wait on it
