@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -36,6 +37,7 @@ namespace impl {
 
 namespace {
 constexpr int k_tag = 1;
+constexpr int k_bundle_tag = 2;  // several messages in one: [u32 count] then [u32 size, bytes] each
 thread_local bool t_comm_thread = false;
 
 std::string demangle(const char* name) {
@@ -90,6 +92,11 @@ struct outgoing {
   channel* c;
   int dest;
   std::vector<char> bytes;
+};
+struct group {  // the outgoing messages of one pass for one channel and destination
+  channel* c;
+  int dest;
+  std::vector<std::size_t> members;
 };
 struct in_transit {
   MPI_Request req;
@@ -153,6 +160,7 @@ class engine {
     std::vector<outgoing> out;
     std::vector<channel*> starting, live, ending, waiting;
     std::vector<in_transit> transit;
+    std::vector<group> groups;
     auto idle_since = std::chrono::steady_clock::now();
     for (;;) {
       bool busy = false;
@@ -191,12 +199,44 @@ class engine {
           ++it;
         }
       }
-      // Outgoing messages, in queue order (so in each sender's order).
-      for (outgoing& o : out) {
-        in_transit t{MPI_REQUEST_NULL, std::move(o.bytes)};
-        MPI_Isend(t.bytes.data(), static_cast<int>(t.bytes.size()), MPI_BYTE, o.dest, k_tag, o.c->comm, &t.req);
-        transit.push_back(std::move(t));
+      // Outgoing messages, in queue order (so in each sender's order). Messages queued for
+      // one destination since the last pass travel as one MPI message (a bundle).
+      if (!out.empty()) {
         busy = true;
+        groups.clear();
+        for (std::size_t i = 0; i < out.size(); ++i) {
+          auto g = std::find_if(groups.begin(), groups.end(),
+                                [&](const group& x) { return x.c == out[i].c && x.dest == out[i].dest; });
+          if (g == groups.end()) groups.push_back({out[i].c, out[i].dest, {i}});
+          else g->members.push_back(i);
+        }
+        for (const group& g : groups) {
+          in_transit t{MPI_REQUEST_NULL, {}};
+          int tag = k_tag;
+          if (g.members.size() == 1) {
+            t.bytes = std::move(out[g.members[0]].bytes);
+          } else {
+            tag = k_bundle_tag;
+            std::size_t total = sizeof(std::uint32_t);
+            for (std::size_t i : g.members) total += sizeof(std::uint32_t) + out[i].bytes.size();
+            t.bytes.resize(total);
+            char* p = t.bytes.data();
+            const auto count = static_cast<std::uint32_t>(g.members.size());
+            std::memcpy(p, &count, sizeof count);
+            p += sizeof count;
+            for (std::size_t i : g.members) {
+              const auto n = static_cast<std::uint32_t>(out[i].bytes.size());
+              std::memcpy(p, &n, sizeof n);
+              p += sizeof n;
+              std::memcpy(p, out[i].bytes.data(), n);
+              p += n;
+            }
+          }
+          MPI_Isend(t.bytes.data(), static_cast<int>(t.bytes.size()), MPI_BYTE, g.dest, tag, g.c->comm, &t.req);
+          ++mpi_messages_;
+          messages_ += g.members.size();
+          transit.push_back(std::move(t));
+        }
       }
       out.clear();
       for (std::size_t i = 0; i < transit.size();) {
@@ -215,15 +255,31 @@ class engine {
           int flag = 0;
           MPI_Message msg;
           MPI_Status st;
-          MPI_Improbe(MPI_ANY_SOURCE, k_tag, c->comm, &flag, &msg, &st);
+          // Any tag: a plain message and a bundle from one source keep their order.
+          MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, c->comm, &flag, &msg, &st);
           if (!flag) break;
           int n = 0;
           MPI_Get_count(&st, MPI_BYTE, &n);
           std::vector<char> bytes(static_cast<std::size_t>(n));
           MPI_Mrecv(bytes.data(), n, MPI_BYTE, &msg, &st);
-          ++c->received;
-          c->client->on_message(st.MPI_SOURCE, std::move(bytes));
           busy = true;
+          if (st.MPI_TAG != k_bundle_tag) {
+            ++c->received;
+            c->client->on_message(st.MPI_SOURCE, std::move(bytes));
+            continue;
+          }
+          const char* p = bytes.data();
+          std::uint32_t count = 0;
+          std::memcpy(&count, p, sizeof count);
+          p += sizeof count;
+          for (std::uint32_t m = 0; m < count; ++m) {
+            std::uint32_t len = 0;
+            std::memcpy(&len, p, sizeof len);
+            p += sizeof len;
+            ++c->received;
+            c->client->on_message(st.MPI_SOURCE, std::vector<char>(p, p + len));
+            p += len;
+          }
         }
       }
       for (auto it = waiting.begin(); it != waiting.end();) {
@@ -292,6 +348,10 @@ class engine {
                                                                  : std::chrono::microseconds(1000));
       sleeping_ = false;
     }
+    if (const char* v = std::getenv("MTP_MPI_STATS"); v != nullptr && *v == '1') {
+      std::fprintf(stderr, "mtp::mpi: %llu messages sent in %llu MPI messages\n",
+                   static_cast<unsigned long long>(messages_), static_cast<unsigned long long>(mpi_messages_));
+    }
     if (!live.empty()) {
       std::fprintf(stderr, "mtp::mpi: the environment ends while %zu sharded pool(s) are still open\n", live.size());
     }
@@ -305,6 +365,8 @@ class engine {
 
   int size_;
   std::chrono::microseconds spin_;
+  unsigned long long messages_ = 0;      // communication thread only
+  unsigned long long mpi_messages_ = 0;  // communication thread only
   std::mutex m_;
   std::condition_variable wake_;   // the communication thread sleeps on it
   std::condition_variable users_;  // open and close wait on it
