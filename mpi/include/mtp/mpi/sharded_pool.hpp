@@ -292,6 +292,7 @@ class sharded_base : public channel_client {
   template <class T>
   void reply(int source, std::uint64_t call, const std::vector<result<T>>& rs) {
     wire::writer w = start_message(kind::reply, 0, static_cast<std::uint32_t>(rs.size()), call);
+    w.reserve(sizeof(header) + rs.size() * (1 + sizeof(mtp::impl::stored_t<T>)));
     for (const auto& r : rs) put_result(w, r);
     send_bytes(channel_, source, std::move(w.bytes()));
     done_.fetch_add(1, std::memory_order_release);
@@ -643,12 +644,17 @@ class sharded_pool final : private impl::sharded_base {
     }
     if (async) state->after = [this] { leave(); };
     state->results.resize(all.size());
-    std::vector<std::vector<std::uint32_t>> by_rank(static_cast<std::size_t>(ranks_));
+    std::vector<int> routes(all.size());
+    std::vector<std::size_t> counts(static_cast<std::size_t>(ranks_), 0);
     for (std::size_t i = 0; i < all.size(); ++i) {
-      const id_t id = id_of(all[i]);
-      const int r = route(id);
-      if (r < 0) state->results[i] = error{errc::invalid_route, id, {}};
-      else by_rank[static_cast<std::size_t>(r)].push_back(static_cast<std::uint32_t>(i));
+      routes[i] = route(id_of(all[i]));
+      if (routes[i] >= 0) ++counts[static_cast<std::size_t>(routes[i])];
+    }
+    std::vector<std::vector<std::uint32_t>> by_rank(static_cast<std::size_t>(ranks_));
+    for (int r = 0; r < ranks_; ++r) by_rank[static_cast<std::size_t>(r)].reserve(counts[static_cast<std::size_t>(r)]);
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      if (routes[i] < 0) state->results[i] = error{errc::invalid_route, id_of(all[i]), {}};
+      else by_rank[static_cast<std::size_t>(routes[i])].push_back(static_cast<std::uint32_t>(i));
     }
     std::uint32_t shares = 0;
     for (const auto& v : by_rank) shares += v.empty() ? 0 : 1;
@@ -658,6 +664,7 @@ class sharded_pool final : private impl::sharded_base {
       if (index.empty() || r == rank_) continue;
       const std::uint64_t call = next_call();
       wire::writer w = start_message(impl::kind::call, op, static_cast<std::uint32_t>(index.size()), call);
+      w.reserve(sizeof(impl::header) + index.size() * (sizeof(X) + sizeof(id_t)));
       for (std::uint32_t i : index) encode(w, all[i]);
       auto p = std::make_unique<impl::remote_share<T>>();
       p->state = state;
@@ -687,6 +694,15 @@ class sharded_pool final : private impl::sharded_base {
       for (const X& x : all) out.push_back(error{errc::would_deadlock, id_of(x), {}});
       return out;
     }
+    if (all_local(all, id_of)) {  // the whole call is this rank's: the local pool's own path
+      if (!enter()) {
+        std::vector<result<T>> out;
+        for (const X& x : all) out.push_back(error{errc::pool_stopped, id_of(x), {}});
+        return out;
+      }
+      gate_guard g{this};
+      return local_batch(all);
+    }
     auto state = std::make_shared<impl::call_state<T>>();
     const bool entered = launch<T>(
         state, all, id_of,
@@ -699,6 +715,15 @@ class sharded_pool final : private impl::sharded_base {
     state->wait(spin_);
     if (entered) leave();
     return std::move(state->results);
+  }
+
+  template <class X, class IdOf>
+  [[nodiscard]] bool all_local(std::span<const X> all, IdOf id_of) const noexcept {
+    if (ranks_ == 1 && !router_) return true;
+    for (const X& x : all) {
+      if (route(id_of(x)) != rank_) return false;
+    }
+    return true;
   }
 
   void report_post(const error& e) {

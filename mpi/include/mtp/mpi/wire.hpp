@@ -43,9 +43,8 @@ namespace mtp::mpi::wire {
 class writer {
  public:
   void raw(const void* p, std::size_t n) {
-    const std::size_t at = bytes_.size();
-    bytes_.resize(at + n);
-    if (n != 0) std::memcpy(bytes_.data() + at, p, n);
+    const char* c = static_cast<const char*>(p);
+    bytes_.insert(bytes_.end(), c, c + n);
   }
   template <class T>
     requires std::is_trivially_copyable_v<T>
@@ -56,7 +55,7 @@ class writer {
   }
   [[nodiscard]] std::vector<char>& bytes() noexcept { return bytes_; }
   [[nodiscard]] std::size_t size() const noexcept { return bytes_.size(); }
-  void reserve(std::size_t n) { bytes_.reserve(n); }
+  void reserve(std::size_t n) { bytes_.reserve(bytes_.size() + n); }
 
  private:
   std::vector<char> bytes_;
