@@ -191,6 +191,8 @@ int main(int argc, char** argv) {
     mtp::mpi::sharded_options o;
     o.local.workers = 2;
     if (const char* v = std::getenv("MTP_BENCH_CALLER_SPIN_US")) o.local.caller_spin = std::chrono::microseconds(std::atol(v));
+    if (const char* v = std::getenv("MTP_BENCH_WORKER_SPIN_US")) o.local.worker_spin = std::chrono::microseconds(std::atol(v));
+    if (const char* v = std::getenv("MTP_BENCH_WORKERS")) o.local.workers = std::strtoull(v, nullptr, 10);
     mtp::mpi::sharded_pool<counter> pool(o);
     if (env.rank() == 0) {
       std::vector<mtp::id_t> ids(items);
