@@ -144,6 +144,28 @@ class engine {
     c->barrier_state = 0;
   }
 
+  // Buffers of sent messages, kept for the next ones: at most k_spare, the largest first.
+  std::vector<char> take() {
+    std::lock_guard lock(spare_m_);
+    if (spare_.empty()) return {};
+    std::vector<char> b = std::move(spare_.back());
+    spare_.pop_back();
+    return b;
+  }
+  void recycle(std::vector<char>&& b) {
+    if (b.capacity() < 4096) return;  // small ones cost nothing to allocate
+    std::lock_guard lock(spare_m_);
+    if (spare_.size() >= k_spare) {
+      auto smallest = std::min_element(spare_.begin(), spare_.end(),
+                                       [](const auto& x, const auto& y) { return x.capacity() < y.capacity(); });
+      if (smallest->capacity() >= b.capacity()) return;
+      *smallest = std::move(b);
+    } else {
+      spare_.push_back(std::move(b));
+    }
+    std::sort(spare_.begin(), spare_.end(), [](const auto& x, const auto& y) { return x.capacity() < y.capacity(); });
+  }
+
   void close(channel* c) {
     std::unique_lock lock(m_);
     c->close_requested = true;
@@ -161,6 +183,7 @@ class engine {
     std::vector<channel*> starting, live, ending, waiting;
     std::vector<in_transit> transit;
     std::vector<group> groups;
+    std::vector<char> bytes;
     auto idle_since = std::chrono::steady_clock::now();
     for (;;) {
       bool busy = false;
@@ -216,6 +239,7 @@ class engine {
           if (g.members.size() == 1) {
             t.bytes = std::move(out[g.members[0]].bytes);
           } else {
+            t.bytes = take();
             tag = k_bundle_tag;
             std::size_t total = sizeof(std::uint32_t);
             for (std::size_t i : g.members) total += sizeof(std::uint32_t) + out[i].bytes.size();
@@ -230,6 +254,7 @@ class engine {
               p += sizeof n;
               std::memcpy(p, out[i].bytes.data(), n);
               p += n;
+              recycle(std::move(out[i].bytes));
             }
           }
           MPI_Isend(t.bytes.data(), static_cast<int>(t.bytes.size()), MPI_BYTE, g.dest, tag, g.c->comm, &t.req);
@@ -243,6 +268,7 @@ class engine {
         int done = 0;
         MPI_Test(&transit[i].req, &done, MPI_STATUS_IGNORE);
         if (done) {
+          recycle(std::move(transit[i].bytes));
           transit[i] = std::move(transit.back());
           transit.pop_back();
         } else {
@@ -260,12 +286,12 @@ class engine {
           if (!flag) break;
           int n = 0;
           MPI_Get_count(&st, MPI_BYTE, &n);
-          std::vector<char> bytes(static_cast<std::size_t>(n));
+          bytes.resize(static_cast<std::size_t>(n));  // one buffer, reused for every message
           MPI_Mrecv(bytes.data(), n, MPI_BYTE, &msg, &st);
           busy = true;
           if (st.MPI_TAG != k_bundle_tag) {
             ++c->received;
-            c->client->on_message(st.MPI_SOURCE, std::move(bytes));
+            c->client->on_message(st.MPI_SOURCE, bytes.data(), bytes.size());
             continue;
           }
           const char* p = bytes.data();
@@ -277,7 +303,7 @@ class engine {
             std::memcpy(&len, p, sizeof len);
             p += sizeof len;
             ++c->received;
-            c->client->on_message(st.MPI_SOURCE, std::vector<char>(p, p + len));
+            c->client->on_message(st.MPI_SOURCE, p, len);
             p += len;
           }
         }
@@ -337,7 +363,9 @@ class engine {
       }
       const auto idle = now - idle_since;
       if (idle < spin_) continue;  // poll without a system call: a reply is usually close behind
-      if (idle < std::chrono::microseconds(200) || !ending.empty() || !starting.empty() || !waiting.empty()) {
+      // Sends still in transit need this thread to progress them (large messages go in pieces).
+      if (idle < std::chrono::microseconds(200) || !transit.empty() || !ending.empty() || !starting.empty() ||
+          !waiting.empty()) {
         std::this_thread::yield();
         continue;
       }
@@ -376,6 +404,9 @@ class engine {
   std::vector<channel*> opening_;
   std::vector<channel*> closing_;
   std::vector<channel*> barriers_;
+  static constexpr std::size_t k_spare = 8;
+  std::mutex spare_m_;
+  std::vector<std::vector<char>> spare_;
   std::thread thread_;  // last: starts once the rest is built
 };
 
@@ -393,6 +424,7 @@ channel* open_channel(channel_client& client) { return the_engine().open(client)
 void send_bytes(channel* c, int dest, std::vector<char>&& bytes) { the_engine().send(c, dest, std::move(bytes)); }
 void close_channel(channel* c) { the_engine().close(c); }
 void barrier(channel* c) { the_engine().barrier(c); }
+std::vector<char> take_buffer() { return g_engine ? g_engine->take() : std::vector<char>{}; }
 
 }  // namespace impl
 

@@ -21,6 +21,7 @@
 // next poll.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <stdexcept>
@@ -84,8 +85,8 @@ namespace impl {
 /// must not block.
 class channel_client {
  public:
-  /// A message from `source` for this pool.
-  virtual void on_message(int source, std::vector<char>&& bytes) = 0;
+  /// A message from `source` for this pool; the bytes are valid during the call only.
+  virtual void on_message(int source, const char* data, std::size_t size) = 0;
   /// During shutdown: this rank has nothing in flight (no call of its own outstanding, every
   /// request it received answered).
   [[nodiscard]] virtual bool quiescent() const = 0;
@@ -101,6 +102,9 @@ class channel;  // one pool's communicator and counters; owned by the communicat
 channel* open_channel(channel_client& client);
 /// Queues `bytes` for `dest` (any thread, never blocks on MPI).
 void send_bytes(channel* c, int dest, std::vector<char>&& bytes);
+/// An empty buffer for a message, with the capacity of one already sent when there is one
+/// (large buffers are reused rather than returned to the system and faulted in again).
+std::vector<char> take_buffer();
 /// Collective: returns once every rank has called it for this channel (MPI_Ibarrier on the
 /// communication thread).
 void barrier(channel* c);

@@ -205,8 +205,8 @@ struct remote_share final : pending {
 // The part of the pool the communication thread sees.
 class sharded_base : public channel_client {
  public:
-  void on_message(int source, std::vector<char>&& bytes) override {
-    wire::reader in(bytes.data(), bytes.size());
+  void on_message(int source, const char* data, std::size_t size) override {
+    wire::reader in(data, size);
     const auto h = in.pod<header>();
     if (h.what == kind::reply) {
       std::unique_ptr<pending> p;
@@ -232,7 +232,7 @@ class sharded_base : public channel_client {
       queued_[source].fetch_add(1, std::memory_order_relaxed);
       {
         std::lock_guard lock(control_m_);
-        control_q_.push_back({source, std::move(bytes), entry->second.serve});
+        control_q_.push_back({source, std::vector<char>(data, data + size), entry->second.serve});
       }
       control_cv_.notify_one();
       return;
@@ -270,7 +270,7 @@ class sharded_base : public channel_client {
 
   // A call or post message with its header; the caller appends the entries.
   static wire::writer start_message(kind what, std::uint64_t op, std::uint32_t n, std::uint64_t call) {
-    wire::writer w;
+    wire::writer w(take_buffer());
     header h{};
     h.what = what;
     h.count = n;

@@ -42,6 +42,9 @@ namespace mtp::mpi::wire {
 /// Bytes being written: one MPI message.
 class writer {
  public:
+  writer() = default;
+  /// Writes into `buffer` (emptied first), keeping its capacity.
+  explicit writer(std::vector<char>&& buffer) : bytes_(std::move(buffer)) { bytes_.clear(); }
   void raw(const void* p, std::size_t n) {
     const char* c = static_cast<const char*>(p);
     bytes_.insert(bytes_.end(), c, c + n);
