@@ -115,13 +115,14 @@ class engine {
     thread_.join();
   }
 
-  channel* open(channel_client& client) {
+  void open(channel_client& client, channel*& slot) {
     auto c = std::make_unique<channel>(client);
+    slot = c.get();  // before the communication thread can deliver anything to the client
     std::unique_lock lock(m_);
     opening_.push_back(c.get());
     wake_.notify_one();
     users_.wait(lock, [&] { return c->ready; });
-    return c.release();
+    (void)c.release();  // freed by close
   }
 
   void send(channel* c, int dest, std::vector<char>&& bytes) {
@@ -420,7 +421,7 @@ engine& the_engine() {
 
 }  // namespace
 
-channel* open_channel(channel_client& client) { return the_engine().open(client); }
+void open_channel(channel_client& client, channel*& slot) { the_engine().open(client, slot); }
 void send_bytes(channel* c, int dest, std::vector<char>&& bytes) { the_engine().send(c, dest, std::move(bytes)); }
 void close_channel(channel* c) { the_engine().close(c); }
 void barrier(channel* c) { the_engine().barrier(c); }

@@ -98,8 +98,8 @@ class channel_client {
 class channel;  // one pool's communicator and counters; owned by the communication thread
 
 /// Collective (every rank, same order): a communicator of its own for `client`; waits until
-/// it is ready.
-channel* open_channel(channel_client& client);
+/// it is ready. `slot` receives the channel before any message can reach the client.
+void open_channel(channel_client& client, channel*& slot);
 /// Queues `bytes` for `dest` (any thread, never blocks on MPI).
 void send_bytes(channel* c, int dest, std::vector<char>&& bytes);
 /// An empty buffer for a message, with the capacity of one already sent when there is one

@@ -381,7 +381,7 @@ class sharded_pool final : private impl::sharded_base {
         on_diag_(options.local.on_diagnostic),
         spin_(options.local.caller_spin),
         pool_(std::move(options.local)) {
-    channel_ = impl::open_channel(*this);
+    impl::open_channel(*this, channel_);
   }
   /// Collective: shutdown().
   ~sharded_pool() { shutdown(); }
