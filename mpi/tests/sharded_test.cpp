@@ -205,6 +205,29 @@ TEST(Sharded, AsyncForms) {
   pool.barrier();
 }
 
+// A post that fails on the owning rank (unknown id, a throwing handler) has no caller: it is
+// reported to that rank's on_diagnostic.
+TEST(Sharded, RemotePostFailuresGoToTheOwnersDiagnostics) {
+  std::atomic<int> unknown{0}, threw{0};
+  auto o = small();
+  o.local.on_diagnostic = [&](const mtp::diagnostic& d) {
+    if (d.what != mtp::diagnostic::kind::post_failed || !d.error) return;
+    if (d.error->code == errc::unknown_id) unknown.fetch_add(1);
+    if (d.error->code == errc::handler_failed) threw.fetch_add(1);
+  };
+  pool_t pool(std::move(o));
+  const int next = (pool.rank() + 1) % pool.ranks();
+  const mtp::id_t mine = static_cast<mtp::id_t>(pool.rank());
+  pool.create(mine, 0L);
+  pool.barrier();
+  EXPECT_TRUE(pool.post(get{static_cast<mtp::id_t>(next) + 100u * static_cast<mtp::id_t>(pool.ranks())}).has_value());
+  EXPECT_TRUE(pool.post(boom{static_cast<mtp::id_t>(next)}).has_value());
+  for (int i = 0; i < 5000 && (unknown.load() < 1 || threw.load() < 1); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(unknown.load(), 1);
+  EXPECT_EQ(threw.load(), 1);
+  pool.barrier();
+}
+
 // Several threads on every rank send (post, single, batch, async) to items on every rank; each
 // item records (sender, seq). The expected record is recomputed from the same seeds: nothing
 // lost, nothing duplicated, each sender's messages to one item in the order sent.

@@ -8,9 +8,11 @@
 //
 // Guarantees (those of the local pool, across ranks)
 //  - Messages from one sending thread to one item run in the order sent (create, requests,
-//    post, remove alike), whatever rank the item lives on. Causal order holds too: if the
-//    send of A happens-before the send of B (a reply in between, say) and both go to one
-//    item, A runs first.
+//    post, remove alike), whatever rank the item lives on. Causal order holds through
+//    answers: a message sent after the reply to (or the callback of) an earlier one runs after
+//    it. It does not hold through a third rank: MPI orders messages per pair of ranks only, so
+//    a post from rank 0 to an item on rank 1, then a request from rank 0 to rank 2 whose
+//    handler sends to the same item, may reach it first.
 //  - Batch responses come back in request order, one mtp::result per request.
 //  - Errors keep their codes: unknown_id, duplicate_id, constructor_failed, handler_failed,
 //    hook_failed, invalid_route (from the local router of the owning rank). A handler's or
