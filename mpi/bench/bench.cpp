@@ -123,7 +123,7 @@ void run_batch(mtp::mpi::sharded_pool<counter>& pool, int rank, int ranks, std::
   auto sc_rep = scount, rc_rep = rcount, sd_rep = sdisp, rd_rep = rdisp;
 
   double pool_s = 1e9, mpi_s = 1e9, plain_s = 1e9;
-  for (int rep = 0; rep < 5; ++rep) {
+  for (int rep = 0; rep < 10; ++rep) {  // the best of 10: the machine is shared and noisy
     pool.barrier();
     auto t0 = clock_type::now();
     auto rs = pool.send_batch(reqs);
@@ -152,7 +152,7 @@ void run_batch(mtp::mpi::sharded_pool<counter>& pool, int rank, int ranks, std::
     for (int r = 0; r < ranks; ++r) {
       for (std::size_t i = 0; i < n; ++i) all.push_back({static_cast<mtp::id_t>((i * 7 + static_cast<std::size_t>(r)) % items), 1});
     }
-    for (int rep = 0; rep < 5; ++rep) {
+    for (int rep = 0; rep < 10; ++rep) {
       const auto t0 = clock_type::now();
       auto rs = plain.send_batch(all);
       plain_s = std::min(plain_s, seconds_since(t0));
