@@ -228,6 +228,19 @@ TEST(Sharded, RemotePostFailuresGoToTheOwnersDiagnostics) {
   pool.barrier();
 }
 
+// Two pools at once: each has its own communicator and its own items.
+TEST(Sharded, TwoPoolsKeepTheirOwnItems) {
+  pool_t a(small());
+  pool_t b(small());
+  const mtp::id_t id = 101;  // the same id on every rank (collective calls must match)
+  if (a.rank() == 0) a.create(id, 7L);
+  a.barrier();
+  b.barrier();
+  EXPECT_EQ(a.send_batch(std::vector<get>{{id}})[0].value(), 7);
+  EXPECT_EQ(b.send_batch(std::vector<get>{{id}})[0].error().code, errc::unknown_id);
+  a.barrier();
+}
+
 // Several threads on every rank send (post, single, batch, async) to items on every rank; each
 // item records (sender, seq). The expected record is recomputed from the same seeds: nothing
 // lost, nothing duplicated, each sender's messages to one item in the order sent.
@@ -348,12 +361,27 @@ TEST(Sharded, ShutdownWhileTrafficInFlight) {
       }
     });
   }
+  // and one thread of blocking calls: each returns a value or fails with pool_stopped
+  std::atomic<long> blocking_ok{0}, blocking_stopped{0}, blocking_other{0};
+  threads.emplace_back([&] {
+    for (std::uint64_t n = 0; !stop.load(); ++n) {
+      try {
+        (void)pool.send(slow{n % 8, 20});
+        blocking_ok.fetch_add(1);
+      } catch (const mtp::pool_error& e) {
+        (e.code() == errc::pool_stopped ? blocking_stopped : blocking_other).fetch_add(1);
+        std::this_thread::yield();
+      }
+    }
+  });
   std::this_thread::sleep_for(std::chrono::milliseconds(100 + 50 * pool.rank()));
   pool.shutdown();
   stop.store(true);
   for (auto& t : threads) t.join();
   EXPECT_EQ(answered.load(), launched.load());
   EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(blocking_ok.load(), 0);
+  EXPECT_EQ(blocking_other.load(), 0);
   EXPECT_GT(values.load(), 0);
   EXPECT_EQ(pool.post(add{0, 1}).error().code, errc::pool_stopped);
   EXPECT_EQ(pool.send_batch(std::vector<get>{{0}, {1}})[1].error().code, errc::pool_stopped);
