@@ -408,6 +408,7 @@ class sharded_pool final : private impl::sharded_base {
   /// or pool_error(pool_stopped, invalid_route, would_deadlock).
   template <class... A>
   void create(id_t id, A&&... args) {
+    check_arguments<A...>();
     const int r = route(id);
     if (r == rank_ && !impl::on_communication_thread()) {
       if (!enter()) error{errc::pool_stopped, id, {}}.raise();
@@ -422,6 +423,7 @@ class sharded_pool final : private impl::sharded_base {
   /// Creates one item per id, each Item(id, args...): one result per id, in order.
   template <mtp::impl::id_range Ids, class... A>
   std::vector<result<void>> create_batch(Ids&& ids, const A&... args) {
+    check_arguments<A...>();
     std::vector<id_t> storage;
     const std::span<const id_t> all = mtp::impl::gather<id_t>(std::forward<Ids>(ids), storage);
     using Op = create_op<std::decay_t<A>...>;
@@ -620,6 +622,13 @@ class sharded_pool final : private impl::sharded_base {
                        w.pod(x);
                        wire::put_tuple(w, copy);
                      });
+  }
+
+  template <class... A>
+  static constexpr void check_arguments() {
+    static_assert((!std::is_pointer_v<std::decay_t<A>> && ...),
+                  "mtp::mpi: a constructor argument that is a pointer (a string literal, say) would cross ranks "
+                  "as an address; pass a value (std::string, ...) instead");
   }
 
   // -1 for a bad route.
