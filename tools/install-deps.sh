@@ -13,6 +13,7 @@ packages=(
   libhwloc-dev libconcurrentqueue-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libasio-dev
   clang libclang-rt-14-dev clang-tidy doxygen
+  libopenmpi-dev openmpi-bin libcereal-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(libcaf-dev python3-matplotlib)

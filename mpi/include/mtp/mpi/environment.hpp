@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: MIT
+// mtp::mpi::environment: MPI for the whole program, and the one communication thread per rank
+// that every mtp::mpi::sharded_pool shares.
+//
+// Create one on the main thread before any sharded_pool and keep it until the last one is
+// gone:
+//
+//     int main(int argc, char** argv) {
+//       mtp::mpi::environment env(argc, argv);   // MPI_Init_thread, starts the comm thread
+//       mtp::mpi::sharded_pool<agent> pool;     // collective: every rank builds one
+//       ...
+//     }                                          // pool (collective), then MPI_Finalize
+//
+// Threads and MPI: between MPI_Init_thread and MPI_Finalize only the communication thread
+// calls MPI (users' threads, workers and callbacks hand it bytes through a queue). That thread
+// is not the main thread, so the design needs MPI_THREAD_SERIALIZED (FUNNELED would allow MPI
+// calls from the main thread only); the environment asks for it and throws
+// std::runtime_error naming both levels if the library offers less. The communication thread
+// is not pinned: the scheduler places it, so it never takes a CPU the placement gave a worker.
+// When idle it polls, yielding, for about 200 us, then sleeps in steps of 50 us (1 ms after
+// 20 ms without traffic); sending wakes it at once, traffic from other ranks is seen at the
+// next poll.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace mtp::mpi {
+
+/// The MPI thread support levels, in increasing order (the values of MPI_THREAD_*).
+enum class thread_level : int { single = 0, funneled = 1, serialized = 2, multiple = 3 };
+[[nodiscard]] const char* to_string(thread_level level) noexcept;
+
+class environment {
+ public:
+  /// Calls MPI_Init_thread asking for `required` (default: serialized, what the design needs)
+  /// and starts the communication thread. Throws std::runtime_error if MPI offers less than
+  /// serialized, if MPI was already initialised, or if another environment exists.
+  environment(int& argc, char**& argv, thread_level required = thread_level::serialized);
+  /// Stops the communication thread and calls MPI_Finalize. Destroy (or shut down) every
+  /// sharded_pool first.
+  ~environment();
+  environment(const environment&) = delete;
+  environment& operator=(const environment&) = delete;
+
+  [[nodiscard]] int rank() const noexcept { return rank_; }
+  [[nodiscard]] int size() const noexcept { return size_; }
+  /// The level MPI_Init_thread provided.
+  [[nodiscard]] thread_level provided() const noexcept { return provided_; }
+  /// The processor name (MPI_Get_processor_name), read once at start.
+  [[nodiscard]] const std::string& processor_name() const noexcept { return processor_; }
+
+  /// The environment of this process; throws std::logic_error if there is none.
+  static environment& current();
+
+ private:
+  int rank_ = 0;
+  int size_ = 1;
+  thread_level provided_ = thread_level::single;
+  std::string processor_;
+};
+
+/// A handler's or constructor's exception thrown on another rank. Its what() reads
+/// "<type>: <what>" (e.g. "std::invalid_argument: bad amount"); the parts are kept apart.
+class remote_error : public std::runtime_error {
+ public:
+  remote_error(int rank, std::string type, std::string what);
+  [[nodiscard]] const std::string& type_name() const noexcept { return type_; }
+  [[nodiscard]] const std::string& remote_what() const noexcept { return what_; }
+  /// The rank it was thrown on.
+  [[nodiscard]] int rank() const noexcept { return rank_; }
+
+ private:
+  int rank_;
+  std::string type_;
+  std::string what_;
+};
+
+namespace impl {
+
+/// What a sharded pool gives the communication thread. Both are called on that thread and
+/// must not block.
+class channel_client {
+ public:
+  /// A message from `source` for this pool; the bytes are valid during the call only.
+  virtual void on_message(int source, const char* data, std::size_t size) = 0;
+  /// During shutdown: this rank has nothing in flight (no call of its own outstanding, every
+  /// request it received answered).
+  [[nodiscard]] virtual bool quiescent() const = 0;
+
+ protected:
+  ~channel_client() = default;
+};
+
+class channel;  // one pool's communicator and counters; owned by the communication thread
+
+/// Collective (every rank, same order): a communicator of its own for `client`; waits until
+/// it is ready. `slot` receives the channel before any message can reach the client.
+void open_channel(channel_client& client, channel*& slot);
+/// Queues `bytes` for `dest` (any thread, never blocks on MPI).
+void send_bytes(channel* c, int dest, std::vector<char>&& bytes);
+/// An empty buffer for a message, with the capacity of one already sent when there is one
+/// (large buffers are reused rather than returned to the system and faulted in again).
+std::vector<char> take_buffer();
+/// Collective: returns once every rank has called it for this channel (MPI_Ibarrier on the
+/// communication thread).
+void barrier(channel* c);
+/// Collective: waits until every rank has asked and every message of the channel has been
+/// received and answered (counting termination), then frees the channel.
+void close_channel(channel* c);
+
+/// Whether the calling thread is the communication thread (where remote shares of async
+/// calls complete: blocking calls there would wait for themselves).
+[[nodiscard]] bool on_communication_thread() noexcept;
+
+/// The name and what() of the exception `e` (the demangled dynamic type).
+void describe(const std::exception_ptr& e, std::string& type, std::string& what);
+
+}  // namespace impl
+}  // namespace mtp::mpi

@@ -1,0 +1,758 @@
+// SPDX-License-Identifier: MIT
+// mtp::mpi::sharded_pool<Item>: one mtp::thread_pool<Item> per MPI rank, one id space.
+//
+// Every rank runs the same program (SPMD) and builds the sharded pool collectively. An id
+// belongs to one rank: `id % ranks` by default, or sharded_options::router (a pure function
+// of the id, the same on every rank). Any thread on any rank may create, remove, send, post
+// for any id; the local share of a call goes straight to the local pool, each remote share
+// travels as one MPI message per destination rank and is answered by one message.
+//
+// Guarantees (those of the local pool, across ranks)
+//  - Messages from one sending thread to one item run in the order sent (create, requests,
+//    post, remove alike), whatever rank the item lives on. Causal order holds through
+//    answers: a message sent after the reply to (or the callback of) an earlier one runs after
+//    it. It does not hold through a third rank: MPI orders messages per pair of ranks only, so
+//    a post from rank 0 to an item on rank 1, then a request from rank 0 to rank 2 whose
+//    handler sends to the same item, may reach it first.
+//  - Batch responses come back in request order, one mtp::result per request.
+//  - Errors keep their codes: unknown_id, duplicate_id, constructor_failed, handler_failed,
+//    hook_failed, invalid_route (from the local router of the owning rank). A handler's or
+//    constructor's exception thrown on another rank arrives as mtp::mpi::remote_error (its
+//    type name and what()), in result::error().exception; result::value() throws it.
+//  - Shutdown is collective: every rank calls shutdown() (or destroys the pool). From its
+//    call on, calls made on that rank, from any thread including its items' handlers, fail
+//    with errc::pool_stopped; the rank keeps answering other ranks until every rank has
+//    called shutdown and every message has been answered (counting termination on the
+//    communication thread); then each rank shuts its local pool down (items destroyed on
+//    their threads) and shutdown() returns.
+//  - A rank that dies (crash, abort, uncaught exception) ends the job: MPI's default error
+//    handler (MPI_ERRORS_ARE_FATAL) aborts every rank, and mpirun reports the rank that
+//    failed. No call returns an error for it.
+//
+// Requests, responses and constructor arguments cross ranks as bytes when trivially copyable,
+// through cereal otherwise (see wire.hpp). Method messages (make_call) hold a member function
+// pointer, an address that differs between processes: they work for local ids only and are
+// refused at compile time by the remote forms; use explicit message structs.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <ranges>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <mtp/core/messages.hpp>
+#include <mtp/core/options.hpp>
+#include <mtp/core/result.hpp>
+#include <mtp/core/thread_pool.hpp>
+#include <mtp/mpi/environment.hpp>
+#include <mtp/mpi/wire.hpp>
+
+namespace mtp::mpi {
+
+/// How a sharded pool is built.
+struct sharded_options {
+  /// The local pool on each rank (workers, placement, ...). Its on_diagnostic also receives
+  /// failures of posts that came from other ranks.
+  mtp::pool_options local{};
+  /// Maps an id to its rank in [0, ranks). Unset: id % ranks. It must be a pure function of
+  /// the id, the same on every rank.
+  std::function<int(id_t id, int ranks)> router{};
+};
+
+namespace impl {
+
+enum class kind : std::uint8_t { call = 1, post = 2, reply = 3 };
+
+struct header {
+  kind what;
+  std::uint8_t pad[3];
+  std::uint32_t count;
+  std::uint64_t op;    // the registered operation (call and post)
+  std::uint64_t call;  // the caller's call number, echoed by the reply
+};
+
+class sharded_base;
+using serve_fn = void (*)(sharded_base& pool, int source, std::uint64_t call, wire::reader& in, std::uint32_t n);
+struct op_entry {
+  serve_fn serve;
+  bool control;  // create or remove: blocking on the local pool, run by the control thread
+};
+
+inline std::unordered_map<std::uint64_t, op_entry>& op_registry() {
+  static std::unordered_map<std::uint64_t, op_entry> map;
+  return map;
+}
+inline std::uint64_t fnv1a(const char* s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (; *s != 0; ++s) h = (h ^ static_cast<unsigned char>(*s)) * 1099511628211ull;
+  return h;
+}
+// Runs during static initialisation, so every rank (one program) knows every operation any
+// rank can send before main starts, whatever code path each rank takes.
+template <class Tag>
+std::uint64_t register_op(serve_fn serve, bool control) {
+  const std::uint64_t key = fnv1a(typeid(Tag).name());
+  auto [it, fresh] = op_registry().emplace(key, op_entry{serve, control});
+  if (!fresh && it->second.serve != serve) {
+    std::fprintf(stderr, "mtp::mpi: two operations share the key %llu\n", static_cast<unsigned long long>(key));
+    std::abort();
+  }
+  return key;
+}
+
+// The responses of one call: one result per request; completed by the last share to arrive.
+template <class T>
+struct call_state {
+  std::vector<result<T>> results;
+  std::atomic<std::uint32_t> remaining{1};  // one per share, plus the caller's while it launches
+  std::atomic<std::uint32_t> finished{0};
+  std::function<void(std::vector<result<T>>&&)> on_done;  // empty: a caller waits
+  std::function<void()> after;                              // runs after on_done (leaves the gate)
+
+  void arrive() {
+    if (remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (on_done) {
+      try {
+        on_done(std::move(results));
+      } catch (...) {
+        std::fputs("mtp::mpi: a completion callback threw; ignored\n", stderr);
+      }
+      if (after) after();
+    } else {
+      finished.store(1, std::memory_order_release);
+      finished.notify_one();
+    }
+  }
+  // Polls (yielding, so that the threads that will answer can run on a shared CPU) for up to
+  // `spin`, then sleeps.
+  void wait(std::chrono::nanoseconds spin) {
+    const auto until = std::chrono::steady_clock::now() + spin;
+    for (int k = 0; finished.load(std::memory_order_acquire) == 0; ++k) {
+      if ((k & 15) == 15 && std::chrono::steady_clock::now() >= until) break;
+      std::this_thread::yield();
+    }
+    while (finished.load(std::memory_order_acquire) == 0) finished.wait(0, std::memory_order_acquire);
+  }
+};
+
+// A remote share waiting for its reply.
+struct pending {
+  virtual void on_reply(wire::reader& in, std::uint32_t n, int source) = 0;
+  virtual ~pending() = default;
+};
+
+template <class T>
+void put_result(wire::writer& w, const result<T>& r) {
+  if (r.has_value()) {
+    w.pod(std::uint8_t{0});
+    if constexpr (!std::is_void_v<T>) wire::put(w, r.value());
+    return;
+  }
+  const error& e = r.error();
+  w.pod(std::uint8_t{1});
+  w.pod(static_cast<std::uint8_t>(e.code));
+  w.pod(static_cast<std::uint64_t>(e.id));
+  w.pod(static_cast<std::uint8_t>(e.exception ? 1 : 0));
+  if (e.exception) {
+    std::string type, what;
+    describe(e.exception, type, what);
+    w.str(type);
+    w.str(what);
+  }
+}
+
+template <class T>
+result<T> get_result(wire::reader& in, int source) {
+  if (in.pod<std::uint8_t>() == 0) {
+    if constexpr (std::is_void_v<T>) return unit{};
+    else return wire::get<T>(in);
+  }
+  error e;
+  e.code = static_cast<errc>(in.pod<std::uint8_t>());
+  e.id = in.pod<std::uint64_t>();
+  if (in.pod<std::uint8_t>() != 0) {
+    std::string type = in.str();
+    std::string what = in.str();
+    e.exception = std::make_exception_ptr(remote_error(source, std::move(type), std::move(what)));
+  }
+  return e;
+}
+
+template <class T>
+struct remote_share final : pending {
+  std::shared_ptr<call_state<T>> state;
+  std::vector<std::uint32_t> index;  // where each response goes
+  void on_reply(wire::reader& in, std::uint32_t n, int source) override {
+    for (std::uint32_t i = 0; i < n && i < index.size(); ++i) state->results[index[i]] = get_result<T>(in, source);
+    state->arrive();
+  }
+};
+
+// The part of the pool the communication thread sees.
+class sharded_base : public channel_client {
+ public:
+  void on_message(int source, const char* data, std::size_t size) override {
+    wire::reader in(data, size);
+    const auto h = in.pod<header>();
+    if (h.what == kind::reply) {
+      std::unique_ptr<pending> p;
+      {
+        std::lock_guard lock(pending_m_);
+        auto it = pending_.find(h.call);
+        if (it == pending_.end()) return;
+        p.reset(it->second);
+        pending_.erase(it);
+      }
+      p->on_reply(in, h.count, source);
+      return;
+    }
+    const auto entry = op_registry().find(h.op);
+    if (entry == op_registry().end()) {
+      std::fprintf(stderr, "mtp::mpi: rank %d sent an unknown operation; ignored\n", source);
+      return;
+    }
+    started_.fetch_add(1, std::memory_order_relaxed);
+    // Messages of one source stay in order: once one waits for the control thread, those
+    // behind it from the same source queue behind it.
+    if (entry->second.control || queued_[source].load(std::memory_order_acquire) > 0) {
+      queued_[source].fetch_add(1, std::memory_order_relaxed);
+      {
+        std::lock_guard lock(control_m_);
+        control_q_.push_back({source, std::vector<char>(data, data + size), entry->second.serve});
+      }
+      control_cv_.notify_one();
+      return;
+    }
+    serve_now(entry->second.serve, source, h, in);
+  }
+
+  [[nodiscard]] bool quiescent() const override {
+    return stopping_.load(std::memory_order_seq_cst) && inflight_.load(std::memory_order_seq_cst) == 0 &&
+           done_.load(std::memory_order_acquire) == started_.load(std::memory_order_acquire);
+  }
+
+ protected:
+  sharded_base() : rank_(environment::current().rank()), ranks_(environment::current().size()),
+                   queued_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(ranks_))) {
+    for (int r = 0; r < ranks_; ++r) queued_[r].store(0);
+    control_ = std::thread([this] { control_loop(); });
+  }
+  ~sharded_base() { stop_control(); }
+
+  // The gate: calls in flight on this rank; closed by shutdown.
+  bool enter() noexcept {
+    inflight_.fetch_add(1, std::memory_order_seq_cst);
+    if (stopping_.load(std::memory_order_seq_cst)) {
+      inflight_.fetch_sub(1, std::memory_order_seq_cst);
+      return false;
+    }
+    return true;
+  }
+  void leave() noexcept { inflight_.fetch_sub(1, std::memory_order_seq_cst); }
+  struct gate_guard {
+    sharded_base* p;
+    ~gate_guard() { if (p) p->leave(); }
+  };
+
+  // A call or post message with its header; the caller appends the entries.
+  static wire::writer start_message(kind what, std::uint64_t op, std::uint32_t n, std::uint64_t call) {
+    wire::writer w(take_buffer());
+    header h{};
+    h.what = what;
+    h.count = n;
+    h.op = op;
+    h.call = call;
+    w.pod(h);
+    return w;
+  }
+  // Registers `p` for the reply to call number `call`, then queues the message.
+  void send_call(int dest, std::uint64_t call, std::unique_ptr<pending> p, wire::writer&& w) {
+    {
+      std::lock_guard lock(pending_m_);
+      pending_.emplace(call, p.release());
+    }
+    send_bytes(channel_, dest, std::move(w.bytes()));
+  }
+  std::uint64_t next_call() noexcept { return calls_.fetch_add(1, std::memory_order_relaxed); }
+
+  template <class T>
+  void reply(int source, std::uint64_t call, const std::vector<result<T>>& rs) {
+    wire::writer w = start_message(kind::reply, 0, static_cast<std::uint32_t>(rs.size()), call);
+    w.reserve(sizeof(header) + rs.size() * (1 + sizeof(mtp::impl::stored_t<T>)));
+    for (const auto& r : rs) put_result(w, r);
+    send_bytes(channel_, source, std::move(w.bytes()));
+    done_.fetch_add(1, std::memory_order_release);
+  }
+  void served() noexcept { done_.fetch_add(1, std::memory_order_release); }
+
+  void close() {
+    stopping_.store(true, std::memory_order_seq_cst);
+    close_channel(channel_);  // collective; returns once every rank is done
+    channel_ = nullptr;
+    stop_control();
+  }
+
+  channel* channel_ = nullptr;
+  const int rank_;
+  const int ranks_;
+
+ private:
+  struct queued {
+    int source;
+    std::vector<char> bytes;
+    serve_fn serve;
+  };
+  void serve_now(serve_fn serve, int source, const header& h, wire::reader& in) { serve(*this, source, h.call, in, h.count); }
+
+  void control_loop() {
+    for (;;) {
+      queued q;
+      {
+        std::unique_lock lock(control_m_);
+        control_cv_.wait(lock, [&] { return !control_q_.empty() || control_stop_; });
+        if (control_q_.empty()) return;
+        q = std::move(control_q_.front());
+        control_q_.pop_front();
+      }
+      wire::reader in(q.bytes.data(), q.bytes.size());
+      const auto h = in.pod<header>();
+      serve_now(q.serve, q.source, h, in);
+      queued_[q.source].fetch_sub(1, std::memory_order_release);
+    }
+  }
+  void stop_control() {
+    {
+      std::lock_guard lock(control_m_);
+      if (control_stop_) return;
+      control_stop_ = true;
+    }
+    control_cv_.notify_one();
+    if (control_.joinable()) control_.join();
+  }
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<long long> inflight_{0};
+  std::atomic<long long> started_{0};
+  std::atomic<long long> done_{0};
+  std::atomic<std::uint64_t> calls_{1};
+  std::mutex pending_m_;
+  std::unordered_map<std::uint64_t, pending*> pending_;
+  std::unique_ptr<std::atomic<int>[]> queued_;  // per source: messages waiting for the control thread
+  std::mutex control_m_;
+  std::condition_variable control_cv_;
+  std::deque<queued> control_q_;
+  bool control_stop_ = false;
+  std::thread control_;  // runs create and remove (blocking on the local pool) in arrival order
+};
+
+template <class R>
+constexpr void check_remote_request() {
+  static_assert(!mtp::impl::is_method_call<R>,
+                "mtp::mpi: method messages (make_call) hold a member function pointer, which differs between "
+                "processes; send an explicit message struct to items on other ranks");
+  static_assert(wire::cannot_cross_ranks<R>::ok);
+  if constexpr (!std::is_void_v<response_t<R>>) static_assert(wire::cannot_cross_ranks<response_t<R>>::ok);
+}
+
+}  // namespace impl
+
+template <class Item>
+class sharded_pool final : private impl::sharded_base {
+ public:
+  using item_type = Item;
+
+  /// Collective: every rank builds its sharded pools in the same order.
+  explicit sharded_pool(sharded_options options = {})
+      : router_(std::move(options.router)),
+        on_diag_(options.local.on_diagnostic),
+        spin_(options.local.caller_spin),
+        pool_(std::move(options.local)) {
+    impl::open_channel(*this, channel_);
+  }
+  /// Collective: shutdown().
+  ~sharded_pool() { shutdown(); }
+  sharded_pool(const sharded_pool&) = delete;
+  sharded_pool& operator=(const sharded_pool&) = delete;
+
+  [[nodiscard]] int rank() const noexcept { return rank_; }
+  [[nodiscard]] int ranks() const noexcept { return ranks_; }
+  /// The rank an id belongs to; throws pool_error(invalid_route) for a bad route.
+  [[nodiscard]] int rank_of(id_t id) const {
+    const int r = route(id);
+    if (r < 0) error{errc::invalid_route, id, {}}.raise();
+    return r;
+  }
+  /// This rank's pool (its items are those whose ids route here).
+  [[nodiscard]] mtp::thread_pool<Item>& local() noexcept { return pool_; }
+
+  // ---- Items -------------------------------------------------------------------------------
+
+  /// Constructs Item(id, args...) on the rank and worker the id routes to. Throws
+  /// pool_error(duplicate_id), the constructor's exception (remote_error from another rank),
+  /// or pool_error(pool_stopped, invalid_route, would_deadlock).
+  template <class... A>
+  void create(id_t id, A&&... args) {
+    check_arguments<A...>();
+    const int r = route(id);
+    if (r == rank_ && !impl::on_communication_thread()) {
+      if (!enter()) error{errc::pool_stopped, id, {}}.raise();
+      gate_guard g{this};
+      pool_.create(id, std::forward<A>(args)...);
+      return;
+    }
+    std::vector<result<void>> out = create_remote_one<std::decay_t<A>...>(id, r, std::forward<A>(args)...);
+    out[0].value();
+  }
+
+  /// Creates one item per id, each Item(id, args...): one result per id, in order.
+  template <mtp::impl::id_range Ids, class... A>
+  std::vector<result<void>> create_batch(Ids&& ids, const A&... args) {
+    check_arguments<A...>();
+    std::vector<id_t> storage;
+    const std::span<const id_t> all = mtp::impl::gather<id_t>(std::forward<Ids>(ids), storage);
+    using Op = create_op<std::decay_t<A>...>;
+    const std::tuple<std::decay_t<A>...> copy(args...);
+    return run<void>(all, [](id_t id) { return id; },
+                     [&](std::span<const id_t> local) { return pool_.create_batch(local, args...); },
+                     Op::key, [&](wire::writer& w, id_t id) {
+                       w.pod(id);
+                       wire::put_tuple(w, copy);
+                     });
+  }
+
+  /// Destroys the item on its rank, after what was sent to it before. False if it did not
+  /// exist.
+  bool remove(id_t id) {
+    const id_t one[1] = {id};
+    result<void> r = std::move(remove_batch(std::span<const id_t>(one))[0]);
+    if (r.has_error() && r.error().code == errc::unknown_id) return false;
+    r.value();
+    return true;
+  }
+  template <mtp::impl::id_range Ids>
+  std::vector<result<void>> remove_batch(Ids&& ids) {
+    std::vector<id_t> storage;
+    const std::span<const id_t> all = mtp::impl::gather<id_t>(std::forward<Ids>(ids), storage);
+    return run<void>(all, [](id_t id) { return id; },
+                     [&](std::span<const id_t> local) { return pool_.remove_batch(local); }, remove_op::key,
+                     [](wire::writer& w, id_t id) { w.pod(id); });
+  }
+
+  // ---- Requests ----------------------------------------------------------------------------
+
+  /// One round trip to the item `r.id`, wherever it lives. Throws what the handler threw
+  /// (remote_error from another rank) or pool_error.
+  template <request R>
+  response_t<R> send(const R& r) {
+    mtp::impl::check_handles<Item, R>();
+    const id_t id = static_cast<id_t>(r.id);
+    const int dest = route(id);
+    if (dest == rank_ && !impl::on_communication_thread()) {
+      if (!enter()) error{errc::pool_stopped, id, {}}.raise();
+      gate_guard g{this};
+      return pool_.send(r);
+    }
+    return send_batch(std::span<const R>(&r, 1))[0].value();
+  }
+
+  /// A batch for any mix of ids and ranks: the local share goes to the local pool, each
+  /// remote share travels as one message; responses in request order.
+  template <mtp::impl::request_range Range>
+  auto send_batch(Range&& requests) {
+    using R = std::ranges::range_value_t<Range>;
+    mtp::impl::check_handles<Item, R>();
+    std::vector<R> storage;
+    const std::span<const R> all = mtp::impl::gather<R>(std::forward<Range>(requests), storage);
+    return run<response_t<R>>(all, [](const R& r) { return static_cast<id_t>(r.id); },
+                              [&](std::span<const R> local) { return pool_.send_batch(local); }, call_op<R>::key,
+                              [](wire::writer& w, const R& r) { wire::put(w, r); });
+  }
+
+  /// Fire and forget. Local: the pool's post. Remote: queued for the owning rank, whose
+  /// failures (unknown id, a throwing handler) go to that rank's on_diagnostic. Returns
+  /// pool_stopped or invalid_route when not sent.
+  template <request R>
+  result<void> post(R r) {
+    mtp::impl::check_handles<Item, R>();
+    const id_t id = static_cast<id_t>(r.id);
+    const int dest = route(id);
+    if (dest < 0) return error{errc::invalid_route, id, {}};
+    if (!enter()) return error{errc::pool_stopped, id, {}};
+    gate_guard g{this};
+    if (dest == rank_) return pool_.post(std::move(r));
+    wire::writer w = start_message(impl::kind::post, post_op<R>::key, 1, 0);
+    wire::put(w, r);
+    impl::send_bytes(channel_, dest, std::move(w.bytes()));
+    return unit{};
+  }
+
+  /// A batch with a callback: returns at once; on_done(std::vector<mtp::result<T>>) runs
+  /// exactly once, responses in request order, on the thread that completed the last share (a
+  /// local worker, or the communication thread for a remote share; the caller's own thread
+  /// when nothing could be sent). Keep it short and non-blocking.
+  template <mtp::impl::request_range Range, class F>
+  void send_batch_async(Range&& requests, F on_done) {
+    using R = std::ranges::range_value_t<Range>;
+    using T = response_t<R>;
+    mtp::impl::check_handles<Item, R>();
+    std::vector<R> storage;
+    const std::span<const R> all = mtp::impl::gather<R>(std::forward<Range>(requests), storage);
+    auto state = std::make_shared<impl::call_state<T>>();
+    state->on_done = std::move(on_done);
+    launch<T>(state, all, [](const R& r) { return static_cast<id_t>(r.id); },
+              [this](std::span<const R> local, std::shared_ptr<impl::call_state<T>> s, std::vector<std::uint32_t> index) {
+                (void)pool_.send_batch_async(local, [s, index = std::move(index)](std::vector<result<T>>&& rs) {
+                  for (std::size_t i = 0; i < rs.size(); ++i) s->results[index[i]] = std::move(rs[i]);
+                  s->arrive();
+                });
+              },
+              call_op<R>::key, [](wire::writer& w, const R& r) { wire::put(w, r); }, true);
+  }
+  /// One request with a callback: on_done(mtp::result<T>), as send_batch_async.
+  template <request R, class F>
+  void send_async(const R& r, F on_done) {
+    send_batch_async(std::span<const R>(&r, 1),
+                     [f = std::move(on_done)](std::vector<result<response_t<R>>>&& rs) mutable { f(std::move(rs[0])); });
+  }
+
+  // ---- Lifecycle ---------------------------------------------------------------------------
+
+  /// Collective: returns once every rank has called it (say, after one rank created the items
+  /// the others will use). Messages are not flushed by it: a reply already received is the
+  /// way to know a request ran. Throws pool_error(pool_stopped) after shutdown.
+  void barrier() {
+    if (impl::on_communication_thread()) error{errc::would_deadlock, 0, {}}.raise();
+    if (!enter()) error{errc::pool_stopped, 0, {}}.raise();
+    gate_guard g{this};
+    impl::barrier(channel_);
+  }
+
+  /// Collective; see the guarantees at the top of this file. Idempotent.
+  void shutdown() {
+    std::lock_guard lock(shutdown_m_);
+    if (closed_) return;
+    closed_ = true;
+    close();
+    pool_.shutdown();
+  }
+
+ private:
+  // ---- Operations, registered at start-up under a key shared by every rank -------------------
+  template <class R>
+  struct call_op {
+    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
+      auto& self = static_cast<sharded_pool&>(base);
+      using T = response_t<R>;
+      try {
+        // Decoded straight into the local pool's batch (no intermediate copy).
+        auto decoded = std::views::iota(std::uint32_t{0}, n) | std::views::transform([&in](std::uint32_t) { return wire::get<R>(in); });
+        (void)self.pool_.send_batch_async(decoded, [&self, source, call](std::vector<result<T>>&& rs) {
+          self.reply(source, call, rs);
+        });
+      } catch (...) {  // a request that would not decode: the whole share fails
+        std::vector<result<T>> failed(n, result<T>(error{errc::handler_failed, 0, std::current_exception()}));
+        self.reply(source, call, failed);
+      }
+    }
+    static inline const std::uint64_t key = impl::register_op<call_op>(&serve, false);
+  };
+  template <class R>
+  struct post_op {
+    static void serve(impl::sharded_base& base, int, std::uint64_t, wire::reader& in, std::uint32_t n) {
+      auto& self = static_cast<sharded_pool&>(base);
+      auto left = std::make_shared<std::atomic<std::uint32_t>>(n);
+      for (std::uint32_t i = 0; i < n; ++i) {
+        (void)self.pool_.send_async(wire::get<R>(in), [&self, left](result<response_t<R>>&& r) {
+          if (r.has_error()) self.report_post(r.error());
+          if (left->fetch_sub(1, std::memory_order_acq_rel) == 1) self.served();
+        });
+      }
+      if (n == 0) self.served();
+    }
+    static inline const std::uint64_t key = impl::register_op<post_op>(&serve, false);
+  };
+  template <class... A>
+  struct create_op {
+    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
+      auto& self = static_cast<sharded_pool&>(base);
+      std::vector<mtp::create_request<A...>> reqs;
+      reqs.reserve(n);
+      for (std::uint32_t i = 0; i < n; ++i) {
+        const auto id = in.pod<id_t>();
+        reqs.push_back({id, wire::get_tuple<A...>(in)});
+      }
+      self.reply(source, call, self.pool_.create_batch(reqs));
+    }
+    static inline const std::uint64_t key = impl::register_op<create_op>(&serve, true);
+  };
+  struct remove_op {
+    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
+      auto& self = static_cast<sharded_pool&>(base);
+      std::vector<id_t> ids(n);
+      for (auto& id : ids) id = in.pod<id_t>();
+      self.reply(source, call, self.pool_.remove_batch(ids));
+    }
+    static inline const std::uint64_t key = impl::register_op<remove_op>(&serve, true);
+  };
+
+  template <class... A, class... B>
+  std::vector<result<void>> create_remote_one(id_t id, int dest, B&&... args) {
+    const id_t one[1] = {id};
+    const std::tuple<A...> copy(std::forward<B>(args)...);
+    (void)dest;
+    return run<void>(std::span<const id_t>(one), [](id_t x) { return x; },
+                     [](std::span<const id_t>) -> std::vector<result<void>> { return {}; },  // never local
+                     create_op<A...>::key, [&](wire::writer& w, id_t x) {
+                       w.pod(x);
+                       wire::put_tuple(w, copy);
+                     });
+  }
+
+  template <class... A>
+  static constexpr void check_arguments() {
+    static_assert((!std::is_pointer_v<std::decay_t<A>> && ...),
+                  "mtp::mpi: a constructor argument that is a pointer (a string literal, say) would cross ranks "
+                  "as an address; pass a value (std::string, ...) instead");
+  }
+
+  // -1 for a bad route.
+  [[nodiscard]] int route(id_t id) const noexcept {
+    if (!router_) return static_cast<int>(id % static_cast<id_t>(ranks_));
+    try {
+      const int r = router_(id, ranks_);
+      return r >= 0 && r < ranks_ ? r : -1;
+    } catch (...) {
+      return -1;
+    }
+  }
+
+  // Splits `all` by rank; `local_fn(span)` handles this rank's share, `encode(w, x)` writes a
+  // remote entry of operation `op`. For the blocking forms (wait), the caller waits here.
+  template <class T, class X, class IdOf, class Local, class Encode>
+  bool launch(const std::shared_ptr<impl::call_state<T>>& state, std::span<const X> all, IdOf id_of, Local local_fn,
+              std::uint64_t op, Encode encode, bool async) {
+    if (!enter()) {
+      state->results.assign(all.size(), result<T>());
+      for (std::size_t i = 0; i < all.size(); ++i) state->results[i] = error{errc::pool_stopped, id_of(all[i]), {}};
+      state->arrive();
+      return false;
+    }
+    if (async) state->after = [this] { leave(); };
+    state->results.resize(all.size());
+    std::vector<int> routes(all.size());
+    std::vector<std::size_t> counts(static_cast<std::size_t>(ranks_), 0);
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      routes[i] = route(id_of(all[i]));
+      if (routes[i] >= 0) ++counts[static_cast<std::size_t>(routes[i])];
+    }
+    std::vector<std::vector<std::uint32_t>> by_rank(static_cast<std::size_t>(ranks_));
+    for (int r = 0; r < ranks_; ++r) by_rank[static_cast<std::size_t>(r)].reserve(counts[static_cast<std::size_t>(r)]);
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      if (routes[i] < 0) state->results[i] = error{errc::invalid_route, id_of(all[i]), {}};
+      else by_rank[static_cast<std::size_t>(routes[i])].push_back(static_cast<std::uint32_t>(i));
+    }
+    std::uint32_t shares = 0;
+    for (const auto& v : by_rank) shares += v.empty() ? 0 : 1;
+    state->remaining.fetch_add(shares, std::memory_order_relaxed);
+    for (int r = 0; r < ranks_; ++r) {
+      auto& index = by_rank[static_cast<std::size_t>(r)];
+      if (index.empty() || r == rank_) continue;
+      const std::uint64_t call = next_call();
+      wire::writer w = start_message(impl::kind::call, op, static_cast<std::uint32_t>(index.size()), call);
+      w.reserve(sizeof(impl::header) + index.size() * (sizeof(X) + sizeof(id_t)));
+      for (std::uint32_t i : index) encode(w, all[i]);
+      auto p = std::make_unique<impl::remote_share<T>>();
+      p->state = state;
+      p->index = std::move(index);
+      send_call(r, call, std::move(p), std::move(w));
+    }
+    auto& mine = by_rank[static_cast<std::size_t>(rank_)];
+    if (!mine.empty()) {
+      if (mine.size() == all.size()) {
+        local_fn(all, state, std::move(mine));
+      } else {
+        std::vector<X> share;
+        share.reserve(mine.size());
+        for (std::uint32_t i : mine) share.push_back(all[i]);
+        local_fn(std::span<const X>(share), state, std::move(mine));
+      }
+    }
+    state->arrive();  // the launcher's own count
+    return true;
+  }
+
+  // The blocking form of launch: the local share runs on the pool's blocking batch.
+  template <class T, class X, class IdOf, class LocalBatch, class Encode>
+  std::vector<result<T>> run(std::span<const X> all, IdOf id_of, LocalBatch local_batch, std::uint64_t op, Encode encode) {
+    if (impl::on_communication_thread()) {  // it would wait for itself
+      std::vector<result<T>> out;
+      for (const X& x : all) out.push_back(error{errc::would_deadlock, id_of(x), {}});
+      return out;
+    }
+    if (all_local(all, id_of)) {  // the whole call is this rank's: the local pool's own path
+      if (!enter()) {
+        std::vector<result<T>> out;
+        for (const X& x : all) out.push_back(error{errc::pool_stopped, id_of(x), {}});
+        return out;
+      }
+      gate_guard g{this};
+      return local_batch(all);
+    }
+    auto state = std::make_shared<impl::call_state<T>>();
+    const bool entered = launch<T>(
+        state, all, id_of,
+        [&](std::span<const X> local, const std::shared_ptr<impl::call_state<T>>& s, std::vector<std::uint32_t> index) {
+          std::vector<result<T>> rs = local_batch(local);
+          for (std::size_t i = 0; i < rs.size(); ++i) s->results[index[i]] = std::move(rs[i]);
+          s->arrive();
+        },
+        op, encode, false);
+    state->wait(spin_);
+    if (entered) leave();
+    return std::move(state->results);
+  }
+
+  template <class X, class IdOf>
+  [[nodiscard]] bool all_local(std::span<const X> all, IdOf id_of) const noexcept {
+    if (ranks_ == 1 && !router_) return true;
+    for (const X& x : all) {
+      if (route(id_of(x)) != rank_) return false;
+    }
+    return true;
+  }
+
+  void report_post(const error& e) {
+    if (on_diag_) {
+      diagnostic d{diagnostic::kind::post_failed, 0, "mtp::mpi: a post from another rank failed: " + e.message(), e};
+      on_diag_(d);
+    } else {
+      std::fprintf(stderr, "mtp::mpi: a post from another rank failed: %s\n", e.message().c_str());
+    }
+  }
+
+  std::function<int(id_t, int)> router_;
+  std::function<void(const diagnostic&)> on_diag_;  // before pool_, which takes the options
+  std::chrono::nanoseconds spin_;                   // how long a blocked caller polls
+  mtp::thread_pool<Item> pool_;
+  std::mutex shutdown_m_;
+  bool closed_ = false;
+};
+
+}  // namespace mtp::mpi

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MIT
+// How values cross ranks: trivially copyable types as their bytes, other types through cereal
+// (binary archive) when they have serialize (or save/load) functions. A type that can do
+// neither fails to compile, naming it (see mtp::mpi::wire::cannot_cross_ranks).
+//
+// Ranks run one program (SPMD), so both ends agree on every type's layout. Pointers inside a
+// trivially copyable type travel as numbers and mean nothing on the other rank: such types
+// must not be sent.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <cereal/archives/binary.hpp>
+#include <cereal/types/array.hpp>
+#include <cereal/types/chrono.hpp>
+#include <cereal/types/deque.hpp>
+#include <cereal/types/list.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/set.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/unordered_map.hpp>
+#include <cereal/types/unordered_set.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
+
+#include <mtp/core/result.hpp>
+
+namespace mtp::mpi::wire {
+
+/// Bytes being written: one MPI message.
+class writer {
+ public:
+  writer() = default;
+  /// Writes into `buffer` (emptied first), keeping its capacity.
+  explicit writer(std::vector<char>&& buffer) : bytes_(std::move(buffer)) { bytes_.clear(); }
+  void raw(const void* p, std::size_t n) {
+    const char* c = static_cast<const char*>(p);
+    bytes_.insert(bytes_.end(), c, c + n);
+  }
+  template <class T>
+    requires std::is_trivially_copyable_v<T>
+  void pod(const T& v) { raw(&v, sizeof(T)); }
+  void str(const std::string& s) {
+    pod(static_cast<std::uint64_t>(s.size()));
+    raw(s.data(), s.size());
+  }
+  [[nodiscard]] std::vector<char>& bytes() noexcept { return bytes_; }
+  [[nodiscard]] std::size_t size() const noexcept { return bytes_.size(); }
+  void reserve(std::size_t n) { bytes_.reserve(bytes_.size() + n); }
+
+ private:
+  std::vector<char> bytes_;
+};
+
+/// Bytes being read; throws std::out_of_range on a short message.
+class reader {
+ public:
+  reader(const char* p, std::size_t n) noexcept : p_(p), end_(p + n) {}
+  const char* take(std::size_t n) {
+    if (static_cast<std::size_t>(end_ - p_) < n) throw std::out_of_range("mtp::mpi: truncated message");
+    const char* at = p_;
+    p_ += n;
+    return at;
+  }
+  template <class T>
+    requires std::is_trivially_copyable_v<T>
+  T pod() {
+    // The bytes become a T (an implicit-lifetime type) in suitably aligned storage.
+    alignas(T) unsigned char storage[sizeof(T)];
+    std::memcpy(storage, take(sizeof(T)), sizeof(T));
+    return *std::launder(reinterpret_cast<T*>(storage));
+  }
+  std::string str() {
+    const auto n = pod<std::uint64_t>();
+    const char* p = take(n);
+    return std::string(p, n);
+  }
+  [[nodiscard]] bool done() const noexcept { return p_ == end_; }
+
+ private:
+  const char* p_;
+  const char* end_;
+};
+
+template <class T>
+inline constexpr bool by_cereal =
+    cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value &&
+    cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value;
+
+/// Whether T can cross ranks.
+template <class T>
+inline constexpr bool serializable = std::is_trivially_copyable_v<T> || by_cereal<T>;
+
+/// The compile error for a type that cannot cross ranks: the instantiation names it.
+template <class T>
+struct cannot_cross_ranks {
+  static_assert(serializable<T>,
+                "mtp::mpi: this type cannot cross ranks: it is not trivially copyable and has no cereal "
+                "serialize (or save/load) function; the type is the template argument of "
+                "mtp::mpi::wire::cannot_cross_ranks<T> named below");
+  static constexpr bool ok = serializable<T>;
+};
+
+template <class T>
+void put(writer& w, const T& v) {
+  static_assert(cannot_cross_ranks<T>::ok);
+  if constexpr (std::is_trivially_copyable_v<T>) {
+    w.pod(v);
+  } else {
+    std::ostringstream os(std::ios::binary);
+    {
+      cereal::BinaryOutputArchive ar(os);
+      ar(v);
+    }
+    w.str(std::move(os).str());
+  }
+}
+
+template <class T>
+T get(reader& r) {
+  static_assert(cannot_cross_ranks<T>::ok);
+  if constexpr (std::is_trivially_copyable_v<T>) {
+    return r.pod<T>();
+  } else {
+    static_assert(std::is_default_constructible_v<T>,
+                  "mtp::mpi: a type that crosses ranks through cereal needs a default constructor");
+    std::istringstream is(r.str(), std::ios::binary);
+    cereal::BinaryInputArchive ar(is);
+    T v{};
+    ar(v);
+    return v;
+  }
+}
+
+/// Constructor arguments: each element on its own (trivially copyable ones as bytes).
+template <class... A>
+void put_tuple(writer& w, const std::tuple<A...>& t) {
+  std::apply([&](const A&... a) { (put(w, a), ...); }, t);
+}
+template <class... A>
+std::tuple<A...> get_tuple(reader& r) {
+  return std::tuple<A...>{get<A>(r)...};  // braces: evaluated left to right
+}
+
+}  // namespace mtp::mpi::wire

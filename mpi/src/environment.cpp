@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: MIT
+// The environment and the communication thread: the only code that calls MPI.
+#include <mtp/mpi/environment.hpp>
+
+#include <mpi.h>
+
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <typeinfo>
+#include <utility>
+
+namespace mtp::mpi {
+
+const char* to_string(thread_level level) noexcept {
+  switch (level) {
+    case thread_level::single: return "MPI_THREAD_SINGLE";
+    case thread_level::funneled: return "MPI_THREAD_FUNNELED";
+    case thread_level::serialized: return "MPI_THREAD_SERIALIZED";
+    case thread_level::multiple: return "MPI_THREAD_MULTIPLE";
+  }
+  return "?";
+}
+
+remote_error::remote_error(int rank, std::string type, std::string what)
+    : std::runtime_error(type + ": " + what), rank_(rank), type_(std::move(type)), what_(std::move(what)) {}
+
+namespace impl {
+
+namespace {
+constexpr int k_tag = 1;
+constexpr int k_bundle_tag = 2;  // several messages in one: [u32 count] then [u32 size, bytes] each
+thread_local bool t_comm_thread = false;
+
+std::string demangle(const char* name) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
+  return status == 0 && out ? std::string(out.get()) : std::string(name);
+}
+}  // namespace
+
+bool on_communication_thread() noexcept { return t_comm_thread; }
+
+void describe(const std::exception_ptr& e, std::string& type, std::string& what) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const remote_error& r) {  // passed on from a further rank: keep its parts
+    type = r.type_name();
+    what = r.remote_what();
+  } catch (const std::exception& x) {
+    type = demangle(typeid(x).name());
+    what = x.what();
+  } catch (...) {
+    const std::type_info* t = abi::__cxa_current_exception_type();
+    type = t != nullptr ? demangle(t->name()) : std::string("unknown exception");
+    what.clear();
+  }
+}
+
+class channel {
+ public:
+  explicit channel(channel_client& c) : client(&c) {}
+  channel_client* client;
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Request dup = MPI_REQUEST_NULL;
+  std::atomic<long long> sent{0};  // counted when queued, so a queued message is "in flight"
+  long long received = 0;           // communication thread only
+  // Termination (communication thread only, except the flags read under the engine mutex).
+  bool ready = false;
+  bool close_requested = false;
+  bool closed = false;
+  bool reducing = false;
+  MPI_Request reduce = MPI_REQUEST_NULL;
+  long long reduce_in[2] = {0, 0};
+  long long reduce_out[2] = {0, 0};
+  // Barriers asked by users: 0 none, 1 asked, 2 running, 3 passed.
+  int barrier_state = 0;
+  MPI_Request barrier = MPI_REQUEST_NULL;
+};
+
+namespace {
+
+struct outgoing {
+  channel* c;
+  int dest;
+  std::vector<char> bytes;
+};
+struct group {  // the outgoing messages of one pass for one channel and destination
+  channel* c;
+  int dest;
+  std::vector<std::size_t> members;
+};
+struct in_transit {
+  MPI_Request req;
+  std::vector<char> bytes;
+};
+
+class engine {
+ public:
+  explicit engine(int size) : size_(size), spin_(spin_from_env()), thread_([this] { run(); }) {}
+  ~engine() {
+    {
+      std::lock_guard lock(m_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+
+  void open(channel_client& client, channel*& slot) {
+    auto c = std::make_unique<channel>(client);
+    slot = c.get();  // before the communication thread can deliver anything to the client
+    std::unique_lock lock(m_);
+    opening_.push_back(c.get());
+    wake_.notify_one();
+    users_.wait(lock, [&] { return c->ready; });
+    (void)c.release();  // freed by close
+  }
+
+  void send(channel* c, int dest, std::vector<char>&& bytes) {
+    c->sent.fetch_add(1, std::memory_order_relaxed);
+    bool sleeping = false;
+    {
+      std::lock_guard lock(m_);
+      outbox_.push_back({c, dest, std::move(bytes)});
+      sleeping = sleeping_;
+    }
+    if (sleeping) wake_.notify_one();
+  }
+
+  void barrier(channel* c) {
+    std::unique_lock lock(m_);
+    c->barrier_state = 1;
+    barriers_.push_back(c);
+    wake_.notify_one();
+    users_.wait(lock, [&] { return c->barrier_state == 3; });
+    c->barrier_state = 0;
+  }
+
+  // Buffers of sent messages, kept for the next ones: at most k_spare, the largest first.
+  std::vector<char> take() {
+    std::lock_guard lock(spare_m_);
+    if (spare_.empty()) return {};
+    std::vector<char> b = std::move(spare_.back());
+    spare_.pop_back();
+    return b;
+  }
+  void recycle(std::vector<char>&& b) {
+    if (b.capacity() < 4096) return;  // small ones cost nothing to allocate
+    std::lock_guard lock(spare_m_);
+    if (spare_.size() >= k_spare) {
+      auto smallest = std::min_element(spare_.begin(), spare_.end(),
+                                       [](const auto& x, const auto& y) { return x.capacity() < y.capacity(); });
+      if (smallest->capacity() >= b.capacity()) return;
+      *smallest = std::move(b);
+    } else {
+      spare_.push_back(std::move(b));
+    }
+    std::sort(spare_.begin(), spare_.end(), [](const auto& x, const auto& y) { return x.capacity() < y.capacity(); });
+  }
+
+  void close(channel* c) {
+    std::unique_lock lock(m_);
+    c->close_requested = true;
+    closing_.push_back(c);
+    wake_.notify_one();
+    users_.wait(lock, [&] { return c->closed; });
+    lock.unlock();
+    delete c;
+  }
+
+ private:
+  void run() {
+    t_comm_thread = true;
+    std::vector<outgoing> out;
+    std::vector<channel*> starting, live, ending, waiting;
+    std::vector<in_transit> transit;
+    std::vector<group> groups;
+    std::vector<char> bytes;
+    auto idle_since = std::chrono::steady_clock::now();
+    for (;;) {
+      bool busy = false;
+      {
+        std::lock_guard lock(m_);
+        if (stop_ && outbox_.empty() && transit.empty()) break;
+        out.swap(outbox_);
+        for (channel* c : opening_) {
+          MPI_Comm_idup(MPI_COMM_WORLD, &c->comm, &c->dup);
+          starting.push_back(c);
+        }
+        opening_.clear();
+        for (channel* c : closing_) ending.push_back(c);
+        closing_.clear();
+        for (channel* c : barriers_) {
+          MPI_Ibarrier(c->comm, &c->barrier);
+          c->barrier_state = 2;
+          waiting.push_back(c);
+        }
+        barriers_.clear();
+      }
+      // Channels being created.
+      for (auto it = starting.begin(); it != starting.end();) {
+        int done = 0;
+        MPI_Test(&(*it)->dup, &done, MPI_STATUS_IGNORE);
+        if (done) {
+          live.push_back(*it);
+          {
+            std::lock_guard lock(m_);
+            (*it)->ready = true;
+          }
+          users_.notify_all();
+          it = starting.erase(it);
+          busy = true;
+        } else {
+          ++it;
+        }
+      }
+      // Outgoing messages, in queue order (so in each sender's order). Messages queued for
+      // one destination since the last pass travel as one MPI message (a bundle).
+      if (!out.empty()) {
+        busy = true;
+        groups.clear();
+        for (std::size_t i = 0; i < out.size(); ++i) {
+          auto g = std::find_if(groups.begin(), groups.end(),
+                                [&](const group& x) { return x.c == out[i].c && x.dest == out[i].dest; });
+          if (g == groups.end()) groups.push_back({out[i].c, out[i].dest, {i}});
+          else g->members.push_back(i);
+        }
+        for (const group& g : groups) {
+          in_transit t{MPI_REQUEST_NULL, {}};
+          int tag = k_tag;
+          if (g.members.size() == 1) {
+            t.bytes = std::move(out[g.members[0]].bytes);
+          } else {
+            t.bytes = take();
+            tag = k_bundle_tag;
+            std::size_t total = sizeof(std::uint32_t);
+            for (std::size_t i : g.members) total += sizeof(std::uint32_t) + out[i].bytes.size();
+            t.bytes.resize(total);
+            char* p = t.bytes.data();
+            const auto count = static_cast<std::uint32_t>(g.members.size());
+            std::memcpy(p, &count, sizeof count);
+            p += sizeof count;
+            for (std::size_t i : g.members) {
+              const auto n = static_cast<std::uint32_t>(out[i].bytes.size());
+              std::memcpy(p, &n, sizeof n);
+              p += sizeof n;
+              std::memcpy(p, out[i].bytes.data(), n);
+              p += n;
+              recycle(std::move(out[i].bytes));
+            }
+          }
+          MPI_Isend(t.bytes.data(), static_cast<int>(t.bytes.size()), MPI_BYTE, g.dest, tag, g.c->comm, &t.req);
+          ++mpi_messages_;
+          messages_ += g.members.size();
+          transit.push_back(std::move(t));
+        }
+      }
+      out.clear();
+      for (std::size_t i = 0; i < transit.size();) {
+        int done = 0;
+        MPI_Test(&transit[i].req, &done, MPI_STATUS_IGNORE);
+        if (done) {
+          recycle(std::move(transit[i].bytes));
+          transit[i] = std::move(transit.back());
+          transit.pop_back();
+        } else {
+          ++i;
+        }
+      }
+      // Incoming messages.
+      for (channel* c : live) {
+        for (int k = 0; k < 64; ++k) {
+          int flag = 0;
+          MPI_Message msg;
+          MPI_Status st;
+          // Any tag: a plain message and a bundle from one source keep their order.
+          MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, c->comm, &flag, &msg, &st);
+          if (!flag) break;
+          int n = 0;
+          MPI_Get_count(&st, MPI_BYTE, &n);
+          bytes.resize(static_cast<std::size_t>(n));  // one buffer, reused for every message
+          MPI_Mrecv(bytes.data(), n, MPI_BYTE, &msg, &st);
+          busy = true;
+          if (st.MPI_TAG != k_bundle_tag) {
+            ++c->received;
+            c->client->on_message(st.MPI_SOURCE, bytes.data(), bytes.size());
+            continue;
+          }
+          const char* p = bytes.data();
+          std::uint32_t count = 0;
+          std::memcpy(&count, p, sizeof count);
+          p += sizeof count;
+          for (std::uint32_t m = 0; m < count; ++m) {
+            std::uint32_t len = 0;
+            std::memcpy(&len, p, sizeof len);
+            p += sizeof len;
+            ++c->received;
+            c->client->on_message(st.MPI_SOURCE, p, len);
+            p += len;
+          }
+        }
+      }
+      for (auto it = waiting.begin(); it != waiting.end();) {
+        int done = 0;
+        MPI_Test(&(*it)->barrier, &done, MPI_STATUS_IGNORE);
+        if (done) {
+          {
+            std::lock_guard lock(m_);
+            (*it)->barrier_state = 3;
+          }
+          users_.notify_all();
+          it = waiting.erase(it);
+          busy = true;
+        } else {
+          ++it;
+        }
+      }
+      // Termination: a round of sums (messages sent, received) once this rank is quiescent;
+      // when every rank has joined a round and the sums agree, nothing is in flight anywhere.
+      for (auto it = ending.begin(); it != ending.end();) {
+        channel* c = *it;
+        bool finished = false;
+        if (c->reducing) {
+          int done = 0;
+          MPI_Test(&c->reduce, &done, MPI_STATUS_IGNORE);
+          if (done) {
+            c->reducing = false;
+            finished = c->reduce_out[0] == c->reduce_out[1];
+            busy = true;
+          }
+        }
+        if (!finished && !c->reducing && c->client->quiescent()) {
+          c->reduce_in[0] = c->sent.load(std::memory_order_relaxed);
+          c->reduce_in[1] = c->received;
+          MPI_Iallreduce(c->reduce_in, c->reduce_out, 2, MPI_LONG_LONG, MPI_SUM, c->comm, &c->reduce);
+          c->reducing = true;
+        }
+        if (finished) {
+          MPI_Comm_free(&c->comm);
+          live.erase(std::find(live.begin(), live.end(), c));
+          {
+            std::lock_guard lock(m_);
+            c->closed = true;
+          }
+          users_.notify_all();
+          it = ending.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (busy) {
+        idle_since = now;
+        continue;
+      }
+      const auto idle = now - idle_since;
+      if (idle < spin_) continue;  // poll without a system call: a reply is usually close behind
+      // Sends still in transit need this thread to progress them (large messages go in pieces).
+      if (idle < std::chrono::microseconds(200) || !transit.empty() || !ending.empty() || !starting.empty() ||
+          !waiting.empty()) {
+        std::this_thread::yield();
+        continue;
+      }
+      std::unique_lock lock(m_);
+      if (!outbox_.empty() || !opening_.empty() || !closing_.empty() || !barriers_.empty() || stop_) continue;
+      sleeping_ = true;
+      wake_.wait_for(lock, idle < std::chrono::milliseconds(20) ? std::chrono::microseconds(50)
+                                                                 : std::chrono::microseconds(1000));
+      sleeping_ = false;
+    }
+    if (const char* v = std::getenv("MTP_MPI_STATS"); v != nullptr && *v == '1') {
+      std::fprintf(stderr, "mtp::mpi: %llu messages sent in %llu MPI messages\n",
+                   static_cast<unsigned long long>(messages_), static_cast<unsigned long long>(mpi_messages_));
+    }
+    if (!live.empty()) {
+      std::fprintf(stderr, "mtp::mpi: the environment ends while %zu sharded pool(s) are still open\n", live.size());
+    }
+  }
+
+  // MTP_MPI_SPIN_US: how long the idle communication thread polls before it starts yielding.
+  static std::chrono::microseconds spin_from_env() {
+    const char* v = std::getenv("MTP_MPI_SPIN_US");
+    return std::chrono::microseconds(v != nullptr ? std::atol(v) : 0);
+  }
+
+  int size_;
+  std::chrono::microseconds spin_;
+  unsigned long long messages_ = 0;      // communication thread only
+  unsigned long long mpi_messages_ = 0;  // communication thread only
+  std::mutex m_;
+  std::condition_variable wake_;   // the communication thread sleeps on it
+  std::condition_variable users_;  // open and close wait on it
+  bool stop_ = false;
+  bool sleeping_ = false;
+  std::vector<outgoing> outbox_;
+  std::vector<channel*> opening_;
+  std::vector<channel*> closing_;
+  std::vector<channel*> barriers_;
+  static constexpr std::size_t k_spare = 8;
+  std::mutex spare_m_;
+  std::vector<std::vector<char>> spare_;
+  std::thread thread_;  // last: starts once the rest is built
+};
+
+environment* g_env = nullptr;
+std::unique_ptr<engine> g_engine;
+
+engine& the_engine() {
+  if (!g_engine) throw std::logic_error("mtp::mpi: no mtp::mpi::environment exists (create one in main first)");
+  return *g_engine;
+}
+
+}  // namespace
+
+void open_channel(channel_client& client, channel*& slot) { the_engine().open(client, slot); }
+void send_bytes(channel* c, int dest, std::vector<char>&& bytes) { the_engine().send(c, dest, std::move(bytes)); }
+void close_channel(channel* c) { the_engine().close(c); }
+void barrier(channel* c) { the_engine().barrier(c); }
+std::vector<char> take_buffer() { return g_engine ? g_engine->take() : std::vector<char>{}; }
+
+}  // namespace impl
+
+environment::environment(int& argc, char**& argv, thread_level required) {
+  if (impl::g_env != nullptr) throw std::runtime_error("mtp::mpi::environment: one exists already");
+  int initialised = 0;
+  MPI_Initialized(&initialised);
+  if (initialised) throw std::runtime_error("mtp::mpi::environment: MPI is already initialised");
+  const thread_level need = std::max(required, thread_level::serialized);
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, static_cast<int>(need), &provided);
+  provided_ = static_cast<thread_level>(provided);
+  if (provided < static_cast<int>(thread_level::serialized)) {
+    MPI_Finalize();
+    throw std::runtime_error(std::string("mtp::mpi::environment: MPI provides ") + to_string(provided_) +
+                             " but the communication thread needs " + to_string(need));
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int len = 0;
+  MPI_Get_processor_name(name, &len);
+  processor_.assign(name, static_cast<std::size_t>(len));
+  impl::g_engine = std::make_unique<impl::engine>(size_);
+  impl::g_env = this;
+}
+
+environment::~environment() {
+  impl::g_engine.reset();
+  impl::g_env = nullptr;
+  MPI_Finalize();
+}
+
+environment& environment::current() {
+  if (impl::g_env == nullptr) throw std::logic_error("mtp::mpi: no mtp::mpi::environment exists (create one in main first)");
+  return *impl::g_env;
+}
+
+}  // namespace mtp::mpi

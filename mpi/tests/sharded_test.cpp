@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: MIT
+// mtp::mpi::sharded_pool across ranks: run under mpirun with 2 and 4 ranks.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <mtp/mpi/sharded_pool.hpp>
+
+#include "items.hpp"
+
+namespace {
+using namespace mtp_mpi_test;
+using mtp::errc;
+using pool_t = mtp::mpi::sharded_pool<item>;
+
+int g_rank = 0;
+
+mtp::mpi::sharded_options small() {
+  mtp::mpi::sharded_options o;
+  o.local.workers = 2;
+  o.local.stall_threshold = std::chrono::nanoseconds(0);
+  return o;
+}
+
+// Waits for a callback.
+struct latch {
+  std::mutex m;
+  std::condition_variable cv;
+  int left;
+  explicit latch(int n) : left(n) {}
+  void count_down() {
+    std::lock_guard l(m);
+    if (--left == 0) cv.notify_all();
+  }
+  void wait() {
+    std::unique_lock l(m);
+    cv.wait(l, [&] { return left == 0; });
+  }
+};
+}  // namespace
+
+int mtp_mpi_test::item::handle(const where&) const { return g_rank; }
+int mtp_mpi_test::item::handle(const slow& s) {
+  std::this_thread::sleep_for(std::chrono::microseconds(s.micros));
+  return s.micros;
+}
+
+TEST(Sharded, ItemsLiveOnTheirRank) {
+  pool_t pool(small());
+  const int ranks = pool.ranks();
+  if (pool.rank() == 0) {
+    std::vector<mtp::id_t> ids;
+    for (mtp::id_t i = 0; i < 40; ++i) ids.push_back(i);
+    for (const auto& r : pool.create_batch(ids, 10L)) ASSERT_TRUE(r.has_value());
+  }
+  pool.barrier();
+  std::vector<where> w;
+  for (mtp::id_t i = 0; i < 40; ++i) w.push_back({i});
+  const auto rs = pool.send_batch(w);
+  ASSERT_EQ(rs.size(), 40u);
+  for (mtp::id_t i = 0; i < 40; ++i) EXPECT_EQ(rs[i].value(), static_cast<int>(i % ranks)) << i;
+  EXPECT_EQ(pool.send(where{static_cast<mtp::id_t>(ranks - 1)}), ranks - 1);
+  pool.barrier();
+  // every rank adds rank+1 to every item, one batch each; then the totals agree
+  std::vector<add> adds;
+  for (mtp::id_t i = 0; i < 40; ++i) adds.push_back({i, pool.rank() + 1});
+  for (const auto& r : pool.send_batch(adds)) ASSERT_TRUE(r.has_value());
+  pool.barrier();
+  const long expect = 10 + ranks * (ranks + 1) / 2;
+  std::vector<get> gets;
+  for (mtp::id_t i = 0; i < 40; ++i) gets.push_back({i});
+  for (const auto& r : pool.send_batch(gets)) EXPECT_EQ(r.value(), expect);
+  pool.barrier();
+}
+
+TEST(Sharded, CreateRemoveAndErrorCodesAcrossRanks) {
+  pool_t pool(small());
+  const mtp::id_t remote = static_cast<mtp::id_t>((pool.rank() + 1) % pool.ranks()) + 1000 * (pool.rank() + 1) *
+                                                                                           static_cast<mtp::id_t>(pool.ranks());
+  ASSERT_EQ(pool.rank_of(remote), (pool.rank() + 1) % pool.ranks());
+  pool.create(remote, 5L, std::string("named"));
+  // duplicate
+  try {
+    pool.create(remote, 1L);
+    FAIL() << "no duplicate_id";
+  } catch (const mtp::pool_error& e) {
+    EXPECT_EQ(e.code(), errc::duplicate_id);
+    EXPECT_EQ(e.id(), remote);
+  }
+  // the constructor throws on the other rank
+  try {
+    pool.create(remote + static_cast<mtp::id_t>(pool.ranks()), -1L, std::string("bad"));
+    FAIL() << "no exception";
+  } catch (const mtp::mpi::remote_error& e) {
+    EXPECT_EQ(e.type_name(), "std::domain_error");
+    EXPECT_EQ(e.remote_what(), "negative start for bad");
+    EXPECT_EQ(e.rank(), pool.rank_of(remote));
+  }
+  const auto made = pool.create_batch(std::vector<mtp::id_t>{remote, remote + 2 * static_cast<mtp::id_t>(pool.ranks())}, -3L);
+  EXPECT_EQ(made[0].error().code, errc::duplicate_id);
+  EXPECT_EQ(made[1].error().code, errc::constructor_failed);
+  EXPECT_THROW(std::rethrow_exception(made[1].error().exception), mtp::mpi::remote_error);
+  // the cereal path
+  EXPECT_EQ(pool.send(note{remote, "a"}), (std::vector<std::string>{"named:a"}));
+  EXPECT_EQ(pool.send(note{remote, "b"}), (std::vector<std::string>{"named:a", "named:b"}));
+  // handler throws
+  try {
+    (void)pool.send(boom{remote});
+    FAIL() << "no exception";
+  } catch (const mtp::mpi::remote_error& e) {
+    EXPECT_EQ(e.type_name(), "std::invalid_argument");
+    EXPECT_EQ(e.remote_what(), "boom " + std::to_string(remote));
+    EXPECT_EQ(std::string(e.what()), "std::invalid_argument: boom " + std::to_string(remote));
+  }
+  const auto mixed = pool.send_batch(std::vector<boom>{{remote}, {remote + 1}});
+  EXPECT_EQ(mixed[0].error().code, errc::handler_failed);
+  EXPECT_EQ(mixed[1].error().code, errc::unknown_id);
+  EXPECT_EQ(mixed[1].error().id, remote + 1);
+  // unknown id, single form
+  try {
+    (void)pool.send(get{remote + 1});
+    FAIL();
+  } catch (const mtp::pool_error& e) {
+    EXPECT_EQ(e.code(), errc::unknown_id);
+  }
+  // the item still works after its handler threw; remove, then it is unknown
+  EXPECT_EQ(pool.send(add{remote, 1}), 6);
+  EXPECT_TRUE(pool.remove(remote));
+  EXPECT_FALSE(pool.remove(remote));
+  EXPECT_EQ(pool.send_batch(std::vector<get>{{remote}})[0].error().code, errc::unknown_id);
+  pool.barrier();
+}
+
+TEST(Sharded, RouterAndInvalidRoute) {
+  auto o = small();
+  o.router = [](mtp::id_t id, int ranks) { return id >= 1000000 ? -1 : static_cast<int>((id / 10) % ranks); };
+  pool_t pool(std::move(o));
+  if (pool.rank() == 0) {
+    for (mtp::id_t i = 0; i < 30; ++i) pool.create(i, 0L);
+  }
+  pool.barrier();
+  for (mtp::id_t i = 0; i < 30; ++i) EXPECT_EQ(pool.send(where{i}), static_cast<int>((i / 10) % pool.ranks()));
+  const auto rs = pool.send_batch(std::vector<get>{{1}, {1000001}, {25}});
+  EXPECT_TRUE(rs[0].has_value());
+  EXPECT_EQ(rs[1].error().code, errc::invalid_route);
+  EXPECT_TRUE(rs[2].has_value());
+  EXPECT_EQ(pool.post(add{1000002, 1}).error().code, errc::invalid_route);
+  EXPECT_THROW((void)pool.rank_of(1000003), mtp::pool_error);
+  pool.barrier();
+}
+
+TEST(Sharded, AsyncForms) {
+  pool_t pool(small());
+  if (pool.rank() == 0) {
+    std::vector<mtp::id_t> ids;
+    for (mtp::id_t i = 0; i < 16; ++i) ids.push_back(i);
+    (void)pool.create_batch(ids, 0L);
+  }
+  pool.barrier();
+  latch done(2);
+  std::vector<mtp::result<long>> got;
+  std::vector<add> adds;
+  for (mtp::id_t i = 0; i < 16; ++i) adds.push_back({i, static_cast<long>(i)});
+  adds.push_back({99, 1});  // unknown
+  pool.send_batch_async(adds, [&](std::vector<mtp::result<long>>&& rs) {
+    got = std::move(rs);
+    done.count_down();
+  });
+  mtp::result<int> one;
+  pool.send_async(boom{3}, [&](mtp::result<int>&& r) {
+    one = std::move(r);
+    done.count_down();
+  });
+  done.wait();
+  ASSERT_EQ(got.size(), 17u);
+  for (mtp::id_t i = 0; i < 16; ++i) EXPECT_TRUE(got[i].has_value());
+  EXPECT_EQ(got[16].error().code, errc::unknown_id);
+  EXPECT_EQ(one.error().code, errc::handler_failed);
+  // A batch whose every request is remote completes on the communication thread, where a
+  // blocking call would wait for itself: it fails with would_deadlock instead.
+  const mtp::id_t remote = static_cast<mtp::id_t>((pool.rank() + 1) % pool.ranks());
+  latch inner(1);
+  errc inner_code = errc::unknown_id;
+  pool.send_async(get{remote}, [&](mtp::result<long>&& r) {
+    EXPECT_TRUE(r.has_value());
+    try {
+      (void)pool.send(get{remote});
+    } catch (const mtp::pool_error& e) {
+      inner_code = e.code();
+    }
+    inner.count_down();
+  });
+  inner.wait();
+  EXPECT_EQ(inner_code, errc::would_deadlock);
+  pool.barrier();
+  // every rank added i to item i: the totals agree
+  for (mtp::id_t i = 0; i < 16; ++i) EXPECT_EQ(pool.send(get{i}), static_cast<long>(i) * pool.ranks());
+  pool.barrier();
+}
+
+// A post that fails on the owning rank (unknown id, a throwing handler) has no caller: it is
+// reported to that rank's on_diagnostic.
+TEST(Sharded, RemotePostFailuresGoToTheOwnersDiagnostics) {
+  std::atomic<int> unknown{0}, threw{0};
+  auto o = small();
+  o.local.on_diagnostic = [&](const mtp::diagnostic& d) {
+    if (d.what != mtp::diagnostic::kind::post_failed || !d.error) return;
+    if (d.error->code == errc::unknown_id) unknown.fetch_add(1);
+    if (d.error->code == errc::handler_failed) threw.fetch_add(1);
+  };
+  pool_t pool(std::move(o));
+  const int next = (pool.rank() + 1) % pool.ranks();
+  const mtp::id_t mine = static_cast<mtp::id_t>(pool.rank());
+  pool.create(mine, 0L);
+  pool.barrier();
+  EXPECT_TRUE(pool.post(get{static_cast<mtp::id_t>(next) + 100u * static_cast<mtp::id_t>(pool.ranks())}).has_value());
+  EXPECT_TRUE(pool.post(boom{static_cast<mtp::id_t>(next)}).has_value());
+  for (int i = 0; i < 5000 && (unknown.load() < 1 || threw.load() < 1); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(unknown.load(), 1);
+  EXPECT_EQ(threw.load(), 1);
+  pool.barrier();
+}
+
+// Two pools at once: each has its own communicator and its own items.
+TEST(Sharded, TwoPoolsKeepTheirOwnItems) {
+  pool_t a(small());
+  pool_t b(small());
+  const mtp::id_t id = 101;  // the same id on every rank (collective calls must match)
+  if (a.rank() == 0) a.create(id, 7L);
+  a.barrier();
+  b.barrier();
+  EXPECT_EQ(a.send_batch(std::vector<get>{{id}})[0].value(), 7);
+  EXPECT_EQ(b.send_batch(std::vector<get>{{id}})[0].error().code, errc::unknown_id);
+  a.barrier();
+}
+
+// Several threads on every rank send (post, single, batch, async) to items on every rank; each
+// item records (sender, seq). The expected record is recomputed from the same seeds: nothing
+// lost, nothing duplicated, each sender's messages to one item in the order sent.
+TEST(Sharded, ConcurrentSendersShadowModel) {
+  constexpr int k_threads = 2;
+  constexpr int k_items = 24;
+  constexpr std::uint32_t k_per_thread = 400;
+  pool_t pool(small());
+  const int ranks = pool.ranks();
+  if (pool.rank() == 0) {
+    std::vector<mtp::id_t> ids;
+    for (mtp::id_t i = 0; i < k_items; ++i) ids.push_back(i);
+    (void)pool.create_batch(ids, 0L);
+  }
+  pool.barrier();
+  auto target = [](std::uint32_t sender, std::uint32_t seq) {
+    std::mt19937_64 g(sender * 7919ull + seq);
+    return static_cast<mtp::id_t>(g() % k_items);
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < k_threads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::uint32_t sender = static_cast<std::uint32_t>(pool.rank() * k_threads + t);
+      std::uint32_t seq = 0;
+      std::atomic<int> async_left{0};
+      while (seq < k_per_thread) {
+        switch (seq % 4) {
+          case 0:
+            ASSERT_TRUE(pool.post(append{target(sender, seq), sender, seq}).has_value());
+            ++seq;
+            break;
+          case 1:
+            pool.send(append{target(sender, seq), sender, seq});
+            ++seq;
+            break;
+          case 2: {
+            std::vector<append> b;
+            for (int k = 0; k < 5 && seq < k_per_thread; ++k, ++seq) b.push_back({target(sender, seq), sender, seq});
+            for (const auto& r : pool.send_batch(b)) ASSERT_TRUE(r.has_value());
+            break;
+          }
+          default: {
+            std::vector<append> b;
+            for (int k = 0; k < 3 && seq < k_per_thread; ++k, ++seq) b.push_back({target(sender, seq), sender, seq});
+            async_left.fetch_add(1);
+            pool.send_batch_async(b, [&](std::vector<mtp::result<void>>&& rs) {
+              for (const auto& r : rs) EXPECT_TRUE(r.has_value());
+              async_left.fetch_sub(1);
+            });
+            break;
+          }
+        }
+      }
+      while (async_left.load() != 0) std::this_thread::yield();
+    });
+  }
+  for (auto& t : threads) t.join();
+  // Posts have no reply: a round trip from every rank to every item after the barrier runs
+  // behind them only for this rank's own posts, so wait until every item holds its total.
+  pool.barrier();
+  const std::uint32_t senders = static_cast<std::uint32_t>(ranks * k_threads);
+  std::vector<std::vector<std::pair<std::uint32_t, std::uint32_t>>> expect(k_items);
+  for (std::uint32_t s = 0; s < senders; ++s) {
+    for (std::uint32_t q = 0; q < k_per_thread; ++q) expect[target(s, q)].emplace_back(s, q);
+  }
+  for (mtp::id_t i = 0; i < k_items; ++i) {
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> got;
+    for (int tries = 0; tries < 2000; ++tries) {
+      got = pool.send(history{i});
+      if (got.size() >= expect[i].size()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_EQ(got.size(), expect[i].size()) << "item " << i;
+    // per sender: the same seqs, in the order sent
+    for (std::uint32_t s = 0; s < senders; ++s) {
+      std::vector<std::uint32_t> want, have;
+      for (auto [x, q] : expect[i]) if (x == s) want.push_back(q);
+      for (auto [x, q] : got) if (x == s) have.push_back(q);
+      EXPECT_EQ(have, want) << "item " << i << " sender " << s;
+    }
+  }
+  pool.barrier();
+}
+
+// Shutdown while traffic is in flight: every rank keeps async batches of slow requests going
+// from two threads while the main thread shuts down. Every callback runs exactly once, with a
+// value or pool_stopped; calls after shutdown get pool_stopped; nothing hangs.
+TEST(Sharded, ShutdownWhileTrafficInFlight) {
+  pool_t pool(small());
+  const int ranks = pool.ranks();
+  if (pool.rank() == 0) {
+    std::vector<mtp::id_t> ids;
+    for (mtp::id_t i = 0; i < 8; ++i) ids.push_back(i);
+    (void)pool.create_batch(ids, 0L);
+  }
+  pool.barrier();
+  std::atomic<bool> stop{false};
+  std::atomic<long> launched{0}, answered{0}, values{0}, stopped{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      std::uint64_t n = 0;
+      while (!stop.load()) {
+        std::vector<slow> b;
+        for (mtp::id_t i = 0; i < 8; ++i) b.push_back({(i + n + static_cast<mtp::id_t>(t)) % 8, 50});
+        ++n;
+        launched.fetch_add(1);
+        pool.send_batch_async(b, [&](std::vector<mtp::result<int>>&& rs) {
+          for (const auto& r : rs) {
+            if (r.has_value()) values.fetch_add(1);
+            else if (r.error().code == errc::pool_stopped) stopped.fetch_add(1);
+            else other.fetch_add(1);
+          }
+          answered.fetch_add(1);
+        });
+        if (pool.post(add{n % 8, 1}).has_error()) std::this_thread::yield();
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+  }
+  // and one thread of blocking calls: each returns a value or fails with pool_stopped
+  std::atomic<long> blocking_ok{0}, blocking_stopped{0}, blocking_other{0};
+  threads.emplace_back([&] {
+    for (std::uint64_t n = 0; !stop.load(); ++n) {
+      try {
+        (void)pool.send(slow{n % 8, 20});
+        blocking_ok.fetch_add(1);
+      } catch (const mtp::pool_error& e) {
+        (e.code() == errc::pool_stopped ? blocking_stopped : blocking_other).fetch_add(1);
+        std::this_thread::yield();
+      }
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100 + 50 * pool.rank()));
+  pool.shutdown();
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(answered.load(), launched.load());
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(blocking_ok.load(), 0);
+  EXPECT_EQ(blocking_other.load(), 0);
+  EXPECT_GT(values.load(), 0);
+  EXPECT_EQ(pool.post(add{0, 1}).error().code, errc::pool_stopped);
+  EXPECT_EQ(pool.send_batch(std::vector<get>{{0}, {1}})[1].error().code, errc::pool_stopped);
+  try {
+    (void)pool.send(get{static_cast<mtp::id_t>(ranks - 1)});
+    FAIL();
+  } catch (const mtp::pool_error& e) {
+    EXPECT_EQ(e.code(), errc::pool_stopped);
+  }
+  pool.shutdown();  // idempotent
+}
+
+int main(int argc, char** argv) {
+  mtp::mpi::environment env(argc, argv);
+  g_rank = env.rank();
+  ::testing::InitGoogleTest(&argc, argv);
+  if (env.rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  return RUN_ALL_TESTS();
+}
