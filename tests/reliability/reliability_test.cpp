@@ -347,18 +347,21 @@ namespace {
 
 TEST(Ranges, EveryBatchFormTakesAnyInputRange) {
   pool_t pool(mtp_test::options(2));
-  const auto ids = std::views::iota(0, 6) | std::views::transform([](int i) { return static_cast<mtp::id_t>(i); });
+  const std::list<mtp::id_t> ids{0, 1, 2, 3, 4, 5};
   for (const auto& r : pool.create_batch(ids)) EXPECT_TRUE(r.has_value());
-  const auto gets = std::views::iota(0, 6) | std::views::transform([](int i) { return get{static_cast<mtp::id_t>(i)}; });
+  const std::deque<get> gets{{0}, {1}, {2}, {3}, {4}, {5}};
   const auto sent = pool.send_batch(gets);
   ASSERT_EQ(sent.size(), 6u);
   for (std::size_t i = 0; i < 6; ++i) EXPECT_EQ(sent[i].value(), static_cast<int>(i) * 10);
-  const std::deque<get> queued{{5}, {4}, {3}};
-  const auto from_deque = pool.send_batch(queued);
-  EXPECT_EQ(from_deque[0].value(), 50);
-  EXPECT_EQ(from_deque[2].value(), 30);
   EXPECT_EQ(pool.send_batch(std::list<get>{{1}, {2}}, 10s)[1].value(), 20);
   EXPECT_EQ(pool.submit_batch(gets).take()[5].value(), 50);
+#if !defined(__clang__) || __clang_major__ >= 15  // clang 14 cannot compile libstdc++ 12's views
+  static const std::vector<int> base{5, 4, 3};
+  const auto view = base | std::views::transform([](int i) { return get{static_cast<mtp::id_t>(i)}; });
+  const auto from_view = pool.send_batch(view);
+  EXPECT_EQ(from_view[0].value(), 50);
+  EXPECT_EQ(from_view[2].value(), 30);
+#endif
   const std::list<mtp::id_t> gone{0, 1, 99};
   const auto removed = pool.remove_batch(gone);
   EXPECT_TRUE(removed[0].has_value());

@@ -561,8 +561,9 @@ class sharded_pool final : private impl::sharded_base {
       auto& self = static_cast<sharded_pool&>(base);
       using T = response_t<R>;
       try {
-        // Decoded straight into the local pool's batch (no intermediate copy).
-        auto decoded = std::views::iota(std::uint32_t{0}, n) | std::views::transform([&in](std::uint32_t) { return wire::get<R>(in); });
+        std::vector<R> decoded;  // (not an iota view: clang 14 cannot use libstdc++ 12's)
+        decoded.reserve(n);
+        for (std::uint32_t i = 0; i < n; ++i) decoded.push_back(wire::get<R>(in));
         (void)self.pool_.send_batch_async(decoded, [&self, source, call](std::vector<result<T>>&& rs) {
           self.reply(source, call, rs);
         });
