@@ -387,7 +387,7 @@ struct deposit {
 class grain {  // a "virtual" item: it exists as soon as someone talks to it
  public:
   static constexpr bool activate_on_first_message = true;
-  explicit grain(mtp::id_t id) : id_(id) {
+  explicit grain(mtp::id_t id) {
     if (id == 13) throw std::runtime_error("unlucky");
     g_grains_built.fetch_add(1);
   }
@@ -399,7 +399,6 @@ class grain {  // a "virtual" item: it exists as soon as someone talks to it
   int handle(const deposit& d) { return balance_ += d.amount; }
 
  private:
-  mtp::id_t id_;
   int balance_ = 0;
 };
 

@@ -137,7 +137,7 @@ TEST(Senders, PerSenderOrderHoldsForManyConcurrentThreads) {
   const std::uint32_t per_sender = 1000 / k_scale;
   std::vector<std::thread> ts;
   for (std::uint32_t s = 0; s < senders; ++s) {
-    ts.emplace_back([&pool, s, per_sender] {
+    ts.emplace_back([&pool, s] {
       for (std::uint32_t q = 0; q < per_sender; ++q) {
         // Every sender talks to every item, through posts and round trips alike.
         for (mtp::id_t id = 0; id < 8; ++id) {
