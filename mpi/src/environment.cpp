@@ -106,7 +106,7 @@ struct in_transit {
 
 class engine {
  public:
-  explicit engine(int size) : size_(size), spin_(spin_from_env()), thread_([this] { run(); }) {}
+  engine() : spin_(spin_from_env()), thread_([this] { run(); }) {}
   ~engine() {
     {
       std::lock_guard lock(m_);
@@ -393,7 +393,6 @@ class engine {
     return std::chrono::microseconds(v != nullptr ? std::atol(v) : 0);
   }
 
-  int size_;
   std::chrono::microseconds spin_;
   unsigned long long messages_ = 0;      // communication thread only
   unsigned long long mpi_messages_ = 0;  // communication thread only
@@ -450,7 +449,7 @@ environment::environment(int& argc, char**& argv, thread_level required) {
   int len = 0;
   MPI_Get_processor_name(name, &len);
   processor_.assign(name, static_cast<std::size_t>(len));
-  impl::g_engine = std::make_unique<impl::engine>(size_);
+  impl::g_engine = std::make_unique<impl::engine>();
   impl::g_env = this;
 }
 
