@@ -193,7 +193,8 @@ namespace {
 // process, PATH.1 for the second, ...).
 std::string trace_file_for(const pool_options& options) {
   if (!options.trace_file.empty()) return options.trace_file;
-  const char* env = std::getenv("MTP_TRACE");
+  // getenv only races with a concurrent setenv, which this library never calls.
+  const char* env = std::getenv("MTP_TRACE");  // NOLINT(concurrency-mt-unsafe)
   if (env == nullptr || *env == '\0') return {};
   static std::atomic<unsigned> pools{0};
   const unsigned n = pools.fetch_add(1, std::memory_order_relaxed);  // only a counter

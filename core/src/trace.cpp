@@ -22,7 +22,7 @@ void worker_base::record_end() noexcept { trace_->end(); }
 void worker_base::record_instant(const char* what, std::uint64_t count) noexcept { trace_->instant(what, count); }
 
 std::string worker_base::trace_json_events() const {
-  const std::string name = "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":" + std::to_string(index_) +
+  std::string name = "{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":" + std::to_string(index_) +
                            ",\"args\":{\"name\":\"worker " + std::to_string(index_) + "\"}}";
   if (trace_ == nullptr) return name;
   const std::string events = trace_->json(index_);
