@@ -113,14 +113,17 @@ TEST(Backpressure, BlockingCallsWaitForRoom) {
   ASSERT_TRUE(pool.post(add{2, 1}).has_error());
 
   auto sender = std::async(std::launch::async, [&pool] { return pool.send(add{2, 10}); });
-  // The worker is held, so the send cannot have completed (this wait only bounds the check).
-  EXPECT_EQ(sender.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
+  // The worker is held, so the sender sleeps until there is room, and says so in the stats.
+  EXPECT_TRUE(mtp_test::poll_until([&] { return pool.stats().workers[0].senders_waiting == 1; }));
+  EXPECT_EQ(sender.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  EXPECT_EQ(pool.stats().workers[1].senders_waiting, 0u);
   release.open();
   ASSERT_EQ(sender.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "send never got room";
   const int v = sender.get();
   EXPECT_TRUE(v == 10 || v == 11 || v == 12) << v;
   ASSERT_TRUE(finishes(holder));
   EXPECT_EQ(pool.send(get{2}), 12);
+  EXPECT_EQ(pool.stats().workers[0].senders_waiting, 0u);
 }
 
 TEST(Backpressure, BatchLargerThanTheCapacityCompletesInOrder) {

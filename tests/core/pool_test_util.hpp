@@ -66,6 +66,19 @@ auto bounded_at(const char* file, int line, F&& f, std::chrono::seconds limit = 
 }
 #define MTP_BOUNDED(...) ::mtp_test::bounded_at(__FILE__, __LINE__, __VA_ARGS__)
 
+/// Polls `pred` (yielding between polls) until it holds or `limit` passes; returns whether it
+/// held. Only for states that announce themselves through no event, such as a sender asleep
+/// until a full queue has room.
+template <class P>
+bool poll_until(P&& pred, std::chrono::milliseconds limit = k_bound) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
 /// A one-shot event: open() once, any number of waiters. Built on a mutex and a condition
 /// variable so that every sanitizer understands it.
 class gate {

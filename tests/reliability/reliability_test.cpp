@@ -270,8 +270,11 @@ TEST(FullQueues, ShutdownSleepsWhileASenderWaitsForRoom) {
   pool_t pool(o);
   for (mtp::id_t id = 0; id < 4; ++id) pool.create(id);
   auto held = std::make_unique<held_worker>(pool);  // its request fills worker 0's queue of 1
-  // This sender waits for room inside the sender gate.
+  // This sender waits for room inside the sender gate. Shutdown starts only once it sleeps
+  // there: a sender that came later would be refused instead.
   auto sender = std::async(std::launch::async, [&] { return pool.send(get{2}); });
+  ASSERT_TRUE(mtp_test::poll_until([&] { return pool.stats().workers[0].senders_waiting == 1; }))
+      << "the sender never waited for room";
   std::atomic<bool> done{false};
   std::thread stopper([&] {
     pool.shutdown();
@@ -283,7 +286,9 @@ TEST(FullQueues, ShutdownSleepsWhileASenderWaitsForRoom) {
   EXPECT_FALSE(done.load()) << "shutdown returned while a sender was inside the gate";
   EXPECT_LT(cpu, 100ms) << "shutdown spun while it waited";
   held.reset();  // releases worker 0: the sender gets room, shutdown completes
-  EXPECT_EQ(MTP_BOUNDED([&] { return sender.get(); }), 20);
+  int answer = 0;
+  EXPECT_NO_THROW(answer = MTP_BOUNDED([&] { return sender.get(); }));  // a throw must not skip the join
+  EXPECT_EQ(answer, 20);
   stopper.join();
 }
 

@@ -18,6 +18,7 @@ struct worker_stats {
   std::size_t queue_depth = 0;              ///< Envelopes waiting (a batch counts once per worker).
   worker_placement placement;               ///< Where it was asked to run.
   bool pinned = false;                      ///< Whether pinning it there succeeded.
+  std::size_t senders_waiting = 0;          ///< Senders blocked until its bounded queue has room.
 };
 
 /// All workers of a pool.

@@ -371,7 +371,8 @@ class thread_pool {
     pool_stats s;
     for (std::size_t k = 0; k < core_->worker_count(); ++k) {
       const impl::worker_base& w = core_->worker(k);
-      s.workers.push_back({k, w.item_count(), w.messages_processed(), w.queue_depth(), w.where(), w.pinned()});
+      s.workers.push_back({k, w.item_count(), w.messages_processed(), w.queue_depth(), w.where(), w.pinned(),
+                           w.senders_waiting()});
     }
     return s;
   }

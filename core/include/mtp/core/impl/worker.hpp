@@ -99,6 +99,10 @@ class worker_base {
   }
   /// Envelopes waiting (approximate: two counters read one after the other).
   [[nodiscard]] std::size_t queue_depth() const noexcept;
+  /// Senders asleep in reserve_room() (those still spinning are not counted).
+  [[nodiscard]] std::size_t senders_waiting() const noexcept {
+    return room_waiters_.load(std::memory_order_relaxed);  // relaxed: a statistic
+  }
   [[nodiscard]] const worker_placement& where() const noexcept { return where_; }
   /// Whether this worker is pinned to exactly `cpu`: a caller running there that waits for
   /// this worker must yield its CPU at once rather than spin.
