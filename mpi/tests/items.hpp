@@ -52,6 +52,15 @@ struct slow {  // sleeps, then answers
   using response_type = int;
 };
 
+struct hold {  // waits until a release reaches the same rank (at most 30 s); answers 1 if released
+  mtp::id_t id;
+  using response_type = int;
+};
+struct release {  // lets every hold on this rank go on
+  mtp::id_t id;
+  using response_type = int;
+};
+
 struct item {
   item(mtp::id_t id, long start, std::string name) : id_(id), total_(start), name_(std::move(name)) {
     if (start < 0) throw std::domain_error("negative start for " + name_);
@@ -68,6 +77,12 @@ struct item {
   void handle(const append& a) { log_.emplace_back(a.sender, a.seq); }
   std::vector<std::pair<std::uint32_t, std::uint32_t>> handle(const history&) const { return log_; }
   int handle(const slow& s);
+  int handle(const hold&);
+  int handle(const release&);
+  // Members for pool.call<&item::...>.
+  [[nodiscard]] long scaled(long k) const { return total_ * k; }
+  [[nodiscard]] std::string named(const std::string& suffix) const { return name_ + suffix; }
+  void bump() { ++total_; }
 
   mtp::id_t id_;
   long total_;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -22,6 +23,16 @@ using mtp::errc;
 using pool_t = mtp::mpi::sharded_pool<item>;
 
 int g_rank = 0;
+
+#define MTP_MPI_EXPECT_CODE(code_, ...)                 \
+  do {                                                  \
+    try {                                               \
+      (void)(__VA_ARGS__);                              \
+      ADD_FAILURE() << "no pool_error thrown";          \
+    } catch (const mtp::pool_error& e) {                \
+      EXPECT_EQ(e.code(), code_) << e.what();           \
+    }                                                   \
+  } while (false)
 
 mtp::mpi::sharded_options small() {
   mtp::mpi::sharded_options o;
@@ -47,7 +58,30 @@ struct latch {
 };
 }  // namespace
 
+// The gate that hold waits on and release opens, one per process.
+struct hold_gate {
+  std::mutex m;
+  std::condition_variable cv;
+  bool open = false;
+  void reset() {
+    std::lock_guard l(m);
+    open = false;
+  }
+  int release() {
+    std::lock_guard l(m);
+    open = true;
+    cv.notify_all();
+    return 1;
+  }
+  int wait() {
+    std::unique_lock l(m);
+    return cv.wait_for(l, std::chrono::seconds(30), [&] { return open; }) ? 1 : 0;
+  }
+} g_hold;
+
 int mtp_mpi_test::item::handle(const where&) const { return g_rank; }
+int mtp_mpi_test::item::handle(const hold&) { return g_hold.wait(); }
+int mtp_mpi_test::item::handle(const release&) { return g_hold.release(); }
 int mtp_mpi_test::item::handle(const slow& s) {
   std::this_thread::sleep_for(std::chrono::microseconds(s.micros));
   return s.micros;
@@ -170,12 +204,12 @@ TEST(Sharded, AsyncForms) {
   std::vector<add> adds;
   for (mtp::id_t i = 0; i < 16; ++i) adds.push_back({i, static_cast<long>(i)});
   adds.push_back({99, 1});  // unknown
-  pool.send_batch_async(adds, [&](std::vector<mtp::result<long>>&& rs) {
+  (void)pool.send_batch_async(adds, [&](std::vector<mtp::result<long>>&& rs) {
     got = std::move(rs);
     done.count_down();
   });
   mtp::result<int> one;
-  pool.send_async(boom{3}, [&](mtp::result<int>&& r) {
+  (void)pool.send_async(boom{3}, [&](mtp::result<int>&& r) {
     one = std::move(r);
     done.count_down();
   });
@@ -189,7 +223,7 @@ TEST(Sharded, AsyncForms) {
   const mtp::id_t remote = static_cast<mtp::id_t>((pool.rank() + 1) % pool.ranks());
   latch inner(1);
   errc inner_code = errc::unknown_id;
-  pool.send_async(get{remote}, [&](mtp::result<long>&& r) {
+  (void)pool.send_async(get{remote}, [&](mtp::result<long>&& r) {
     EXPECT_TRUE(r.has_value());
     try {
       (void)pool.send(get{remote});
@@ -203,6 +237,106 @@ TEST(Sharded, AsyncForms) {
   pool.barrier();
   // every rank added i to item i: the totals agree
   for (mtp::id_t i = 0; i < 16; ++i) EXPECT_EQ(pool.send(get{i}), static_cast<long>(i) * pool.ranks());
+  pool.barrier();
+}
+
+// pool.call<&item::member>(id, args...) reaches the item wherever it lives, arguments and
+// results crossing ranks as bytes or through cereal.
+TEST(Sharded, MethodCallsAcrossRanks) {
+  pool_t pool(small());
+  const long ranks = pool.ranks();
+  if (pool.rank() == 0) {
+    for (mtp::id_t i = 0; i < 8; ++i) pool.create(i, 3L);
+  }
+  pool.barrier();
+  for (mtp::id_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(pool.call<&item::scaled>(i, 2L), 6L) << i;
+    EXPECT_EQ(pool.call<&item::named>(i, std::string("!")), "item!") << i;
+  }
+  pool.barrier();
+  for (mtp::id_t i = 0; i < 8; ++i) pool.call<&item::bump>(i);  // every rank bumps every item
+  pool.barrier();
+  for (mtp::id_t i = 0; i < 8; ++i) EXPECT_EQ(pool.call<&item::scaled>(i, 1L), 3 + ranks) << i;
+  const mtp::id_t unknown = 100 + static_cast<mtp::id_t>((pool.rank() + 1) % pool.ranks());
+  try {
+    (void)pool.call<&item::scaled>(unknown, 1L);
+    ADD_FAILURE() << "a call to an unknown id returned";
+  } catch (const mtp::pool_error& e) {
+    EXPECT_EQ(e.code(), errc::unknown_id);
+  }
+  pool.barrier();
+}
+
+// Items 10 (worker 0) and 11 (worker 1) live on rank 1, items 0 and 1 on rank 0. A hold on
+// item 10 keeps its worker busy until a release reaches rank 1; rank 1 receives what rank 0
+// sends in order, so a withdrawal sent before the release is there first.
+mtp::mpi::sharded_options by_tens() {
+  auto o = small();
+  o.router = [](mtp::id_t id, int ranks) { return static_cast<int>((id / 10) % static_cast<mtp::id_t>(ranks)); };
+  return o;
+}
+
+TEST(Sharded, TimedFormsWithdrawWhatHasNotStarted) {
+  g_hold.reset();
+  pool_t pool(by_tens());
+  if (pool.rank() == 0) {
+    for (const mtp::id_t i : {0, 1, 10, 11}) pool.create(i, 0L);
+  }
+  pool.barrier();
+  if (pool.rank() == 0) {
+    ASSERT_TRUE(pool.post(hold{10}).has_value());
+    MTP_MPI_EXPECT_CODE(errc::timed_out, pool.send(add{10, 5}, std::chrono::milliseconds(1)));
+    const auto rs = pool.send_batch(std::vector<add>{{10, 7}, {0, 1}, {11, 1}}, std::chrono::milliseconds(1));
+    ASSERT_EQ(rs.size(), 3u);
+    for (const auto& r : rs) EXPECT_EQ(r.error().code, errc::timed_out);
+    EXPECT_EQ(pool.send(release{11}), 1);
+    EXPECT_EQ(pool.send(get{10}, std::chrono::seconds(30)), 0) << "a withdrawn request ran";
+    const long eleven = pool.send(get{11}, std::chrono::seconds(30));
+    EXPECT_TRUE(eleven == 0 || eleven == 1) << eleven;  // it may have run before the withdrawal
+    EXPECT_EQ(pool.send(add{10, 2}, std::chrono::seconds(30)), 2);
+    const auto ok = pool.send_batch(std::vector<get>{{10}, {0}, {11}}, std::chrono::hours(1));
+    for (const auto& r : ok) EXPECT_TRUE(r.has_value());
+  }
+  pool.barrier();
+}
+
+TEST(Sharded, CancelSkipsWhatHasNotStartedOnEveryRank) {
+  g_hold.reset();
+  pool_t pool(by_tens());
+  if (pool.rank() == 0) {
+    for (const mtp::id_t i : {0, 1, 10, 11}) pool.create(i, 0L);
+  }
+  pool.barrier();
+  if (pool.rank() == 0) {
+    ASSERT_TRUE(pool.post(hold{10}).has_value());  // rank 1, worker 0
+    ASSERT_TRUE(pool.post(hold{0}).has_value());   // this rank, worker 0
+    latch done(1);
+    std::vector<mtp::result<long>> got;
+    auto handle = pool.send_batch_async(std::vector<add>{{10, 1}, {0, 1}, {10, 2}},
+                                        [&](std::vector<mtp::result<long>>&& rs) {
+                                          got = std::move(rs);
+                                          done.count_down();
+                                        });
+    handle.cancel();
+    EXPECT_EQ(pool.send(release{11}), 1);  // rank 1 has seen the cancel
+    g_hold.release();                      // this rank's share was cancelled above
+    done.wait();
+    ASSERT_EQ(got.size(), 3u);
+    for (const auto& r : got) EXPECT_EQ(r.error().code, errc::cancelled);
+    EXPECT_EQ(pool.send(get{10}), 0);
+    EXPECT_EQ(pool.send(get{0}), 0);
+    handle.cancel();  // after completion: nothing happens
+    // A cancel that comes too late leaves the answer alone.
+    latch one(1);
+    mtp::result<long> late;
+    auto h2 = pool.send_async(add{11, 4}, [&](mtp::result<long>&& r) {
+      late = std::move(r);
+      one.count_down();
+    });
+    one.wait();
+    h2.cancel();
+    EXPECT_EQ(late.value(), 4);
+  }
   pool.barrier();
 }
 
@@ -287,7 +421,7 @@ TEST(Sharded, ConcurrentSendersShadowModel) {
             std::vector<append> b;
             for (int k = 0; k < 3 && seq < k_per_thread; ++k, ++seq) b.push_back({target(sender, seq), sender, seq});
             async_left.fetch_add(1);
-            pool.send_batch_async(b, [&](std::vector<mtp::result<void>>&& rs) {
+            (void)pool.send_batch_async(b, [&](std::vector<mtp::result<void>>&& rs) {
               for (const auto& r : rs) EXPECT_TRUE(r.has_value());
               async_left.fetch_sub(1);
             });
@@ -349,7 +483,7 @@ TEST(Sharded, ShutdownWhileTrafficInFlight) {
         for (mtp::id_t i = 0; i < 8; ++i) b.push_back({(i + n + static_cast<mtp::id_t>(t)) % 8, 50});
         ++n;
         launched.fetch_add(1);
-        pool.send_batch_async(b, [&](std::vector<mtp::result<int>>&& rs) {
+        (void)pool.send_batch_async(b, [&](std::vector<mtp::result<int>>&& rs) {
           for (const auto& r : rs) {
             if (r.has_value()) values.fetch_add(1);
             else if (r.error().code == errc::pool_stopped) stopped.fetch_add(1);

@@ -31,8 +31,8 @@
 //
 // Requests, responses and constructor arguments cross ranks as bytes when trivially copyable,
 // through cereal otherwise (see wire.hpp). Method messages (make_call) hold a member function
-// pointer, an address that differs between processes: they work for local ids only and are
-// refused at compile time by the remote forms; use explicit message structs.
+// pointer, an address that differs between processes: they are refused at compile time; use
+// pool.call<&Item::member>(id, args...), which names the member as a template argument.
 #pragma once
 
 #include <algorithm>
@@ -43,8 +43,10 @@
 #include <cstdio>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <ranges>
 #include <span>
 #include <stdexcept>
@@ -57,6 +59,7 @@
 #include <utility>
 #include <vector>
 
+#include <mtp/core/batch.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/options.hpp>
 #include <mtp/core/result.hpp>
@@ -117,6 +120,17 @@ std::uint64_t register_op(serve_fn serve, bool control) {
   return key;
 }
 
+// What cancelling an asynchronous call needs: the local share's handle and the (rank, call
+// number) of each remote share. Lives inside the call's state (the handle aliases it).
+struct cancel_control {
+  std::mutex m;            // orders cancel() against the completion
+  bool completed = false;  // the callback has been claimed: cancelling is too late
+  bool cancelled = false;
+  sharded_base* pool = nullptr;  // alive while not completed: the call holds the pool's gate
+  mtp::async_handle local;
+  std::vector<std::pair<int, std::uint64_t>> remote;
+};
+
 // The responses of one call: one result per request; completed by the last share to arrive.
 template <class T>
 struct call_state {
@@ -125,10 +139,15 @@ struct call_state {
   std::atomic<std::uint32_t> finished{0};
   std::function<void(std::vector<result<T>>&&)> on_done;  // empty: a caller waits
   std::function<void()> after;                              // runs after on_done (leaves the gate)
+  cancel_control control;                                   // async calls only
 
   void arrive() {
     if (remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     if (on_done) {
+      {
+        std::lock_guard lock(control.m);
+        control.completed = true;
+      }
       try {
         on_done(std::move(results));
       } catch (...) {
@@ -248,6 +267,23 @@ class sharded_base : public channel_client {
            done_.load(std::memory_order_acquire) == started_.load(std::memory_order_acquire);
   }
 
+  // The caller side of cancellation: skips the local share's requests that have not started
+  // and asks each remote rank to do the same with its share. Too late once the callback has
+  // been claimed; until then the call holds the gate, so the pool and its channel are alive.
+  static void cancel(cancel_control& c) noexcept {
+    std::lock_guard lock(c.m);
+    if (c.completed || c.cancelled) return;
+    c.cancelled = true;
+    c.local.cancel();
+    for (const auto& [dest, call] : c.remote) {
+      try {
+        wire::writer w = start_message(kind::post, cancel_key, 0, call);
+        send_bytes(c.pool->channel_, dest, std::move(w.bytes()));
+      } catch (...) {  // no memory for the message: that share runs in full, as if too late
+      }
+    }
+  }
+
  protected:
   sharded_base() : rank_(environment::current().rank()), ranks_(environment::current().size()),
                    queued_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(ranks_))) {
@@ -302,6 +338,27 @@ class sharded_base : public channel_client {
   }
   void served() noexcept { done_.fetch_add(1, std::memory_order_release); }
 
+  // The serving side of cancellation: the local handle of each share being served, by (source
+  // rank, call number), until it completes. A share that completes before it was remembered
+  // leaves a mark, so that remembering it then keeps nothing.
+  // Without memory for an entry, a share cannot be cancelled; it still runs and answers.
+  void remember(int source, std::uint64_t call, mtp::async_handle h) noexcept {
+    std::lock_guard lock(serving_m_);
+    if (finished_early_.erase({source, call}) != 0) return;
+    try {
+      serving_.emplace(std::pair{source, call}, std::move(h));
+    } catch (...) {
+    }
+  }
+  void forget(int source, std::uint64_t call) noexcept {
+    std::lock_guard lock(serving_m_);
+    if (serving_.erase({source, call}) != 0) return;
+    try {
+      finished_early_.emplace(source, call);
+    } catch (...) {
+    }
+  }
+
   void close() {
     stopping_.store(true, std::memory_order_seq_cst);
     close_channel(channel_);  // collective; returns once every rank is done
@@ -320,6 +377,20 @@ class sharded_base : public channel_client {
     serve_fn serve;
   };
   void serve_now(serve_fn serve, int source, const header& h, wire::reader& in) { serve(*this, source, h.call, in, h.count); }
+
+  // A caller gave up on call `call`: skip what has not started of the share being served (a
+  // cancel queues behind its call like any message from that source; a share already
+  // answered has nothing left to skip).
+  struct cancel_tag {};
+  static void serve_cancel(sharded_base& self, int source, std::uint64_t call, wire::reader&, std::uint32_t) {
+    {
+      std::lock_guard lock(self.serving_m_);
+      const auto it = self.serving_.find({source, call});
+      if (it != self.serving_.end()) it->second.cancel();
+    }
+    self.served();
+  }
+  static inline const std::uint64_t cancel_key = register_op<cancel_tag>(&serve_cancel, false);
 
   void control_loop() {
     for (;;) {
@@ -360,18 +431,79 @@ class sharded_base : public channel_client {
   std::deque<queued> control_q_;
   bool control_stop_ = false;
   std::thread control_;  // runs create and remove (blocking on the local pool) in arrival order
+  std::mutex serving_m_;
+  std::map<std::pair<int, std::uint64_t>, mtp::async_handle> serving_;
+  std::set<std::pair<int, std::uint64_t>> finished_early_;
 };
 
 template <class R>
 constexpr void check_remote_request() {
   static_assert(!mtp::impl::is_method_call<R>,
                 "mtp::mpi: method messages (make_call) hold a member function pointer, which differs between "
-                "processes; send an explicit message struct to items on other ranks");
+                "processes; use pool.call<&Item::member>(id, args...) or an explicit message struct");
   static_assert(wire::cannot_cross_ranks<R>::ok);
   if constexpr (!std::is_void_v<response_t<R>>) static_assert(wire::cannot_cross_ranks<response_t<R>>::ok);
 }
 
+template <class T>
+struct timed_box {  // where a timed caller waits for its asynchronous call
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  std::vector<result<T>> results;
+
+  void put(std::vector<result<T>>&& rs) {
+    std::lock_guard lock(m);  // notify under the lock: the waiter may return at once
+    results = std::move(rs);
+    done = true;
+    cv.notify_all();
+  }
+  // True when the results arrived by `deadline`.
+  bool wait_until(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(m);
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      cv.wait(lock, [&] { return done; });
+      return true;
+    }
+    return cv.wait_until(lock, deadline, [&] { return done; });
+  }
+};
+
+// Wire form of pool.call<M>: the id, then the arguments.
+template <class Tuple>
+struct args_of;
+template <class... S>
+struct args_of<std::tuple<S...>> {
+  static std::tuple<S...> get(wire::reader& in) { return wire::get_tuple<S...>(in); }
+};
+
 }  // namespace impl
+
+/// Refers to an asynchronous call of a sharded pool in flight (send_async, send_batch_async).
+/// cancel() makes the requests that have not started, on every rank, complete with
+/// errc::cancelled: one that has started finishes, and a share that its rank has already
+/// answered keeps its responses. The callback still runs exactly once. Dropping the handle
+/// neither cancels nor waits; it may outlive the pool.
+///
+/// Threads: one owner at a time (movable, not copyable); cancel() may race with the call.
+class [[nodiscard]] async_handle {
+ public:
+  async_handle() = default;
+  explicit async_handle(std::shared_ptr<impl::cancel_control> control) noexcept : control_(std::move(control)) {}
+  async_handle(async_handle&&) noexcept = default;
+  async_handle& operator=(async_handle&&) noexcept = default;
+  async_handle(const async_handle&) = delete;
+  async_handle& operator=(const async_handle&) = delete;
+  ~async_handle() = default;
+
+  /// Skips what has not started yet; those requests complete with errc::cancelled.
+  void cancel() noexcept {
+    if (control_) impl::sharded_base::cancel(*control_);
+  }
+
+ private:
+  std::shared_ptr<impl::cancel_control> control_;
+};
 
 template <class Item>
 class sharded_pool final : private impl::sharded_base {
@@ -462,6 +594,7 @@ class sharded_pool final : private impl::sharded_base {
   template <request R>
   response_t<R> send(const R& r) {
     mtp::impl::check_handles<Item, R>();
+    impl::check_remote_request<R>();
     const id_t id = static_cast<id_t>(r.id);
     const int dest = route(id);
     if (dest == rank_ && !impl::on_communication_thread()) {
@@ -478,11 +611,87 @@ class sharded_pool final : private impl::sharded_base {
   auto send_batch(Range&& requests) {
     using R = std::ranges::range_value_t<Range>;
     mtp::impl::check_handles<Item, R>();
+    impl::check_remote_request<R>();
     std::vector<R> storage;
     const std::span<const R> all = mtp::impl::gather<R>(std::forward<Range>(requests), storage);
     return run<response_t<R>>(all, [](const R& r) { return static_cast<id_t>(r.id); },
                               [&](std::span<const R> local) { return pool_.send_batch(local); }, call_op<R>::key,
                               [](wire::writer& w, const R& r) { wire::put(w, r); });
+  }
+
+  /// As send, giving up after `timeout`: then throws pool_error(timed_out). The request is
+  /// withdrawn where it has not started (on its own rank, when the withdrawal gets there
+  /// first); one that has started finishes, and its response is discarded.
+  template <request R, class Rep, class Period>
+  response_t<R> send(const R& r, std::chrono::duration<Rep, Period> timeout) {
+    mtp::impl::check_handles<Item, R>();
+    impl::check_remote_request<R>();
+    const id_t id = static_cast<id_t>(r.id);
+    if (route(id) == rank_ && !impl::on_communication_thread()) {
+      if (!enter()) error{errc::pool_stopped, id, {}}.raise();
+      gate_guard g{this};
+      return pool_.send(r, timeout);
+    }
+    return std::move(send_batch(std::span<const R>(&r, 1), timeout)[0]).value();
+  }
+
+  /// As send_batch, giving up after `timeout`. If every response arrived in time they are
+  /// returned as usual; otherwise every result is errc::timed_out and the requests that have
+  /// not started are withdrawn, on every rank (those that ran are not undone).
+  template <mtp::impl::request_range Range, class Rep, class Period>
+  auto send_batch(Range&& requests, std::chrono::duration<Rep, Period> timeout) {
+    using R = std::ranges::range_value_t<Range>;
+    using T = response_t<R>;
+    mtp::impl::check_handles<Item, R>();
+    impl::check_remote_request<R>();
+    const auto deadline = mtp::impl::deadline_after(timeout);  // the clock starts before gathering
+    std::vector<R> storage;
+    const std::span<const R> all = mtp::impl::gather<R>(std::forward<Range>(requests), storage);
+    const auto id_of = [](const R& r) { return static_cast<id_t>(r.id); };
+    std::vector<result<T>> out;
+    out.reserve(all.size());
+    const auto fail_all = [&](errc code) {
+      for (const R& r : all) out.push_back(error{code, id_of(r), {}});
+      return std::move(out);
+    };
+    if (impl::on_communication_thread()) return fail_all(errc::would_deadlock);
+    if (all_local(all, id_of)) {
+      if (!enter()) return fail_all(errc::pool_stopped);
+      gate_guard g{this};
+      return pool_.send_batch(all, timeout);
+    }
+    auto box = std::make_shared<impl::timed_box<T>>();
+    async_handle handle = send_batch_async(all, [box](std::vector<result<T>>&& rs) { box->put(std::move(rs)); });
+    if (box->wait_until(deadline)) return std::move(box->results);
+    handle.cancel();  // late responses land in the box, which nobody reads
+    return fail_all(errc::timed_out);
+  }
+
+  /// A method call on the item `id`, wherever it lives: `pool.call<&counter::add>(7, 5)` runs
+  /// `item.add(5)` and returns what it returns. The member is a template argument, so that
+  /// every rank names it the same way (a member function pointer is an address, which differs
+  /// between processes); the arguments cross ranks as constructor arguments do. Throws as
+  /// send.
+  template <auto Member, class... A>
+    requires std::is_member_function_pointer_v<decltype(Member)>
+  auto call(id_t id, A&&... args) {
+    using C = mtp::method_call<decltype(Member)>;
+    mtp::impl::check_handles<Item, C>();
+    check_arguments<std::decay_t<A>...>();
+    const C m = mtp::make_call(id, Member, std::forward<A>(args)...);
+    if (route(id) == rank_ && !impl::on_communication_thread()) {
+      if (!enter()) error{errc::pool_stopped, id, {}}.raise();
+      gate_guard g{this};
+      return pool_.send(m);
+    }
+    return std::move(run<typename C::response_type>(
+                          std::span<const C>(&m, 1), [](const C& c) { return c.id; },
+                          [&](std::span<const C> local) { return pool_.send_batch(local); }, method_op<Member>::key,
+                          [](wire::writer& w, const C& c) {
+                            w.pod(c.id);
+                            wire::put_tuple(w, c.args);
+                          })[0])
+        .value();
   }
 
   /// Fire and forget. Local: the pool's post. Remote: queued for the owning rank, whose
@@ -491,6 +700,7 @@ class sharded_pool final : private impl::sharded_base {
   template <request R>
   result<void> post(R r) {
     mtp::impl::check_handles<Item, R>();
+    impl::check_remote_request<R>();
     const id_t id = static_cast<id_t>(r.id);
     const int dest = route(id);
     if (dest < 0) return error{errc::invalid_route, id, {}};
@@ -506,30 +716,39 @@ class sharded_pool final : private impl::sharded_base {
   /// A batch with a callback: returns at once; on_done(std::vector<mtp::result<T>>) runs
   /// exactly once, responses in request order, on the thread that completed the last share (a
   /// local worker, or the communication thread for a remote share; the caller's own thread
-  /// when nothing could be sent). Keep it short and non-blocking.
+  /// when nothing could be sent). Keep it short and non-blocking. The handle can cancel it.
   template <mtp::impl::request_range Range, class F>
-  void send_batch_async(Range&& requests, F on_done) {
+  async_handle send_batch_async(Range&& requests, F on_done) {
     using R = std::ranges::range_value_t<Range>;
     using T = response_t<R>;
     mtp::impl::check_handles<Item, R>();
+    impl::check_remote_request<R>();
     std::vector<R> storage;
     const std::span<const R> all = mtp::impl::gather<R>(std::forward<Range>(requests), storage);
     auto state = std::make_shared<impl::call_state<T>>();
     state->on_done = std::move(on_done);
+    state->control.pool = this;
     launch<T>(state, all, [](const R& r) { return static_cast<id_t>(r.id); },
-              [this](std::span<const R> local, std::shared_ptr<impl::call_state<T>> s, std::vector<std::uint32_t> index) {
-                (void)pool_.send_batch_async(local, [s, index = std::move(index)](std::vector<result<T>>&& rs) {
+              [this](std::span<const R> local, const std::shared_ptr<impl::call_state<T>>& s,
+                     std::vector<std::uint32_t> index) {
+                mtp::async_handle h = pool_.send_batch_async(local, [s, index = std::move(index)](std::vector<result<T>>&& rs) {
                   for (std::size_t i = 0; i < rs.size(); ++i) s->results[index[i]] = std::move(rs[i]);
                   s->arrive();
                 });
+                std::lock_guard lock(s->control.m);
+                s->control.local = std::move(h);
               },
               call_op<R>::key, [](wire::writer& w, const R& r) { wire::put(w, r); }, true);
+    // Aliasing: the handle keeps the whole state alive and sees its cancel control.
+    return async_handle(std::shared_ptr<impl::cancel_control>(state, &state->control));
   }
   /// One request with a callback: on_done(mtp::result<T>), as send_batch_async.
   template <request R, class F>
-  void send_async(const R& r, F on_done) {
-    send_batch_async(std::span<const R>(&r, 1),
-                     [f = std::move(on_done)](std::vector<result<response_t<R>>>&& rs) mutable { f(std::move(rs[0])); });
+  async_handle send_async(const R& r, F on_done) {
+    return send_batch_async(std::span<const R>(&r, 1), [f = std::move(on_done)](
+                                                          std::vector<result<response_t<R>>>&& rs) mutable {
+      f(std::move(rs[0]));
+    });
   }
 
   // ---- Lifecycle ---------------------------------------------------------------------------
@@ -555,24 +774,46 @@ class sharded_pool final : private impl::sharded_base {
 
  private:
   // ---- Operations, registered at start-up under a key shared by every rank -------------------
+  // Decodes a share of n requests with `decode(in)` and hands it to the local pool; the
+  // completion replies. Cancellable until then (remember / forget).
+  template <class R, class Decode>
+  static void serve_share(impl::sharded_base& base, int source, std::uint64_t call, std::uint32_t n, Decode decode) {
+    auto& self = static_cast<sharded_pool&>(base);
+    using T = response_t<R>;
+    mtp::async_handle h;
+    try {
+      std::vector<R> decoded;  // (not an iota view: clang 14 cannot use libstdc++ 12's)
+      decoded.reserve(n);
+      for (std::uint32_t i = 0; i < n; ++i) decoded.push_back(decode());
+      h = self.pool_.send_batch_async(decoded, [&self, source, call](std::vector<result<T>>&& rs) {
+        self.reply(source, call, rs);
+        self.forget(source, call);
+      });
+    } catch (...) {  // a request that would not decode (or no memory): the whole share fails
+      std::vector<result<T>> failed(n, result<T>(error{errc::handler_failed, 0, std::current_exception()}));
+      self.reply(source, call, failed);
+      return;
+    }
+    self.remember(source, call, std::move(h));
+  }
   template <class R>
   struct call_op {
     static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
-      auto& self = static_cast<sharded_pool&>(base);
-      using T = response_t<R>;
-      try {
-        std::vector<R> decoded;  // (not an iota view: clang 14 cannot use libstdc++ 12's)
-        decoded.reserve(n);
-        for (std::uint32_t i = 0; i < n; ++i) decoded.push_back(wire::get<R>(in));
-        (void)self.pool_.send_batch_async(decoded, [&self, source, call](std::vector<result<T>>&& rs) {
-          self.reply(source, call, rs);
-        });
-      } catch (...) {  // a request that would not decode: the whole share fails
-        std::vector<result<T>> failed(n, result<T>(error{errc::handler_failed, 0, std::current_exception()}));
-        self.reply(source, call, failed);
-      }
+      serve_share<R>(base, source, call, n, [&in] { return wire::get<R>(in); });
     }
     static inline const std::uint64_t key = impl::register_op<call_op>(&serve, false);
+  };
+  // pool.call<Member>: the key names the member, the same in every process.
+  template <auto Member>
+  struct method_op {
+    using C = mtp::method_call<decltype(Member)>;
+    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
+      serve_share<C>(base, source, call, n, [&in] {
+        const auto id = in.pod<id_t>();
+        return C{id, Member, impl::args_of<typename C::traits::args>::get(in)};
+      });
+    }
+    static inline const std::uint64_t key = impl::register_op<method_op>(&serve, false);
   };
   template <class R>
   struct post_op {
@@ -682,6 +923,10 @@ class sharded_pool final : private impl::sharded_base {
       auto p = std::make_unique<impl::remote_share<T>>();
       p->state = state;
       p->index = std::move(index);
+      if (async) {
+        std::lock_guard lock(state->control.m);
+        state->control.remote.emplace_back(r, call);
+      }
       send_call(r, call, std::move(p), std::move(w));
     }
     auto& mine = by_rank[static_cast<std::size_t>(rank_)];
