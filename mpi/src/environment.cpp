@@ -5,6 +5,8 @@
 #include <mpi.h>
 
 #include <cxxabi.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -106,7 +109,10 @@ struct in_transit {
 
 class engine {
  public:
-  engine() : spin_(spin_from_env()), thread_([this] { run(); }) {}
+  engine() : spin_(spin_from_env()), thread_([this] { run(); }) {
+    CPU_ZERO(&initial_);
+    (void)pthread_getaffinity_np(thread_.native_handle(), sizeof initial_, &initial_);
+  }
   ~engine() {
     {
       std::lock_guard lock(m_);
@@ -114,6 +120,42 @@ class engine {
     }
     wake_.notify_one();
     thread_.join();
+  }
+
+  // Pins the communication thread to `cpus`; returns a token for unpin(), or 0 with `why`.
+  std::uint64_t pin(const std::vector<unsigned>& cpus, std::string& why) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (const unsigned cpu : cpus) {
+      if (cpu >= CPU_SETSIZE) {
+        why = "CPU " + std::to_string(cpu) + " is beyond the " + std::to_string(CPU_SETSIZE) + " CPUs a cpu_set_t holds";
+        return 0;
+      }
+      CPU_SET(cpu, &set);
+    }
+    std::lock_guard lock(pin_m_);
+    if (const int rc = pthread_setaffinity_np(thread_.native_handle(), sizeof set, &set); rc != 0) {
+      why = std::string("pthread_setaffinity_np: ") + std::strerror(rc);
+      return 0;
+    }
+    return pinned_by_ = ++pins_;
+  }
+  // Lets the thread run where it could at start again, unless a later pin() replaced `token`'s.
+  void unpin(std::uint64_t token) {
+    std::lock_guard lock(pin_m_);
+    if (token == 0 || token != pinned_by_) return;
+    (void)pthread_setaffinity_np(thread_.native_handle(), sizeof initial_, &initial_);
+    pinned_by_ = 0;
+  }
+  std::vector<unsigned> cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    std::vector<unsigned> out;
+    if (pthread_getaffinity_np(thread_.native_handle(), sizeof set, &set) != 0) return out;
+    for (unsigned cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (CPU_ISSET(cpu, &set)) out.push_back(cpu);
+    }
+    return out;
   }
 
   void open(channel_client& client, channel*& slot) {
@@ -408,6 +450,10 @@ class engine {
   static constexpr std::size_t k_spare = 8;
   std::mutex spare_m_;
   std::vector<std::vector<char>> spare_;
+  std::mutex pin_m_;
+  cpu_set_t initial_;            // the thread's CPUs at start; written before any pin()
+  std::uint64_t pins_ = 0;       // under pin_m_
+  std::uint64_t pinned_by_ = 0;  // the pin() in force; 0: none. Under pin_m_
   std::thread thread_;  // last: starts once the rest is built
 };
 
@@ -426,6 +472,12 @@ void send_bytes(channel* c, int dest, std::vector<char>&& bytes) { the_engine().
 void close_channel(channel* c) { the_engine().close(c); }
 void barrier(channel* c) { the_engine().barrier(c); }
 std::vector<char> take_buffer() { return g_engine ? g_engine->take() : std::vector<char>{}; }
+std::uint64_t pin_communication_thread(const std::vector<unsigned>& cpus, std::string& why) {
+  return the_engine().pin(cpus, why);
+}
+void unpin_communication_thread(std::uint64_t token) {
+  if (g_engine) g_engine->unpin(token);
+}
 
 }  // namespace impl
 
@@ -458,6 +510,8 @@ environment::~environment() {
   impl::g_env = nullptr;
   MPI_Finalize();
 }
+
+std::vector<unsigned> environment::communication_cpus() const { return impl::the_engine().cpus(); }
 
 environment& environment::current() {
   if (impl::g_env == nullptr) throw std::logic_error("mtp::mpi: no mtp::mpi::environment exists (create one in main first)");

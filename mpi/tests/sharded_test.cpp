@@ -340,6 +340,26 @@ TEST(Sharded, CancelSkipsWhatHasNotStartedOnEveryRank) {
   pool.barrier();
 }
 
+// With CPUs kept for callers (":reserve=1"), the communication thread runs there, and runs
+// where it could before once the pool is gone. A rank bound to one CPU keeps none.
+TEST(Sharded, TheCommunicationThreadRunsOnTheCpusKeptForCallers) {
+  auto& env = mtp::mpi::environment::current();
+  const std::vector<unsigned> before = env.communication_cpus();
+  ASSERT_FALSE(before.empty());
+  auto o = small();
+  const bool can_keep = mtp::allowed_cpus().size() >= 2;
+  o.local.placement = mtp::plan_placement(can_keep ? "pus:reserve=1" : "none", 2);
+  {
+    pool_t pool(std::move(o));
+    const auto& kept = pool.local().placement().caller_cpus;
+    EXPECT_EQ(kept.empty(), !can_keep);
+    if (kept.empty()) EXPECT_EQ(env.communication_cpus(), before);
+    else EXPECT_EQ(env.communication_cpus(), kept);
+    pool.barrier();
+  }
+  EXPECT_EQ(env.communication_cpus(), before);
+}
+
 // A post that fails on the owning rank (unknown id, a throwing handler) has no caller: it is
 // reported to that rank's on_diagnostic.
 TEST(Sharded, RemotePostFailuresGoToTheOwnersDiagnostics) {

@@ -16,8 +16,10 @@
 // is not the main thread, so the design needs MPI_THREAD_SERIALIZED (FUNNELED would allow MPI
 // calls from the main thread only); the environment asks for it and throws
 // std::runtime_error naming both levels if the library offers less. The communication thread
-// is not pinned: the scheduler places it, so it never takes a CPU the placement gave a worker.
-// When idle it polls, yielding, for about 200 us, then sleeps in steps of 50 us (1 ms after
+// runs on the CPUs the local pool's placement keeps for callers (":reserve=N", e.g.
+// "cores:reserve=1"; the latest sharded pool that keeps some decides) and is not pinned
+// otherwise: the default placement gives every core to a worker, and the scheduler places the
+// thread. When idle it polls, yielding, for about 200 us, then sleeps in steps of 50 us (1 ms after
 // 20 ms without traffic); sending wakes it at once, traffic from other ranks is seen at the
 // next poll.
 #pragma once
@@ -53,6 +55,8 @@ class environment {
   [[nodiscard]] thread_level provided() const noexcept { return provided_; }
   /// The processor name (MPI_Get_processor_name), read once at start.
   [[nodiscard]] const std::string& processor_name() const noexcept { return processor_; }
+  /// The CPUs the communication thread may run on now (see the top of this file).
+  [[nodiscard]] std::vector<unsigned> communication_cpus() const;
 
   /// The environment of this process; throws std::logic_error if there is none.
   static environment& current();
@@ -113,6 +117,12 @@ void barrier(channel* c);
 /// received and answered (counting termination), then frees the channel.
 void close_channel(channel* c);
 
+/// Pins the communication thread to `cpus` (OS CPU numbers). Returns a token for
+/// unpin_communication_thread, or 0 with the reason in `why`.
+std::uint64_t pin_communication_thread(const std::vector<unsigned>& cpus, std::string& why);
+/// Lets the communication thread run where it could at start again, unless a later pin
+/// replaced the one `token` names.
+void unpin_communication_thread(std::uint64_t token);
 /// Whether the calling thread is the communication thread (where remote shares of async
 /// calls complete: blocking calls there would wait for themselves).
 [[nodiscard]] bool on_communication_thread() noexcept;

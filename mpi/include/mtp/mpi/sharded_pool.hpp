@@ -517,6 +517,15 @@ class sharded_pool final : private impl::sharded_base {
         spin_(options.local.caller_spin),
         pool_(std::move(options.local)) {
     impl::open_channel(*this, channel_);
+    if (const auto& kept = pool_.placement().caller_cpus; !kept.empty()) {
+      std::string why;
+      pin_token_ = impl::pin_communication_thread(kept, why);
+      if (pin_token_ == 0) {
+        const std::string text = "mtp::mpi: the communication thread could not be pinned to the CPUs kept for callers: " + why;
+        if (on_diag_) on_diag_(diagnostic{diagnostic::kind::pinning_failed, 0, text, std::nullopt});
+        else std::fprintf(stderr, "%s\n", text.c_str());
+      }
+    }
   }
   /// Collective: shutdown().
   ~sharded_pool() { shutdown(); }
@@ -769,6 +778,7 @@ class sharded_pool final : private impl::sharded_base {
     if (closed_) return;
     closed_ = true;
     close();
+    impl::unpin_communication_thread(pin_token_);
     pool_.shutdown();
   }
 
@@ -999,6 +1009,7 @@ class sharded_pool final : private impl::sharded_base {
   mtp::thread_pool<Item> pool_;
   std::mutex shutdown_m_;
   bool closed_ = false;
+  std::uint64_t pin_token_ = 0;  // the communication thread runs on the CPUs kept for callers
 };
 
 }  // namespace mtp::mpi
