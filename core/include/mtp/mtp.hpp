@@ -10,6 +10,7 @@
 #include <mtp/affinity/placement.hpp>
 #include <mtp/core/awaitable.hpp>
 #include <mtp/core/batch.hpp>
+#include <mtp/core/forwarding.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/options.hpp>
 #include <mtp/core/result.hpp>

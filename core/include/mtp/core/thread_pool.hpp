@@ -46,6 +46,7 @@
 #include <vector>
 
 #include <mtp/core/batch.hpp>
+#include <mtp/core/forwarding.hpp>
 #include <mtp/core/impl/typed_worker.hpp>
 #include <mtp/core/impl/wait.hpp>
 #include <mtp/core/impl/worker.hpp>
@@ -57,24 +58,6 @@
 namespace mtp {
 
 namespace impl {
-/// The elements of any input range as a span of T: a contiguous range of T as it is (no
-/// copy), any other range (a view, a std::deque, a generator) gathered once into `storage`.
-template <class T, class Range>
-std::span<const T> gather(Range&& range, std::vector<T>& storage) {
-  using value = std::ranges::range_value_t<Range>;
-  if constexpr (std::ranges::contiguous_range<Range> && std::ranges::sized_range<Range> && std::same_as<value, T>) {
-    return {std::ranges::data(range), std::ranges::size(range)};
-  } else {
-    if constexpr (std::ranges::sized_range<Range>) storage.reserve(std::ranges::size(range));
-    for (auto&& x : range) storage.emplace_back(std::forward<decltype(x)>(x));
-    return storage;
-  }
-}
-
-template <class Range>
-concept id_range = std::ranges::input_range<Range> && std::convertible_to<std::ranges::range_value_t<Range>, id_t>;
-template <class Range>
-concept request_range = std::ranges::input_range<Range> && request<std::ranges::range_value_t<Range>>;
 /// A range of anything but ids and create_requests: a batch of requests, or of a type that is
 /// not one (which the batch forms then reject with the library's own message).
 template <class Range>
@@ -129,13 +112,13 @@ class thread_pool {
 
   /// Creates one item per id (any input range of ids), each as `Item(id, args...)` with copies
   /// of the same arguments. One result per id, in order.
-  template <impl::id_range Ids, class... A>
+  template <id_range Ids, class... A>
   std::vector<result<void>> create_batch(Ids&& ids, const A&... args) {
     check_constructible<const A&...>();
     const std::tuple<const A&...> refs(args...);
     std::vector<id_t> storage;
     return run_many(impl::create_op<const std::tuple<const A&...>, false>{&refs},
-                    impl::gather<id_t>(std::forward<Ids>(ids), storage));
+                    mtp::gather<id_t>(std::forward<Ids>(ids), storage));
   }
 
   /// Creates one item per request (any input range of mtp::create_request<A...>), each from
@@ -147,7 +130,7 @@ class thread_pool {
     using op = typename impl::create_each_op_for<request_type>::type;
     op::template check<Item>();
     std::vector<request_type> storage;
-    return run_many(op{}, impl::gather<request_type>(std::forward<Range>(requests), storage));
+    return run_many(op{}, mtp::gather<request_type>(std::forward<Range>(requests), storage));
   }
 
   /// Destroys the item on its worker, after the messages queued for it before. Returns false
@@ -160,10 +143,10 @@ class thread_pool {
   }
 
   /// Removes many (any input range of ids); errc::unknown_id for the ids that did not exist.
-  template <impl::id_range Ids>
+  template <id_range Ids>
   std::vector<result<void>> remove_batch(Ids&& ids) {
     std::vector<id_t> storage;
-    return run_many(impl::remove_op{}, impl::gather<id_t>(std::forward<Ids>(ids), storage));
+    return run_many(impl::remove_op{}, mtp::gather<id_t>(std::forward<Ids>(ids), storage));
   }
 
   // ---- Requests ----------------------------------------------------------------------------
@@ -196,7 +179,7 @@ class thread_pool {
     impl::check_handles<Item, R>();
     if constexpr (request<R>) {
       std::vector<R> storage;
-      return run_many(impl::request_op<R>{}, impl::gather<R>(std::forward<Range>(requests), storage));
+      return run_many(impl::request_op<R>{}, mtp::gather<R>(std::forward<Range>(requests), storage));
     } else {
       return {};
     }
@@ -230,13 +213,13 @@ class thread_pool {
   /// returned as usual; otherwise every result is errc::timed_out, the requests that had not
   /// started are skipped, and those that had run are not undone (their responses are
   /// discarded). The requests are copied, so the caller's storage may go away at once.
-  template <impl::request_range Range, class Rep, class Period>
+  template <request_range Range, class Rep, class Period>
   auto send_batch(Range&& requests, std::chrono::duration<Rep, Period> timeout) {
     using R = std::ranges::range_value_t<Range>;
     impl::check_handles<Item, R>();
     const time_point deadline = impl::deadline_after(timeout);  // the clock starts before gathering
     std::vector<R> storage;
-    return run_timed(impl::gather<R>(std::forward<Range>(requests), storage), deadline);
+    return run_timed(mtp::gather<R>(std::forward<Range>(requests), storage), deadline);
   }
 
   /// Starts a batch and returns at once; the handle's wait() returns the responses in
@@ -246,7 +229,7 @@ class thread_pool {
   /// queued behind the current message (the handle's wait() there throws would_deadlock
   /// until they have run).
   /// As submit_batch(std::vector), from any input range of requests (copied into the batch).
-  template <impl::request_range Range>
+  template <request_range Range>
     requires(!std::same_as<std::remove_cvref_t<Range>, std::vector<std::ranges::range_value_t<Range>>>)
   batch<response_t<std::ranges::range_value_t<Range>>> submit_batch(Range&& requests) {
     std::vector<std::ranges::range_value_t<Range>> owned;  // the batch owns its requests
@@ -322,7 +305,7 @@ class thread_pool {
   /// the last piece (or on the calling thread when nothing could be sent). Any input range of
   /// requests (copied into the batch). Never waits for room: what does not fit a bounded
   /// queue gets queue_full. The same rules for the callback as send_async.
-  template <impl::request_range Range, class F>
+  template <request_range Range, class F>
     requires std::invocable<F&, std::vector<result<response_t<std::ranges::range_value_t<Range>>>>&&>
   async_handle send_batch_async(Range&& requests, F on_done) {
     using R = std::ranges::range_value_t<Range>;

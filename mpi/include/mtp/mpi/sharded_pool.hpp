@@ -60,6 +60,7 @@
 #include <vector>
 
 #include <mtp/core/batch.hpp>
+#include <mtp/core/forwarding.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/options.hpp>
 #include <mtp/core/result.hpp>
@@ -331,7 +332,7 @@ class sharded_base : public channel_client {
   template <class T>
   void reply(int source, std::uint64_t call, const std::vector<result<T>>& rs) {
     wire::writer w = start_message(kind::reply, 0, static_cast<std::uint32_t>(rs.size()), call);
-    w.reserve(sizeof(header) + rs.size() * (1 + sizeof(mtp::impl::stored_t<T>)));
+    w.reserve(sizeof(header) + rs.size() * (1 + sizeof(result<T>)));
     for (const auto& r : rs) put_result(w, r);
     send_bytes(channel_, source, std::move(w.bytes()));
     done_.fetch_add(1, std::memory_order_release);
@@ -438,7 +439,7 @@ class sharded_base : public channel_client {
 
 template <class R>
 constexpr void check_remote_request() {
-  static_assert(!mtp::impl::is_method_call<R>,
+  static_assert(!mtp::is_method_call_v<R>,
                 "mtp::mpi: method messages (make_call) hold a member function pointer, which differs between "
                 "processes; use pool.call<&Item::member>(id, args...) or an explicit message struct");
   static_assert(wire::cannot_cross_ranks<R>::ok);
@@ -563,11 +564,11 @@ class sharded_pool final : private impl::sharded_base {
   }
 
   /// Creates one item per id, each Item(id, args...): one result per id, in order.
-  template <mtp::impl::id_range Ids, class... A>
+  template <mtp::id_range Ids, class... A>
   std::vector<result<void>> create_batch(Ids&& ids, const A&... args) {
     check_arguments<A...>();
     std::vector<id_t> storage;
-    const std::span<const id_t> all = mtp::impl::gather<id_t>(std::forward<Ids>(ids), storage);
+    const std::span<const id_t> all = mtp::gather<id_t>(std::forward<Ids>(ids), storage);
     using Op = create_op<std::decay_t<A>...>;
     const std::tuple<std::decay_t<A>...> copy(args...);
     return run<void>(all, [](id_t id) { return id; },
@@ -587,10 +588,10 @@ class sharded_pool final : private impl::sharded_base {
     r.value();
     return true;
   }
-  template <mtp::impl::id_range Ids>
+  template <mtp::id_range Ids>
   std::vector<result<void>> remove_batch(Ids&& ids) {
     std::vector<id_t> storage;
-    const std::span<const id_t> all = mtp::impl::gather<id_t>(std::forward<Ids>(ids), storage);
+    const std::span<const id_t> all = mtp::gather<id_t>(std::forward<Ids>(ids), storage);
     return run<void>(all, [](id_t id) { return id; },
                      [&](std::span<const id_t> local) { return pool_.remove_batch(local); }, remove_op::key,
                      [](wire::writer& w, id_t id) { w.pod(id); });
@@ -602,7 +603,7 @@ class sharded_pool final : private impl::sharded_base {
   /// (remote_error from another rank) or pool_error.
   template <request R>
   response_t<R> send(const R& r) {
-    mtp::impl::check_handles<Item, R>();
+    mtp::require_handles<Item, R>();
     impl::check_remote_request<R>();
     const id_t id = static_cast<id_t>(r.id);
     const int dest = route(id);
@@ -616,13 +617,13 @@ class sharded_pool final : private impl::sharded_base {
 
   /// A batch for any mix of ids and ranks: the local share goes to the local pool, each
   /// remote share travels as one message; responses in request order.
-  template <mtp::impl::request_range Range>
+  template <mtp::request_range Range>
   auto send_batch(Range&& requests) {
     using R = std::ranges::range_value_t<Range>;
-    mtp::impl::check_handles<Item, R>();
+    mtp::require_handles<Item, R>();
     impl::check_remote_request<R>();
     std::vector<R> storage;
-    const std::span<const R> all = mtp::impl::gather<R>(std::forward<Range>(requests), storage);
+    const std::span<const R> all = mtp::gather<R>(std::forward<Range>(requests), storage);
     return run<response_t<R>>(all, [](const R& r) { return static_cast<id_t>(r.id); },
                               [&](std::span<const R> local) { return pool_.send_batch(local); }, call_op<R>::key,
                               [](wire::writer& w, const R& r) { wire::put(w, r); });
@@ -633,7 +634,7 @@ class sharded_pool final : private impl::sharded_base {
   /// first); one that has started finishes, and its response is discarded.
   template <request R, class Rep, class Period>
   response_t<R> send(const R& r, std::chrono::duration<Rep, Period> timeout) {
-    mtp::impl::check_handles<Item, R>();
+    mtp::require_handles<Item, R>();
     impl::check_remote_request<R>();
     const id_t id = static_cast<id_t>(r.id);
     if (route(id) == rank_ && !impl::on_communication_thread()) {
@@ -647,15 +648,15 @@ class sharded_pool final : private impl::sharded_base {
   /// As send_batch, giving up after `timeout`. If every response arrived in time they are
   /// returned as usual; otherwise every result is errc::timed_out and the requests that have
   /// not started are withdrawn, on every rank (those that ran are not undone).
-  template <mtp::impl::request_range Range, class Rep, class Period>
+  template <mtp::request_range Range, class Rep, class Period>
   auto send_batch(Range&& requests, std::chrono::duration<Rep, Period> timeout) {
     using R = std::ranges::range_value_t<Range>;
     using T = response_t<R>;
-    mtp::impl::check_handles<Item, R>();
+    mtp::require_handles<Item, R>();
     impl::check_remote_request<R>();
-    const auto deadline = mtp::impl::deadline_after(timeout);  // the clock starts before gathering
+    const auto deadline = mtp::deadline_after(timeout);  // the clock starts before gathering
     std::vector<R> storage;
-    const std::span<const R> all = mtp::impl::gather<R>(std::forward<Range>(requests), storage);
+    const std::span<const R> all = mtp::gather<R>(std::forward<Range>(requests), storage);
     const auto id_of = [](const R& r) { return static_cast<id_t>(r.id); };
     std::vector<result<T>> out;
     out.reserve(all.size());
@@ -685,7 +686,7 @@ class sharded_pool final : private impl::sharded_base {
     requires std::is_member_function_pointer_v<decltype(Member)>
   auto call(id_t id, A&&... args) {
     using C = mtp::method_call<decltype(Member)>;
-    mtp::impl::check_handles<Item, C>();
+    mtp::require_handles<Item, C>();
     check_arguments<std::decay_t<A>...>();
     const C m = mtp::make_call(id, Member, std::forward<A>(args)...);
     if (route(id) == rank_ && !impl::on_communication_thread()) {
@@ -708,7 +709,7 @@ class sharded_pool final : private impl::sharded_base {
   /// pool_stopped or invalid_route when not sent.
   template <request R>
   result<void> post(R r) {
-    mtp::impl::check_handles<Item, R>();
+    mtp::require_handles<Item, R>();
     impl::check_remote_request<R>();
     const id_t id = static_cast<id_t>(r.id);
     const int dest = route(id);
@@ -726,14 +727,14 @@ class sharded_pool final : private impl::sharded_base {
   /// exactly once, responses in request order, on the thread that completed the last share (a
   /// local worker, or the communication thread for a remote share; the caller's own thread
   /// when nothing could be sent). Keep it short and non-blocking. The handle can cancel it.
-  template <mtp::impl::request_range Range, class F>
+  template <mtp::request_range Range, class F>
   async_handle send_batch_async(Range&& requests, F on_done) {
     using R = std::ranges::range_value_t<Range>;
     using T = response_t<R>;
-    mtp::impl::check_handles<Item, R>();
+    mtp::require_handles<Item, R>();
     impl::check_remote_request<R>();
     std::vector<R> storage;
-    const std::span<const R> all = mtp::impl::gather<R>(std::forward<Range>(requests), storage);
+    const std::span<const R> all = mtp::gather<R>(std::forward<Range>(requests), storage);
     auto state = std::make_shared<impl::call_state<T>>();
     state->on_done = std::move(on_done);
     state->control.pool = this;

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MIT
+// Building blocks for code that forwards requests to a pool (the Asio and MPI adapters, or
+// your own): it then accepts the ranges the pool accepts, and rejects what the pool rejects
+// with the pool's own compile-time messages.
+#pragma once
+
+#include <chrono>
+#include <concepts>
+#include <ranges>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include <mtp/core/impl/wait.hpp>
+#include <mtp/core/messages.hpp>
+
+namespace mtp {
+
+/// A range whose elements convert to ids: what create_batch and remove_batch take.
+template <class Range>
+concept id_range = std::ranges::input_range<Range> && std::convertible_to<std::ranges::range_value_t<Range>, id_t>;
+
+/// A range of requests: what every batch form takes (a vector, a span, a view, a deque, a
+/// generator).
+template <class Range>
+concept request_range = std::ranges::input_range<Range> && request<std::ranges::range_value_t<Range>>;
+
+/// The elements of any input range as a span of T: a contiguous sized range of T as it is (no
+/// copy), any other range gathered once into `storage`, which must outlive the span.
+template <class T, class Range>
+std::span<const T> gather(Range&& range, std::vector<T>& storage) {
+  using value = std::ranges::range_value_t<Range>;
+  if constexpr (std::ranges::contiguous_range<Range> && std::ranges::sized_range<Range> && std::same_as<value, T>) {
+    return {std::ranges::data(range), std::ranges::size(range)};
+  } else {
+    if constexpr (std::ranges::sized_range<Range>) storage.reserve(std::ranges::size(range));
+    for (auto&& x : range) storage.emplace_back(std::forward<decltype(x)>(x));
+    return storage;
+  }
+}
+
+/// Whether R is a method message (mtp::make_call): it holds a member function pointer, an
+/// address that means nothing in another process.
+template <class R>
+inline constexpr bool is_method_call_v = impl::is_method_call<R>;
+
+/// Compiles only when Item answers R; otherwise fails with the pool's own message, which
+/// names both types (and says so when R is no request at all).
+template <class Item, class R>
+constexpr void require_handles() {
+  impl::check_handles<Item, R>();
+}
+
+/// The steady-clock instant `timeout` from now, for any duration type: a timeout too large
+/// for the clock saturates to time_point::max() ("never"), and zero or negative ones mean
+/// "already passed". How every timed form of the pool reads its timeout.
+template <class Rep, class Period>
+[[nodiscard]] std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> timeout) noexcept {
+  return impl::deadline_after(timeout);
+}
+
+}  // namespace mtp
