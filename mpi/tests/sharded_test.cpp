@@ -41,6 +41,17 @@ mtp::mpi::sharded_options small() {
   return o;
 }
 
+// Polls `pred` (1 ms apart) until it holds or 30 s pass; returns whether it held.
+template <class P>
+bool poll_until(P pred) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
 // Waits for a callback.
 struct latch {
   std::mutex m;
@@ -377,7 +388,7 @@ TEST(Sharded, RemotePostFailuresGoToTheOwnersDiagnostics) {
   pool.barrier();
   EXPECT_TRUE(pool.post(get{static_cast<mtp::id_t>(next) + 100u * static_cast<mtp::id_t>(pool.ranks())}).has_value());
   EXPECT_TRUE(pool.post(boom{static_cast<mtp::id_t>(next)}).has_value());
-  for (int i = 0; i < 5000 && (unknown.load() < 1 || threw.load() < 1); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(poll_until([&] { return unknown.load() >= 1 && threw.load() >= 1; })) << "the owner reported nothing";
   EXPECT_EQ(unknown.load(), 1);
   EXPECT_EQ(threw.load(), 1);
   pool.barrier();
@@ -423,8 +434,9 @@ TEST(Sharded, ConcurrentSendersShadowModel) {
       std::atomic<int> async_left{0};
       while (seq < k_per_thread) {
         switch (seq % 4) {
+          // EXPECT, not ASSERT: this thread must not return while its async batches run.
           case 0:
-            ASSERT_TRUE(pool.post(append{target(sender, seq), sender, seq}).has_value());
+            EXPECT_TRUE(pool.post(append{target(sender, seq), sender, seq}).has_value());
             ++seq;
             break;
           case 1:
@@ -434,7 +446,7 @@ TEST(Sharded, ConcurrentSendersShadowModel) {
           case 2: {
             std::vector<append> b;
             for (int k = 0; k < 5 && seq < k_per_thread; ++k, ++seq) b.push_back({target(sender, seq), sender, seq});
-            for (const auto& r : pool.send_batch(b)) ASSERT_TRUE(r.has_value());
+            for (const auto& r : pool.send_batch(b)) EXPECT_TRUE(r.has_value());
             break;
           }
           default: {
@@ -463,11 +475,10 @@ TEST(Sharded, ConcurrentSendersShadowModel) {
   }
   for (mtp::id_t i = 0; i < k_items; ++i) {
     std::vector<std::pair<std::uint32_t, std::uint32_t>> got;
-    for (int tries = 0; tries < 2000; ++tries) {
+    (void)poll_until([&] {
       got = pool.send(history{i});
-      if (got.size() >= expect[i].size()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+      return got.size() >= expect[i].size();
+    });
     ASSERT_EQ(got.size(), expect[i].size()) << "item " << i;
     // per sender: the same seqs, in the order sent
     for (std::uint32_t s = 0; s < senders; ++s) {
@@ -529,7 +540,9 @@ TEST(Sharded, ShutdownWhileTrafficInFlight) {
       }
     }
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100 + 50 * pool.rank()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100 + 50 * pool.rank()));  // traffic, staggered
+  // Shutdown comes only once traffic flows here: a blocking call and an async batch answered.
+  EXPECT_TRUE(poll_until([&] { return blocking_ok.load() > 0 && values.load() > 0; })) << "no traffic before shutdown";
   pool.shutdown();
   stop.store(true);
   for (auto& t : threads) t.join();

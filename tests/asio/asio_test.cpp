@@ -369,6 +369,7 @@ TEST(AsioAdapter, ShutdownWithOperationsInFlightCompletesEachOnce) {
   const int n = 4000 / k_scale;
   int completed = 0, answered = 0, stopped = 0, wrong_thread = 0;
   std::thread stopper([&] { pool->shutdown(); });  // races the sends
+  mtp_test::join_on_exit joiner(stopper);           // also when a send throws
   for (int i = 0; i < n; ++i) {
     mtp::asio::async_send(*pool, add{static_cast<mtp::id_t>(i % 8), 1},
                           asio::bind_executor(io, [&](std::exception_ptr e, int) {
@@ -426,14 +427,19 @@ TEST(AsioAdapter, ThousandsOfConcurrentCoroutines) {
 TEST(AsioAdapter, OutstandingWorkKeepsRunAlive) {
   pool_t pool(mtp_test::options(2));
   pool.create(0);
-  mtp_test::gate started, release;
-  mtp_test::open_on_exit releaser(release);
+  mtp_test::gate started, release, running;
   asio::io_context io;
   std::atomic<bool> completed{false};
+  std::thread runner;
+  mtp_test::join_on_exit joiner(runner);
+  mtp_test::open_on_exit releaser(release);  // after the joiner: opens first, so that run() can end
   mtp::asio::async_send(pool, hold{0, &started, &release},
                         asio::bind_executor(io, [&](std::exception_ptr, int) { completed = true; }));
-  std::thread runner([&] { io.run(); });  // would return at once without outstanding work
+  asio::post(io, [&] { running.open(); });  // runs once the runner is inside run()
+  runner = std::thread([&] { io.run(); });  // would return at once without outstanding work
   ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  ASSERT_TRUE(running.wait_for(mtp_test::k_bound));
+  // A window in which run() would return if the operation were not outstanding work.
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_FALSE(io.stopped());
   release.open();

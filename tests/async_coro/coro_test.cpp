@@ -303,12 +303,12 @@ TEST_F(AsyncCoro, ResumeInlineOnWorkerIsAnExplicitOptIn) {
   pool.create(1);
   // The worker is held so that the response surely arrives after the coroutine suspended.
   mtp_test::gate started, release;
+  mtp_test::gate done;  // before the releaser: the coroutine may still open it after a failed wait
+  std::atomic<bool> on_worker{false};
+  std::atomic<int> value{0};
   mtp_test::open_on_exit releaser(release);
   ASSERT_TRUE(pool.post(hold{1, &started, &release}).has_value());
   ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
-  mtp_test::gate done;
-  std::atomic<bool> on_worker{false};
-  std::atomic<int> value{0};
   auto client = [&]() -> task {
     value = co_await mtp::async(pool, add{1, 4}, mtp::resume_inline_on_worker);
     on_worker = mtp::this_worker::is_worker();

@@ -6,6 +6,7 @@
 // a gate: create is a control message, never counted against the capacity.
 #include "pool_test_util.hpp"
 
+#include <deque>
 #include <future>
 #include <span>
 #include <vector>
@@ -171,6 +172,11 @@ TEST(Backpressure, CreateRemoveAndShutdownAreNeverRefused) {
 
   auto creator = std::async(std::launch::async, [&pool] { pool.create(4); });
   auto remover = std::async(std::launch::async, [&pool] { return pool.remove(2); });
+  // Both are queued behind the full queue's post (the queue depth counts every envelope)
+  // before the worker is released; neither waits for room.
+  EXPECT_TRUE(mtp_test::poll_until([&] { return pool.stats().workers[0].queue_depth == 3; }))
+      << "create or remove was not queued while the queue was full";
+  EXPECT_EQ(pool.stats().workers[0].senders_waiting, 0u);
   release.open();
   ASSERT_TRUE(finishes(holder));
   ASSERT_TRUE(finishes(creator));
@@ -185,6 +191,11 @@ TEST(Backpressure, CreateRemoveAndShutdownAreNeverRefused) {
   mtp_test::open_on_exit releaser2(release2);
   ASSERT_TRUE(pool.post(add{4, 1}).has_value());
   auto stopper = std::async(std::launch::async, [&pool] { pool.shutdown(); });
+  // The worker is released only once shutdown has begun (the pool refuses new messages).
+  EXPECT_TRUE(mtp_test::poll_until([&] {
+    const auto refused = pool.post(add{4, 1});
+    return refused.has_error() && refused.error().code == mtp::errc::pool_stopped;
+  })) << "shutdown did not begin while the queue was full";
   release2.open();
   ASSERT_TRUE(finishes(holder2));
   ASSERT_TRUE(finishes(stopper));
@@ -222,18 +233,33 @@ TEST(Deadline, UnstartedRequestIsSkipped) {
 }
 
 TEST(Deadline, StartedRequestFinishesAndItsResultIsDiscarded) {
+  // Declared before the pool, so that they outlive its workers: a started request waits on
+  // `release`, and each attempt's request may open its `started`.
+  std::deque<mtp_test::gate> started;
+  mtp_test::gate release;
   pool_t pool(mtp_test::options(2));
-  pool.create(2);
-  mtp_test::gate started, release;
   mtp_test::open_on_exit releaser(release);
-  auto sender = std::async(std::launch::async, [&] {
-    return mtp_test::pool_error_of([&] { (void)pool.send(slow{2, &started, &release}, std::chrono::milliseconds(100)); });
-  });
-  ASSERT_TRUE(started.wait_for(std::chrono::seconds(30)));
-  ASSERT_EQ(sender.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "send ignored its deadline";
-  const auto e = sender.get();
-  ASSERT_TRUE(e.has_value());
-  EXPECT_EQ(e->code(), mtp::errc::timed_out);
+  pool.create(2);
+  // A worker that wakes only after the deadline skips the request (UnstartedRequestIsSkipped);
+  // then the attempt is repeated with a longer deadline until the request starts in time.
+  bool ran = false;
+  for (std::chrono::milliseconds deadline{100}; !ran && deadline <= std::chrono::seconds(30); deadline *= 4) {
+    mtp_test::gate& attempt_started = started.emplace_back();
+    auto sender = std::async(std::launch::async, [&pool, &attempt_started, &release, deadline] {
+      return mtp_test::pool_error_of([&] { (void)pool.send(slow{2, &attempt_started, &release}, deadline); });
+    });
+    ASSERT_EQ(sender.wait_for(mtp_test::k_bound + deadline), std::future_status::ready) << "send ignored its deadline";
+    const auto e = sender.get();
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ(e->code(), mtp::errc::timed_out);
+    // The request either started (and waits for `release`) or was skipped. A later message for
+    // the same item runs only after it, so either `started` opens or that message is answered.
+    auto probe = pool.submit_batch(std::vector<get>{{2}});
+    ASSERT_TRUE(mtp_test::poll_until([&] { return attempt_started.is_open() || probe.ready(); }))
+        << "the request neither started nor was skipped";
+    ran = attempt_started.is_open();
+  }
+  ASSERT_TRUE(ran) << "the worker never started the request before its deadline";
   release.open();
   EXPECT_EQ(MTP_BOUNDED([&] { return pool.send(get{2}); }), 1) << "the started request did not finish";
 }

@@ -30,6 +30,16 @@ void log_event(std::string what, mtp::id_t parent, mtp::id_t id) {
 
 mtp_test::lifetime_registry g_children;
 
+/// When set, the child message numbered `at` (counting every child `get` from 1) waits in its
+/// handler: `reached` opens, then it waits for `resume`.
+struct child_pause {
+  int at = 0;
+  std::atomic<int> handled{0};
+  mtp_test::gate reached;
+  mtp_test::gate resume;
+};
+std::atomic<child_pause*> g_child_pause{nullptr};
+
 struct get {
   mtp::id_t id;
   using response_type = int;
@@ -44,7 +54,13 @@ class child {
     g_children.died(key());
     log_event("child", parent_, id_);
   }
-  int handle(const get&) const { return value_; }
+  int handle(const get&) const {
+    if (child_pause* p = g_child_pause.load(); p != nullptr && p->handled.fetch_add(1) + 1 == p->at) {
+      p->reached.open();
+      p->resume.wait();
+    }
+    return value_;
+  }
 
  private:
   mtp::id_t key() const { return parent_ * 1000 + id_; }
@@ -109,6 +125,7 @@ using parent_pool = mtp::thread_pool<parent>;
 class Hierarchy : public ::testing::Test {
  protected:
   void SetUp() override {
+    g_child_pause = nullptr;
     g_children.reset();
     std::lock_guard lock(g_log_mutex);
     g_log.clear();
@@ -185,15 +202,30 @@ struct shared_parent {
 TEST_F(Hierarchy, ChildPoolStoppedWhileParentsAreBusy) {
   // A child pool shared by many parent handlers is shut down while they call into it: they
   // get pool_stopped (never a hang), and the parent pool keeps serving.
+  // The 500th call down waits in its child handler until shutdown has begun, so that the child
+  // pool stops part-way through, whatever the scheduling: every parent alternates between
+  // the two child workers, so all of them soon wait behind the paused one.
+  child_pause pause;  // outlives the child pool
+  pause.at = 500;
+  g_child_pause = &pause;
   auto children = std::make_unique<child_pool>(mtp_test::options(2));
   for (int c = 0; c < k_children; ++c) children->create(static_cast<mtp::id_t>(c), mtp::id_t{0}, c);
   mtp::thread_pool<shared_parent> parents(mtp_test::options(2));
+  mtp_test::open_on_exit resumer(pause.resume);  // before the pools end, on every path
   for (mtp::id_t id = 0; id < 4; ++id) parents.create(id, children.get());
   // Each parent makes many calls down; the child pool stops part-way through.
   std::vector<mtp::call_t<&shared_parent::call_down>> work;
   for (mtp::id_t id = 0; id < 4; ++id) work.push_back(mtp::make_call(id, &shared_parent::call_down, 2000));
   auto running = parents.submit_batch(work);
-  MTP_BOUNDED([&] { children->shutdown(); });
+  EXPECT_TRUE(pause.reached.wait_for(mtp_test::k_bound)) << "the calls down never reached the pause";
+  auto stopping = std::async(std::launch::async, [&] { children->shutdown(); });
+  EXPECT_TRUE(mtp_test::poll_until([&] {
+    const auto refused = children->post(get{1});
+    return refused.has_error() && refused.error().code == mtp::errc::pool_stopped;
+  })) << "the child pool's shutdown did not begin";
+  pause.resume.open();
+  MTP_BOUNDED([&] { stopping.get(); });
+  g_child_pause = nullptr;
   const auto done = MTP_BOUNDED([&] { return running.take(); });
   for (const auto& r : done) EXPECT_TRUE(r.has_value());
   int ok = 0;

@@ -260,9 +260,11 @@ TEST_F(Items, MessagesQueuedWhenTheItemIsRemovedGetUnknownId) {
     sending.store(true, std::memory_order_release);
     for (int i = 0; i < k_requests; ++i) results.push_back(std::move(pool.send_batch(one)[0]));
   });
-  while (!sending.load(std::memory_order_acquire)) std::this_thread::yield();
-  EXPECT_TRUE(MTP_BOUNDED([&] { return pool.remove(5); }));
-  sender.join();
+  {
+    mtp_test::join_on_exit joiner(sender);  // also when remove throws
+    while (!sending.load(std::memory_order_acquire)) std::this_thread::yield();
+    EXPECT_TRUE(MTP_BOUNDED([&] { return pool.remove(5); }));
+  }
   ASSERT_EQ(results.size(), static_cast<std::size_t>(k_requests));
   bool gone = false;
   int answered = 0;

@@ -80,10 +80,10 @@ long open_and_sum(Pool& pool, std::span<const mtp::id_t> ids, long start) {
   std::vector<get_balance> reads;
   for (mtp::id_t id : opened) reads.push_back({id});
   auto handle = pool.submit_batch(std::move(reads));
-  if (!handle.wait_for(5s)) return -1;
+  if (!handle.wait_for(30s)) return -1;  // generous: the real pool may run on a loaded machine
   for (auto& r : handle.take()) sum += r.has_value() ? r.value() : 0;
   for (mtp::id_t id : opened) {
-    if (pool.send(get_balance{id}, 1s) == 0) pool.post(close_account{id});
+    if (pool.send(get_balance{id}, 30s) == 0) pool.post(close_account{id});
   }
   return sum;
 }

@@ -122,6 +122,23 @@ class open_on_exit {
   gate& g_;
 };
 
+/// Joins a thread when the scope ends, so that an assertion that returns early (or an
+/// exception) reports a failure instead of ending the process with a joinable std::thread.
+/// Declare it after whatever the thread waits for is released on exit (an open_on_exit
+/// declared after it opens first).
+class join_on_exit {
+ public:
+  explicit join_on_exit(std::thread& t) : t_(t) {}
+  join_on_exit(const join_on_exit&) = delete;
+  join_on_exit& operator=(const join_on_exit&) = delete;
+  ~join_on_exit() {
+    if (t_.joinable()) t_.join();
+  }
+
+ private:
+  std::thread& t_;
+};
+
 /// Collects diagnostics from any thread; tests wait for the ones they expect.
 class diagnostic_sink {
  public:
@@ -141,6 +158,25 @@ class diagnostic_sink {
     EXPECT_TRUE(ok) << "expected " << n << " diagnostics of kind " << static_cast<int>(what) << ", got "
                     << count_locked(what);
     return of_kind_locked(what);
+  }
+  /// Waits (bounded) until at least `n` diagnostics of kind `what` satisfy `match`; returns
+  /// those, in arrival order.
+  template <class Match>
+  std::vector<mtp::diagnostic> wait_for_if(mtp::diagnostic::kind what, std::size_t n, Match match,
+                                           std::chrono::seconds limit = k_bound) {
+    std::unique_lock lock(m_);
+    auto matching = [&] {
+      std::vector<mtp::diagnostic> out;
+      for (const auto& d : seen_) {
+        if (d.what == what && match(d)) out.push_back(d);
+      }
+      return out;
+    };
+    const bool ok = cv_.wait_for(lock, limit, [&] { return matching().size() >= n; });
+    auto out = matching();
+    EXPECT_TRUE(ok) << "expected " << n << " matching diagnostics of kind " << static_cast<int>(what) << ", got "
+                    << out.size() << " (" << count_locked(what) << " of that kind in all)";
+    return out;
   }
   std::vector<mtp::diagnostic> of_kind(mtp::diagnostic::kind what) {
     std::lock_guard lock(m_);

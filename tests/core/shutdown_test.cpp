@@ -150,7 +150,8 @@ void shutdown_under_load(bool destroy) {
   for (unsigned c = 0; c < 4; ++c) {
     callers.push_back(std::async(std::launch::async, [&, c] { return hammer(*pool, c, warmed_up, warm_count); }));
   }
-  ASSERT_TRUE(warmed_up.wait_for(std::chrono::seconds(60))) << "callers made no progress";
+  // No early return here: the callers end only once the pool stops.
+  EXPECT_TRUE(warmed_up.wait_for(std::chrono::seconds(60))) << "callers made no progress";
   MTP_BOUNDED([&] { pool->shutdown(); });
   // Every caller ends: it sees pool_stopped on its next call at the latest.
   for (auto& f : callers) {

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -111,20 +112,37 @@ TEST(Timeouts, TimedSendWithAMoveOnlyResponse) {
 TEST(Timeouts, BatchWaitForTheLargestDurationsWaits) {
   pool_t pool(mtp_test::options(2));
   for (mtp::id_t id = 0; id < 4; ++id) pool.create(id);
+  std::array<mtp_test::gate, 4> entered;  // each wait's thread has begun
   std::vector<std::future<bool>> waits;
   std::vector<mtp::batch<int>> handles;
   {
     held_worker held(pool);
     for (int i = 0; i < 4; ++i) handles.push_back(pool.submit_batch(std::vector<get>{{2}, {1}}));
     auto* h = handles.data();
-    waits.push_back(std::async(std::launch::async, [h] { return h[0].wait_for(std::chrono::nanoseconds::max()); }));
-    waits.push_back(std::async(std::launch::async,
-                               [h] { return h[1].wait_for(std::chrono::duration<int, std::micro>::max()); }));
-    waits.push_back(std::async(std::launch::async,
-                               [h] { return h[2].wait_until(std::chrono::system_clock::time_point::max()); }));
-    waits.push_back(std::async(std::launch::async,
-                               [h] { return h[3].wait_until(std::chrono::steady_clock::time_point::max()); }));
+    auto* in = entered.data();
+    waits.push_back(std::async(std::launch::async, [h, in] {
+      in[0].open();
+      return h[0].wait_for(std::chrono::nanoseconds::max());
+    }));
+    waits.push_back(std::async(std::launch::async, [h, in] {
+      in[1].open();
+      return h[1].wait_for(std::chrono::duration<int, std::micro>::max());
+    }));
+    waits.push_back(std::async(std::launch::async, [h, in] {
+      in[2].open();
+      return h[2].wait_until(std::chrono::system_clock::time_point::max());
+    }));
+    waits.push_back(std::async(std::launch::async, [h, in] {
+      in[3].open();
+      return h[3].wait_until(std::chrono::steady_clock::time_point::max());
+    }));
     EXPECT_FALSE(handles[0].ready()) << "worker 0 is held: item 2's request cannot have run";
+    // Worker 0 is released only once every wait has begun: a wait that begins after its batch
+    // ended returns at once, whatever its duration.
+    for (auto& e : entered) EXPECT_TRUE(e.wait_for(mtp_test::k_bound)) << "a wait never began";
+    for (auto& w : waits) {
+      EXPECT_EQ(w.wait_for(0s), std::future_status::timeout) << "a wait gave up while its batch could not end";
+    }
   }  // releases worker 0
   for (auto& w : waits) EXPECT_TRUE(MTP_BOUNDED([&] { return w.get(); })) << "a wait gave up before the batch ended";
   for (auto& h : handles) EXPECT_EQ(h.take()[0].value(), 20);
@@ -223,18 +241,23 @@ TEST(Stalls, AStuckHandlerIsReportedAndNamedDuringShutdown) {
   auto pool = std::make_unique<pool_t>(o);
   for (mtp::id_t id = 0; id < 4; ++id) pool->create(id);
   mtp_test::gate started, release;
-  mtp_test::open_on_exit releaser(release);
-  auto running = std::async(std::launch::async, [&] { return pool->send(hold{2, &started, &release}); });
+  std::future<int> running;
+  std::future<void> stopping;
+  mtp_test::open_on_exit releaser(release);  // after the futures: opens before they are waited for
+  running = std::async(std::launch::async, [&] { return pool->send(hold{2, &started, &release}); });
   ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
-  const auto first = sink.wait_for(mtp::diagnostic::kind::stalled, 1);
+  // Only the stuck message's reports are checked: another message may be reported as well
+  // when its worker is pre-empted for longer than the threshold.
+  const auto stuck = [](const mtp::diagnostic& d) { return d.item == mtp::id_t{2}; };
+  const auto first = sink.wait_for_if(mtp::diagnostic::kind::stalled, 1, stuck);
   ASSERT_FALSE(first.empty());
   EXPECT_EQ(first[0].worker, 0u);
   EXPECT_EQ(first[0].item, 2u);
   EXPECT_GE(first[0].running, 20ms);
   EXPECT_TRUE(mtp_test::contains(first[0].text, "item 2")) << first[0].text;
   EXPECT_EQ(pool->send(get{1}), 10) << "the other worker keeps serving";
-  auto stopping = std::async(std::launch::async, [&] { pool->shutdown(); });
-  const auto second = sink.wait_for(mtp::diagnostic::kind::stalled, 2);
+  stopping = std::async(std::launch::async, [&] { pool->shutdown(); });
+  const auto second = sink.wait_for_if(mtp::diagnostic::kind::stalled, 2, stuck);
   ASSERT_GE(second.size(), 2u);
   EXPECT_TRUE(mtp_test::contains(second[1].text, "shutdown is waiting")) << second[1].text;
   release.open();
@@ -273,8 +296,10 @@ TEST(FullQueues, ShutdownSleepsWhileASenderWaitsForRoom) {
   // This sender waits for room inside the sender gate. Shutdown starts only once it sleeps
   // there: a sender that came later would be refused instead.
   auto sender = std::async(std::launch::async, [&] { return pool.send(get{2}); });
-  ASSERT_TRUE(mtp_test::poll_until([&] { return pool.stats().workers[0].senders_waiting == 1; }))
-      << "the sender never waited for room";
+  if (!mtp_test::poll_until([&] { return pool.stats().workers[0].senders_waiting == 1; })) {
+    held.reset();  // before `sender` is waited for: a sender waiting for room needs worker 0
+    FAIL() << "the sender never waited for room";
+  }
   std::atomic<bool> done{false};
   std::thread stopper([&] {
     pool.shutdown();
