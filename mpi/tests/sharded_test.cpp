@@ -287,13 +287,18 @@ mtp::mpi::sharded_options by_tens() {
   return o;
 }
 
-TEST(Sharded, TimedFormsWithdrawWhatHasNotStarted) {
-  g_hold.reset();
-  pool_t pool(by_tens());
+// Rank 0 creates items 0, 1, 10 and 11; every rank waits for it.
+void create_by_tens(pool_t& pool) {
   if (pool.rank() == 0) {
     for (const mtp::id_t i : {0, 1, 10, 11}) pool.create(i, 0L);
   }
   pool.barrier();
+}
+
+TEST(Sharded, TimedFormsWithdrawWhatHasNotStarted) {
+  g_hold.reset();
+  pool_t pool(by_tens());
+  create_by_tens(pool);
   if (pool.rank() == 0) {
     ASSERT_TRUE(pool.post(hold{10}).has_value());
     MTP_MPI_EXPECT_CODE(errc::timed_out, pool.send(add{10, 5}, std::chrono::milliseconds(1)));
@@ -314,10 +319,7 @@ TEST(Sharded, TimedFormsWithdrawWhatHasNotStarted) {
 TEST(Sharded, CancelSkipsWhatHasNotStartedOnEveryRank) {
   g_hold.reset();
   pool_t pool(by_tens());
-  if (pool.rank() == 0) {
-    for (const mtp::id_t i : {0, 1, 10, 11}) pool.create(i, 0L);
-  }
-  pool.barrier();
+  create_by_tens(pool);
   if (pool.rank() == 0) {
     ASSERT_TRUE(pool.post(hold{10}).has_value());  // rank 1, worker 0
     ASSERT_TRUE(pool.post(hold{0}).has_value());   // this rank, worker 0
