@@ -14,6 +14,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libasio-dev
   clang libclang-rt-14-dev clang-tidy doxygen
   libopenmpi-dev openmpi-bin libcereal-dev
+  file dpkg-dev  # the .deb packages: CPack reads shared-library dependencies with them
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(libcaf-dev python3-matplotlib)
