@@ -552,14 +552,8 @@ class sharded_pool final : private impl::sharded_base {
   template <class... A>
   void create(id_t id, A&&... args) {
     check_arguments<A...>();
-    const int r = route(id);
-    if (r == rank_ && !impl::on_communication_thread()) {
-      if (!enter()) error{errc::pool_stopped, id, {}}.raise();
-      gate_guard g{this};
-      pool_.create(id, std::forward<A>(args)...);
-      return;
-    }
-    std::vector<result<void>> out = create_remote_one<std::decay_t<A>...>(id, r, std::forward<A>(args)...);
+    if (serves_here(id)) return locally(id, [&] { pool_.create(id, std::forward<A>(args)...); });
+    std::vector<result<void>> out = create_remote_one<std::decay_t<A>...>(id, std::forward<A>(args)...);
     out[0].value();
   }
 
@@ -606,12 +600,7 @@ class sharded_pool final : private impl::sharded_base {
     mtp::require_handles<Item, R>();
     impl::check_remote_request<R>();
     const id_t id = static_cast<id_t>(r.id);
-    const int dest = route(id);
-    if (dest == rank_ && !impl::on_communication_thread()) {
-      if (!enter()) error{errc::pool_stopped, id, {}}.raise();
-      gate_guard g{this};
-      return pool_.send(r);
-    }
+    if (serves_here(id)) return locally(id, [&] { return pool_.send(r); });
     return send_batch(std::span<const R>(&r, 1))[0].value();
   }
 
@@ -637,11 +626,7 @@ class sharded_pool final : private impl::sharded_base {
     mtp::require_handles<Item, R>();
     impl::check_remote_request<R>();
     const id_t id = static_cast<id_t>(r.id);
-    if (route(id) == rank_ && !impl::on_communication_thread()) {
-      if (!enter()) error{errc::pool_stopped, id, {}}.raise();
-      gate_guard g{this};
-      return pool_.send(r, timeout);
-    }
+    if (serves_here(id)) return locally(id, [&] { return pool_.send(r, timeout); });
     return std::move(send_batch(std::span<const R>(&r, 1), timeout)[0]).value();
   }
 
@@ -689,11 +674,7 @@ class sharded_pool final : private impl::sharded_base {
     mtp::require_handles<Item, C>();
     check_arguments<std::decay_t<A>...>();
     const C m = mtp::make_call(id, Member, std::forward<A>(args)...);
-    if (route(id) == rank_ && !impl::on_communication_thread()) {
-      if (!enter()) error{errc::pool_stopped, id, {}}.raise();
-      gate_guard g{this};
-      return pool_.send(m);
-    }
+    if (serves_here(id)) return locally(id, [&] { return pool_.send(m); });
     return std::move(run<typename C::response_type>(
                           std::span<const C>(&m, 1), [](const C& c) { return c.id; },
                           [&](std::span<const C> local) { return pool_.send_batch(local); }, method_op<Member>::key,
@@ -866,10 +847,9 @@ class sharded_pool final : private impl::sharded_base {
   };
 
   template <class... A, class... B>
-  std::vector<result<void>> create_remote_one(id_t id, int dest, B&&... args) {
+  std::vector<result<void>> create_remote_one(id_t id, B&&... args) {
     const id_t one[1] = {id};
     const std::tuple<A...> copy(std::forward<B>(args)...);
-    (void)dest;
     return run<void>(std::span<const id_t>(one), [](id_t x) { return x; },
                      [](std::span<const id_t>) -> std::vector<result<void>> { return {}; },  // never local
                      create_op<A...>::key, [&](wire::writer& w, id_t x) {
@@ -883,6 +863,17 @@ class sharded_pool final : private impl::sharded_base {
     static_assert((!std::is_pointer_v<std::decay_t<A>> && ...),
                   "mtp::mpi: a constructor argument that is a pointer (a string literal, say) would cross ranks "
                   "as an address; pass a value (std::string, ...) instead");
+  }
+
+  // Whether a single call for `id` goes straight to the local pool: the id is this rank's, and
+  // the caller is not the communication thread (which must never block on the local pool).
+  [[nodiscard]] bool serves_here(id_t id) const noexcept { return route(id) == rank_ && !impl::on_communication_thread(); }
+  // Runs f() (a call on the local pool) inside the gate; pool_stopped once shut down.
+  template <class F>
+  decltype(auto) locally(id_t id, F f) {
+    if (!enter()) error{errc::pool_stopped, id, {}}.raise();
+    gate_guard g{this};
+    return f();
   }
 
   // -1 for a bad route.
