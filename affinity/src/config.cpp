@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <set>
@@ -90,8 +91,8 @@ placement_config parse_placement_config(std::string_view json_text, std::string_
   return config;
 }
 
-placement_config read_placement_config(const std::filesystem::path& path) {
-  const std::string origin = "affinity config '" + path.string() + "'";
+placement_config read_placement_config(const std::string& path) {
+  const std::string origin = "affinity config '" + path + "'";
   std::error_code status_error;
   if (std::filesystem::is_directory(path, status_error)) {
     config_error(origin, "cannot read: is a directory (expected a JSON file)");
@@ -125,7 +126,7 @@ placement make_placement(const placement_config& config) {
   return plan;
 }
 
-placement load_placement_config(const std::filesystem::path& path) {
+placement load_placement_config(const std::string& path) {
   return make_placement(read_placement_config(path));
 }
 

@@ -3,6 +3,8 @@
 
 #include <mtp/core/impl/wait.hpp>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
@@ -94,8 +96,16 @@ class stall_monitor {
  public:
   static stall_monitor& instance() {
     // Never destroyed: pools with static storage may end after any static destructor.
-    static stall_monitor* const monitor = new stall_monitor;
-    return *monitor;
+    static const bool once = [] {
+      current_.store(new stall_monitor, std::memory_order_release);  // release: see below
+      // A child of fork() has none of the parent's threads, this monitor's included: it gets
+      // a monitor of its own for the pools it creates (the parent's, whose lock another thread
+      // may have held at the fork, is left alone).
+      pthread_atfork(nullptr, nullptr, [] { current_.store(new stall_monitor, std::memory_order_release); });
+      return true;
+    }();
+    (void)once;
+    return *current_.load(std::memory_order_acquire);  // acquire: a fully built monitor
   }
 
   void add(pool_core* pool) {
@@ -122,6 +132,7 @@ class stall_monitor {
     time_point since{};
     bool reported = false;
     bool reported_in_shutdown = false;
+    bool cut = false;  // watching a cut queue rather than a long message
   };
   struct entry {
     pool_core* pool;
@@ -152,8 +163,14 @@ class stall_monitor {
         watch& w = entries_[p].workers[k];
         const worker_base& worker = pool->worker(k);
         const std::uint64_t started = worker.messages_started();
-        if (!worker.in_message() || started != w.started || w.since == time_point{}) {
-          w = watch{started, now, false, false};
+        // An idle worker with messages queued that it cannot see: a sender stopped between
+        // the exchange and the link of its enqueue has cut the queue (see worker_base).
+        const bool busy = worker.in_message();
+        // A worker that has left its loop may keep a stop marker it never needed: not a cut.
+        const std::size_t queued = busy || worker.exited() ? 0 : worker.queue_depth();
+        const bool cut = queued != 0;
+        if ((!busy && !cut) || cut != w.cut || started != w.started || w.since == time_point{}) {
+          w = watch{started, now, false, false, cut};
           continue;
         }
         const std::chrono::nanoseconds running = now - w.since;
@@ -161,13 +178,22 @@ class stall_monitor {
         if (running < threshold || (w.reported && (!stopping || w.reported_in_shutdown))) continue;
         w.reported = true;
         w.reported_in_shutdown = stopping;
-        const id_t id = worker.current_id();
-        std::string text = "a message for item " + std::to_string(id) + " has been running for at least " +
-                           seconds_text(running) + " (stall_threshold " + seconds_text(threshold) + ")";
-        if (stopping) text += "; shutdown is waiting for it to return";
+        std::optional<id_t> item;
+        std::string text;
+        if (cut) {
+          text = "the worker has had " + std::to_string(queued) + " queued message(s) it cannot reach for at least " +
+                 seconds_text(running) + " (stall_threshold " + seconds_text(threshold) +
+                 "): a sender stopped between the two steps of its enqueue (pre-empted, or in a signal handler that "
+                 "has not returned) cuts the queue until it resumes";
+        } else {
+          item = worker.current_id();
+          text = "a message for item " + std::to_string(*item) + " has been running for at least " +
+                 seconds_text(running) + " (stall_threshold " + seconds_text(threshold) + ")";
+        }
+        if (stopping) text += "; shutdown is waiting for it";
         reporting_ = pool;
         lock.unlock();
-        pool->report({diagnostic::kind::stalled, k, std::move(text), std::nullopt, id, running});
+        pool->report({diagnostic::kind::stalled, k, std::move(text), std::nullopt, item, running});
         lock.lock();
         reporting_ = nullptr;
         reported_.notify_all();
@@ -176,6 +202,8 @@ class stall_monitor {
       }
     }
   }
+
+  static inline std::atomic<stall_monitor*> current_{nullptr};
 
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -202,8 +230,23 @@ std::string trace_file_for(const pool_options& options) {
 }
 }  // namespace
 
+namespace {
+// The shortest passivation period: a worker sweeps its items a few times per period, so a
+// shorter one would keep it sweeping rather than running messages.
+constexpr std::chrono::nanoseconds k_min_passivate_after = std::chrono::milliseconds(1);
+
+pool_options validated(pool_options options) {
+  const std::chrono::nanoseconds d = options.passivate_after;
+  if (d != std::chrono::nanoseconds::zero() && d < k_min_passivate_after) {
+    throw std::invalid_argument("mtp: pool_options::passivate_after = " + std::to_string(d.count()) +
+                                " ns is below the minimum of 1 ms (0 turns passivation off)");
+  }
+  return options;
+}
+}  // namespace
+
 pool_core::pool_core(pool_options options)
-    : options_(std::move(options)), trace_file_(trace_file_for(options_)), placement_(choose_placement(options_)) {
+    : options_(validated(std::move(options))), trace_file_(trace_file_for(options_)), placement_(choose_placement(options_)) {
   const std::size_t n = placement_.workers.size();
   mask_ = (n > 1 && (n & (n - 1)) == 0) ? n - 1 : 0;
   has_router_ = static_cast<bool>(options_.router);
@@ -237,10 +280,9 @@ std::uint32_t pool_core::route_custom(id_t id) const noexcept {
 }
 
 bool pool_core::enter() noexcept {
-  // seq_cst, both: a Dekker pair with close_gate(), which stores stopping_ then reads
-  // active_senders_. Either we see stopping_ or close_gate() sees us and waits for leave().
-  active_senders_.fetch_add(1, std::memory_order_seq_cst);
-  if (stopping_.load(std::memory_order_seq_cst)) {
+  // seq_cst: one RMW of the word close_gate() sets the stop bit in; either our increment comes
+  // first (close_gate() waits for our leave()) or we see the bit and turn back.
+  if ((gate_.fetch_add(1, std::memory_order_seq_cst) & k_gate_closed) != 0) {
     leave();
     return false;
   }
@@ -249,21 +291,27 @@ bool pool_core::enter() noexcept {
 
 void pool_core::leave() noexcept {
   // seq_cst: our enqueues happen-before close_gate()'s read of zero (hence before its stop
-  // markers), and the Dekker pair below: either close_gate() sees our decrement or we see
-  // stopping_ and wake it.
-  if (active_senders_.fetch_sub(1, std::memory_order_seq_cst) == 1 && stopping_.load(std::memory_order_seq_cst)) {
-    futex_wake_all(active_senders_);
-  }
+  // markers). The value before our decrement says everything: nothing of the pool is read
+  // after it, since the pool may be freed as soon as the count reaches zero. The wake below is
+  // a system call on the word's address only: if the pool is gone it wakes nobody, or gives a
+  // spurious wake-up to a waiter on reused memory, which every futex waiter tolerates.
+  std::atomic<std::uint32_t>& word = gate_;
+  if (word.fetch_sub(1, std::memory_order_seq_cst) == (k_gate_closed | 1)) futex_wake_all(word);
+}
+
+bool pool_core::begin_closing() noexcept {
+  // seq_cst: see enter(). Returns whether this call closed the gate.
+  return (gate_.fetch_or(k_gate_closed, std::memory_order_seq_cst) & k_gate_closed) == 0;
 }
 
 void pool_core::close_gate() noexcept {
-  stopping_.store(true, std::memory_order_seq_cst);  // seq_cst: see enter()
+  (void)begin_closing();
   // Senders inside the gate only enqueue, or wait for room that the running workers free:
   // sleep until the last one leaves.
   for (;;) {
-    const std::uint32_t inside = active_senders_.load(std::memory_order_seq_cst);
-    if (inside == 0) return;
-    futex_wait(active_senders_, inside);
+    const std::uint32_t now = gate_.load(std::memory_order_seq_cst);
+    if (now == k_gate_closed) return;
+    futex_wait(gate_, now);
   }
 }
 
@@ -272,28 +320,44 @@ void pool_core::shutdown() {
     throw pool_error(errc::would_deadlock, 0,
                      "mtp: shutdown() called on a worker of the same pool would deadlock (would_deadlock)");
   }
-  std::lock_guard lock(shutdown_mutex_);
-  if (joined_) return;
-  close_gate();
-  for (auto& w : workers_) w->push_stop();
-  for (auto& w : workers_) w->join();
-  joined_ = true;
-  if (tracing()) {
-    try {
-      std::vector<std::string> per_worker;
-      for (auto& w : workers_) per_worker.push_back(w->trace_json_events());  // the threads are gone
-      write_trace_file(trace_file_, per_worker);
-    } catch (const std::exception& e) {
-      report({diagnostic::kind::hook_failed, 0, std::string("the trace was not written: ") + e.what(), std::nullopt});
-    }
+  bool free_after = false;
+  {
+    std::lock_guard lock(shutdown_mutex_);
+    if (joined_) return;
+    // relaxed: read back only by the worker that may finish the pool, after it ran its stop
+    // marker, which we push below (the queue orders the two).
+    ending_.fetch_or(k_shutdown_joining, std::memory_order_relaxed);
+    close_gate();
+    for (auto& w : workers_) w->push_stop();
+    for (auto& w : workers_) w->join();
+    joined_ = true;
+    write_trace_at_end();
+    // acquire (after the join, which already orders it): the pool was handed to us by its last
+    // owner, an item destroyed during this shutdown; we free it once we have let go of it.
+    free_after = (ending_.load(std::memory_order_acquire) & k_handed_over) != 0;
+  }
+  if (free_after) delete this;
+}
+
+void pool_core::write_trace_at_end() noexcept {
+  if (!tracing()) return;
+  try {
+    std::vector<std::string> per_worker;
+    for (auto& w : workers_) per_worker.push_back(w->trace_json_events());  // the threads are gone
+    write_trace_file(trace_file_, per_worker);
+  } catch (const std::exception& e) {
+    report({diagnostic::kind::hook_failed, 0, std::string("the trace was not written: ") + e.what(), std::nullopt});
   }
 }
 
-void pool_core::destroy(std::unique_ptr<pool_core> core) noexcept {
+void pool_core::destroy(std::unique_ptr<pool_core>& core) noexcept {
   if (core == nullptr) return;
   worker_base* const self = core->own_worker();
   if (self == nullptr) {
+    // Shut down while the owner still holds the pool: an item destructor that sends to it
+    // during the shutdown gets pool_stopped, not a null pool.
     core->shutdown();  // cannot throw: not on one of its workers (a stop marker's node: see below)
+    core.reset();
     return;
   }
   // An item is dropping the pool it lives in. Joining here would wait for ourselves, so the
@@ -301,14 +365,31 @@ void pool_core::destroy(std::unique_ptr<pool_core> core) noexcept {
   // the current message, answers what is queued, destroys its items, joins the other workers.
   pool_core* const pool = core.release();
   pool->finisher_ = self;  // read by `self` after it ran its stop marker (the queue orders it)
-  pool->close_gate();
-  for (auto& w : pool->workers_) w->push_stop();  // no memory for a node: terminate (noexcept)
+  // Close the gate, but do not wait here for the senders inside: one may be waiting for room
+  // in this very worker's queue. This worker keeps running messages and pushes the stop
+  // markers once the last sender has left (worker_base::run_loop). When the gate was already
+  // closed, a shutdown() on another thread pushes them (this is one of its item destructors).
+  if (pool->begin_closing()) self->close_when_senders_left_ = true;
+}
+
+bool pool_core::senders_inside() const noexcept {
+  // seq_cst: pairs with leave(); once zero with the gate closed, no sender can enqueue again.
+  return (gate_.load(std::memory_order_seq_cst) & ~k_gate_closed) != 0;
+}
+
+void pool_core::push_stops() {
+  for (auto& w : workers_) w->push_stop();
 }
 
 void pool_core::finish_from(worker_base& self) noexcept {
+  // A shutdown() on another thread that is joining us frees the pool instead (its item was
+  // the last owner, destroyed during that shutdown): we only tell it so.
+  // acq_rel: the release hands our writes to that thread; the acquire sees its bit.
+  if ((ending_.fetch_or(k_handed_over, std::memory_order_acq_rel) & k_shutdown_joining) != 0) return;
   for (auto& w : workers_) {
     if (w.get() != &self) w->join();
   }
+  write_trace_at_end();  // the workers are done: the same trace file as shutdown() writes
   self.thread_.detach();  // we are that thread; it ends right after this call
   delete this;
 }
@@ -328,7 +409,9 @@ bool pool_core::send_one(std::size_t k, const envelope& e, const send_policy& po
 }
 
 std::uint32_t pool_core::dispatch(job_base& job, const std::uint32_t* routes, std::size_t n, run_fn run,
-                                  const send_policy& policy, std::vector<std::uint32_t>& order) {
+                                  const send_policy& policy, std::vector<std::uint32_t>& order,
+                                  std::uint32_t& unsent) {
+  unsent = 0;
   const std::size_t workers = workers_.size();
   // Counting sort by worker: count, then place each request's index in its worker's run.
   std::vector<std::uint32_t>& counts = scratch_counts();
@@ -381,6 +464,8 @@ std::uint32_t pool_core::dispatch(job_base& job, const std::uint32_t* routes, st
         failed.emplace(policy.no_room, nullptr);
       }
       if (!failed) {
+        // relaxed: the enqueue below publishes it to the worker, which takes it back.
+        if (job.shares != nullptr) job.shares[p.worker].fetch_add(1, std::memory_order_relaxed);
         try {
           w.enqueue(envelope::make(run, piece));
           // A bounded queue drains only if its worker is awake: wake it before the next
@@ -388,12 +473,16 @@ std::uint32_t pool_core::dispatch(job_base& job, const std::uint32_t* routes, st
           if (capacity != 0) w.wake();
           continue;
         } catch (...) {
+          if (job.shares != nullptr) job.shares[p.worker].fetch_sub(1, std::memory_order_relaxed);  // relaxed: as above
           if (capacity != 0) w.release_room(piece.count);
           failed.emplace(errc::queue_full, std::current_exception());
         }
       }
+      // Answered here; its arrival is left to the caller, once it has left the gate and this
+      // thread's scratch buffers: the last arrival may run a completion that sends again,
+      // shuts the pool down or destroys it.
       piece.for_each([&](std::uint32_t i) { job.fail(job, i, failed->first, failed->second); });
-      job.arrive();
+      ++unsent;
     }
   }
   if (capacity == 0) {
@@ -426,6 +515,11 @@ void pool_core::report(const diagnostic& d) const noexcept {
       return;
     }
     if (d.what == diagnostic::kind::placement_note) return;  // shown by introspection instead
+    if (d.what == diagnostic::kind::trace_limited) {
+      // Once per process on stderr: with MTP_TRACE, every worker of every later pool says it.
+      static std::atomic<bool> said{false};
+      if (said.exchange(true, std::memory_order_relaxed)) return;  // relaxed: a once-flag
+    }
     std::fprintf(stderr, "mtp: worker %zu: %s\n", d.worker, d.text.c_str());
   } catch (...) {
     // A diagnostic hook that throws has nowhere to report to; the pool carries on.

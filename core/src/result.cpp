@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include <mtp/core/result.hpp>
 
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <utility>
+
 namespace mtp {
 
 const char* to_string(errc code) noexcept {
@@ -16,6 +23,7 @@ const char* to_string(errc code) noexcept {
     case errc::queue_full: return "queue_full";
     case errc::timed_out: return "timed_out";
     case errc::cancelled: return "cancelled";
+    case errc::out_of_memory: return "out_of_memory";
   }
   return "unknown error";
 }
@@ -50,6 +58,9 @@ std::string error::message() const {
     case errc::queue_full: text = "the queue of the worker for item " + id_text + " is full"; break;
     case errc::timed_out: text = "request for item " + id_text + " timed out"; break;
     case errc::cancelled: text = "request for item " + id_text + " was cancelled before it started"; break;
+    case errc::out_of_memory:
+      text = "memory ran out while an error was recorded, so which request failed and why is lost";
+      break;
   }
   return "mtp: " + text + " (" + to_string(code) + ")";
 }
@@ -58,5 +69,71 @@ void error::raise() const {
   if (exception) std::rethrow_exception(exception);
   throw pool_error(*this);
 }
+
+namespace impl {
+namespace {
+// The reserve: error records for when the heap has no room left for one, so that a worker
+// still answers every request it fails. A bit per record says whether a result holds it.
+constexpr std::size_t k_reserve_words = 4;
+constexpr std::size_t k_reserve_records = k_reserve_words * 64;
+struct alignas(error) record_storage {
+  unsigned char bytes[sizeof(error)];
+};
+constinit record_storage g_reserve[k_reserve_records]{};
+constinit std::atomic<std::uint64_t> g_reserve_taken[k_reserve_words]{};
+
+// The last resort, shared by every result that gets it: built on first use, in static storage,
+// and never destroyed, since a result may hold it until the very end of the process.
+alignas(error) constinit unsigned char g_out_of_memory[sizeof(error)]{};
+const error* out_of_memory_error() noexcept {
+  static const error* const shared = ::new (static_cast<void*>(g_out_of_memory)) error{errc::out_of_memory, 0, {}};
+  return shared;
+}
+
+error* take_reserved(error&& e) noexcept {
+  for (std::size_t w = 0; w < k_reserve_words; ++w) {
+    // relaxed: only a guess at which bits are free; the exchange below decides.
+    std::uint64_t taken = g_reserve_taken[w].load(std::memory_order_relaxed);
+    while (taken != ~std::uint64_t{0}) {
+      const int bit = std::countr_one(taken);
+      const std::uint64_t mine = taken | (std::uint64_t{1} << bit);
+      // acquire: pairs with the release in free_error, so the previous holder's destruction of
+      // the record happens-before we build in it; relaxed on failure: we only retry.
+      if (g_reserve_taken[w].compare_exchange_weak(taken, mine, std::memory_order_acquire,
+                                                   std::memory_order_relaxed)) {
+        return ::new (static_cast<void*>(&g_reserve[w * 64 + static_cast<std::size_t>(bit)])) error(std::move(e));
+      }
+    }
+  }
+  return nullptr;
+}
+}  // namespace
+
+const error* box_error(error&& e) noexcept {
+  try {
+    return new error(std::move(e));
+  } catch (const std::bad_alloc&) {
+    // No room on the heap. Nothing was built, so `e` is whole still: on to the reserve.
+  }
+  if (error* const reserved = take_reserved(std::move(e))) return reserved;
+  return out_of_memory_error();
+}
+
+void free_error(const error* e) noexcept {
+  // Integer compares: relational operators on pointers into different objects are unspecified.
+  const auto at = reinterpret_cast<std::uintptr_t>(e);              // NOLINT: an address compare only
+  const auto first = reinterpret_cast<std::uintptr_t>(&g_reserve[0]);  // NOLINT: as above
+  if (at - first < sizeof(g_reserve)) {  // wraps around, so also false below the reserve
+    const std::size_t i = (at - first) / sizeof(record_storage);
+    e->~error();
+    // release: pairs with the acquire in take_reserved: this destruction happens-before the
+    // record's next holder builds in it.
+    g_reserve_taken[i / 64].fetch_and(~(std::uint64_t{1} << (i % 64)), std::memory_order_release);
+    return;
+  }
+  if (at == reinterpret_cast<std::uintptr_t>(&g_out_of_memory[0])) return;  // NOLINT: as above
+  delete e;
+}
+}  // namespace impl
 
 }  // namespace mtp

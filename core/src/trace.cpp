@@ -7,6 +7,8 @@
 
 #include <cxxabi.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -16,6 +18,64 @@
 #include <vector>
 
 namespace mtp::impl {
+
+namespace {
+// Trace rings' memory in the whole process, and its bound: with MTP_TRACE every pool traces,
+// so a thousand pools must not each take megabytes per worker.
+std::atomic<std::size_t> g_trace_bytes{0};
+
+std::size_t trace_budget() noexcept {
+  static const std::size_t budget = [] {
+    constexpr std::size_t k_default_mib = 256;
+    // getenv only races with a concurrent setenv, which this library never calls.
+    const char* env = std::getenv("MTP_TRACE_MEMORY");  // NOLINT(concurrency-mt-unsafe)
+    std::size_t mib = k_default_mib;
+    if (env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const unsigned long long v = std::strtoull(env, &end, 10);
+      if (end != nullptr && *end == '\0') mib = static_cast<std::size_t>(std::min<unsigned long long>(v, 1ULL << 30));
+    }
+    return mib << 20;
+  }();
+  return budget;
+}
+}  // namespace
+
+std::size_t reserve_trace_memory(std::size_t requested) noexcept {
+  constexpr std::size_t k_event = sizeof(trace_ring::event);
+  const std::size_t budget = trace_budget();
+  // relaxed, all: a budget counter; the rings themselves are published by the pool's start.
+  std::size_t used = g_trace_bytes.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::size_t left = used < budget ? budget - used : 0;
+    const std::size_t events = std::min(requested, left / k_event);
+    if (events == 0) return 0;
+    if (g_trace_bytes.compare_exchange_weak(used, used + events * k_event, std::memory_order_relaxed)) return events;
+  }
+}
+
+trace_ring::~trace_ring() {
+  g_trace_bytes.fetch_sub(events_.size() * sizeof(event), std::memory_order_relaxed);  // relaxed: a counter
+}
+
+std::unique_ptr<trace_ring> worker_base::make_trace_ring() {
+  const std::size_t requested = std::max<std::size_t>(pool_.options().trace_events, 1);
+  const std::size_t events = reserve_trace_memory(requested);
+  if (events < requested) {
+    pool_.report({diagnostic::kind::trace_limited, index_,
+                  "the process-wide trace memory budget (MTP_TRACE_MEMORY, " + std::to_string(trace_budget() >> 20) +
+                      " MiB) is " + (events == 0 ? "spent: this worker records no trace" : "nearly spent: this worker records at most " +
+                      std::to_string(events) + " of " + std::to_string(requested) + " events"),
+                  std::nullopt});
+  }
+  if (events == 0) return nullptr;
+  try {
+    return std::make_unique<trace_ring>(events, requested, pool_.started_at());
+  } catch (...) {
+    g_trace_bytes.fetch_sub(events * sizeof(trace_ring::event), std::memory_order_relaxed);  // relaxed: a counter
+    throw;
+  }
+}
 
 void worker_base::record_begin(id_t id, const char* what) noexcept { trace_->begin(id, what); }
 void worker_base::record_end() noexcept { trace_->end(); }

@@ -61,7 +61,16 @@ class trace_ring {
     bool instant = false;
   };
 
-  trace_ring(std::size_t capacity, time_point origin) : events_(capacity == 0 ? 1 : capacity), origin_(origin) {}
+  /// A ring of `capacity` events (at least one), whose memory the process budget granted (see
+  /// reserve_trace_memory); it gives that memory back when destroyed. `requested` is what the
+  /// pool asked for: the trace says how many events the budget cut.
+  trace_ring(std::size_t capacity, std::size_t requested, time_point origin)
+      : events_(capacity), requested_(requested), origin_(origin) {}
+  trace_ring(const trace_ring&) = delete;
+  trace_ring& operator=(const trace_ring&) = delete;
+  ~trace_ring();
+
+  [[nodiscard]] std::size_t capacity() const noexcept { return events_.size(); }
 
   void begin(id_t id, const char* what) noexcept {
     open_ = &push();
@@ -99,6 +108,11 @@ class trace_ring {
         out += sleep ? "}" : ",\"args\":{\"id\":" + std::to_string(e.id) + "}}";
       }
     }
+    if (requested_ > events_.size()) {
+      out += std::string(out.empty() ? "" : ",\n") + "{\"name\":\"trace_limited\",\"ph\":\"M\",\"pid\":1,\"tid\":" + tid +
+             ",\"args\":{\"ring events\":" + std::to_string(events_.size()) + ",\"requested\":" +
+             std::to_string(requested_) + ",\"why\":\"the process-wide trace memory budget (MTP_TRACE_MEMORY)\"}}";
+    }
     if (recorded_ > events_.size()) {
       out += std::string(out.empty() ? "" : ",\n") + "{\"name\":\"dropped\",\"ph\":\"M\",\"pid\":1,\"tid\":" + tid +
              ",\"args\":{\"oldest events overwritten\":" + std::to_string(recorded_ - events_.size()) + "}}";
@@ -114,10 +128,16 @@ class trace_ring {
   }
 
   std::vector<event> events_;
+  std::size_t requested_;
   std::size_t recorded_ = 0;
   event* open_ = nullptr;
   time_point origin_;
 };
 
+
+/// The events a new ring may hold: `requested`, or fewer when the process-wide budget for
+/// trace rings (MTP_TRACE_MEMORY MiB, 256 by default) is nearly spent; 0 when it is spent.
+/// Reserves their memory; the ring gives it back when destroyed.
+std::size_t reserve_trace_memory(std::size_t requested) noexcept;
 
 }  // namespace mtp::impl

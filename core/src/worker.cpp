@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <new>
 #include <string>
 
@@ -15,71 +16,22 @@ namespace mtp::impl {
 
 constinit thread_local worker_base* tl_current_worker = nullptr;
 
-/// An envelope with its queue link: exactly one cache line, so that a sender writes one line
-/// per message and no two nodes share one.
-struct alignas(k_cache_line) queue_node {
-  std::atomic<queue_node*> next{nullptr};
-  envelope e;
-
-  // Counted, so that tests can check that memory for exited threads and drained bursts is
-  // returned. Only the slow path allocates: nodes are recycled.
-  static inline std::atomic<std::int64_t> alive{0};
-  static void* operator new(std::size_t size) {
-    void* p = ::operator new(size, std::align_val_t{k_cache_line});
-    alive.fetch_add(1, std::memory_order_relaxed);  // a statistic
-    return p;
-  }
-  static void operator delete(void* p) noexcept {
-    alive.fetch_sub(1, std::memory_order_relaxed);  // a statistic
-    ::operator delete(p, std::align_val_t{k_cache_line});
-  }
-};
-static_assert(sizeof(queue_node) == k_cache_line, "a queue node fills exactly one cache line");
-
 namespace {
 // Envelopes run per round before the worker re-checks its stop flag and idle state.
 constexpr std::size_t k_bulk = 64;
 // An idle worker yields more often than a waiting caller: a caller sharing its CPU may be
 // waiting for that CPU to run, and an idle worker has nothing to lose by letting it.
 constexpr unsigned k_idle_yield_every = 16;
-// Used nodes a worker hands back per batch, and the most it keeps besides (beyond that it
-// frees them: a burst of a million posts must not pin a million nodes for the pool's life).
-constexpr std::size_t k_free_batch = 64;
-constexpr std::size_t k_stash_max = 1024;
-
-void free_list(queue_node* n) noexcept {
-  while (n != nullptr) {
-    queue_node* next = n->next.load(std::memory_order_relaxed);  // a private list now
-    delete n;
-    n = next;
-  }
-}
-
-/// Nodes this thread took from a worker's free list (one batch, at most k_free_batch), for its
-/// next sends to any pool: nodes are plain memory. Freed when the thread exits, so nothing is
-/// kept for threads that are gone.
-struct node_cache {
-  queue_node* head = nullptr;
-  node_cache() = default;
-  node_cache(const node_cache&) = delete;
-  node_cache& operator=(const node_cache&) = delete;
-  ~node_cache() { free_list(head); }
-};
-thread_local node_cache tl_nodes;
 }  // namespace
 
 worker_base::worker_base(pool_core& pool, std::size_t index)
-    : pool_(pool), index_(index), bounded_(pool.options().queue_capacity != 0), tail_(new queue_node) {
-  head_ = tail_.load(std::memory_order_relaxed);  // the dummy node: not yet shared
-  if (pool.tracing()) trace_ = std::make_unique<trace_ring>(pool.options().trace_events, pool.started_at());
+    : pool_(pool), index_(index), bounded_(pool.options().queue_capacity != 0) {
+  if (pool.tracing()) trace_ = make_trace_ring();
 }
 
 worker_base::~worker_base() {
   stop_and_join();
-  // The thread is gone: the queue holds only the dummy (everything else ran).
-  free_list(head_);
-  free_list(stash_);
-  free_list(free_.load(std::memory_order_acquire));  // acquire: pairs with the worker's store
+  // The thread is gone: the queue frees its nodes.
 }
 
 void worker_base::stop_and_join() noexcept {
@@ -104,41 +56,12 @@ void worker_base::start(const worker_placement& where, bool bind_memory) {
 
 int current_cpu() noexcept { return sched_getcpu(); }
 
-std::int64_t queue_nodes_alive() noexcept {
-  return queue_node::alive.load(std::memory_order_relaxed);  // a statistic
-}
-
 void worker_base::push(const envelope& e) {
   enqueue(e);
   wake();
 }
 
-queue_node* worker_base::take_free_nodes() noexcept {
-  if (free_.load(std::memory_order_relaxed) == nullptr) return nullptr;  // relaxed: a hint only
-  // acquire: pairs with the worker's release store, so the links inside the batch are visible.
-  return free_.exchange(nullptr, std::memory_order_acquire);
-}
-
-void worker_base::enqueue(const envelope& e) {
-  node_cache& cache = tl_nodes;
-  if (cache.head == nullptr) cache.head = take_free_nodes();
-  queue_node* n = cache.head;
-  if (n != nullptr) {
-    cache.head = n->next.load(std::memory_order_relaxed);  // a private list of this thread
-    n->next.store(nullptr, std::memory_order_relaxed);  // published by the exchange below
-  } else {
-    n = new queue_node;  // throws std::bad_alloc: the caller answers the request with queue_full
-  }
-  n->e = e;
-  // relaxed: a statistic on the line the exchange below takes anyway.
-  enqueued_.fetch_add(1, std::memory_order_relaxed);
-  // acq_rel: release publishes the node's contents to whoever links after us; acquire makes
-  // the previous tail's node ours to link (its `next` write below must follow its creation).
-  queue_node* prev = tail_.exchange(n, std::memory_order_acq_rel);
-  // release: the worker's acquire load of `next` sees the envelope. Between the exchange and
-  // this store the list is cut: the worker sees the queue as empty until it is linked.
-  prev->next.store(n, std::memory_order_release);
-}
+void worker_base::enqueue(const envelope& e) { queue_.push(e); }
 
 void worker_base::wake() noexcept {
   // seq_cst fence: StoreLoad between the caller's enqueue (before this call) and the load of
@@ -148,23 +71,6 @@ void worker_base::wake() noexcept {
   // relaxed: ordered by the fence above; the exchange makes exactly one producer do the wake.
   if (sleeping_.load(std::memory_order_relaxed) != 0 && sleeping_.exchange(0, std::memory_order_relaxed) == 1) {
     futex_wake_one(sleeping_);
-  }
-}
-
-void worker_base::recycle(queue_node* n) noexcept {
-  if (stash_count_ >= k_stash_max) {
-    delete n;
-    return;
-  }
-  n->next.store(stash_, std::memory_order_relaxed);  // the worker's private stash
-  stash_ = n;
-  ++stash_count_;
-  // Hand a batch back when the shared list is empty. Only the worker stores a non-null list,
-  // and senders only take it whole, so a null seen here stays null until our store.
-  if (stash_count_ >= k_free_batch && free_.load(std::memory_order_relaxed) == nullptr) {  // relaxed: see above
-    free_.store(stash_, std::memory_order_release);  // release: senders see the links
-    stash_ = nullptr;
-    stash_count_ = 0;
   }
 }
 
@@ -190,36 +96,25 @@ void worker_base::main(const worker_placement& where, bool bind_memory) noexcept
   run_loop();
   on_stop();
   mark_idle();
+  exited_.store(true, std::memory_order_relaxed);  // relaxed: a sample for the stall detector
   tl_current_worker = nullptr;
   // The pool was dropped by one of this worker's own items: we free it, and with it ourselves.
   if (pool_.finisher_ == this) pool_.finish_from(*this);
 }
 
-std::size_t worker_base::queue_depth() const noexcept {
-  // relaxed, both: two statistics read one after the other; clamp the race to zero.
-  const std::uint64_t in = enqueued_.load(std::memory_order_relaxed);
-  const std::uint64_t out = dequeued_.load(std::memory_order_relaxed);
-  return in > out ? static_cast<std::size_t>(in - out) : 0;
-}
+std::size_t worker_base::queue_depth() const noexcept { return queue_.depth(); }
 
 bool worker_base::has_work() const noexcept {
-  // acquire: pairs with the sender's release link; a cut list reads as empty, and that
-  // sender's wake() after linking finds us.
-  return head_->next.load(std::memory_order_acquire) != nullptr;
+  // A cut list reads as empty, and that sender's wake() after linking finds us.
+  return !queue_.empty();
 }
 
 std::size_t worker_base::drain(std::size_t limit) noexcept {
   std::size_t ran = 0;
   while (ran < limit) {
-    queue_node* const next = head_->next.load(std::memory_order_acquire);  // acquire: see has_work()
-    if (next == nullptr) break;
-    queue_node* const done = head_;
-    head_ = next;  // `next` is the new dummy; its envelope runs in place
-    recycle(done);
-    // relaxed: a statistic; single writer. Counted before it runs: a running envelope is
-    // no longer waiting.
-    dequeued_.store(dequeued_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    next->e.run(*this, next->e);
+    envelope* const e = queue_.pop();  // counted as taken before it runs: it no longer waits
+    if (e == nullptr) break;
+    e->run(*this, *e);
     ++ran;
   }
   return ran;
@@ -227,9 +122,16 @@ std::size_t worker_base::drain(std::size_t limit) noexcept {
 
 void worker_base::run_loop() noexcept {
   for (;;) {
-    if (drain(k_bulk) != 0) continue;
+    if (drain(k_bulk) != 0) {
+      queue_.hand_back_spare();  // senders that took the last batch of nodes get a kept one
+      // Housekeeping is due under load too (one clock read per round, only while it is on).
+      if (housekeeping_due_ != time_point::max()) [[unlikely]] housekeeping_if_due();
+      if (close_when_senders_left_) [[unlikely]] close_if_senders_left();
+      continue;
+    }
     mark_idle();
-    const std::optional<time_point> again = on_idle();
+    housekeeping_if_due();
+    if (close_when_senders_left_) [[unlikely]] close_if_senders_left();
     if (stop_seen_) {
       // Every sender left the gate before the stop marker was pushed, so what is still queued
       // was linked before it: no work now means nothing more can come.
@@ -237,8 +139,30 @@ void worker_base::run_loop() noexcept {
       continue;
     }
     const bool work = spin_until([this] { return has_work(); }, pool_.options().worker_spin, k_idle_yield_every);
-    if (!work) sleep_until_work(again.value_or(time_point::max()));
+    if (!work) {
+      // While senders are still inside a closing pool, look again soon: they leave without
+      // waking us.
+      sleep_until_work(close_when_senders_left_
+                           ? std::min(housekeeping_due_, std::chrono::steady_clock::now() + std::chrono::milliseconds(1))
+                           : housekeeping_due_);
+    }
   }
+}
+
+void worker_base::close_if_senders_left() noexcept {
+  if (pool_.senders_inside()) return;
+  close_when_senders_left_ = false;
+  pool_.push_stops();  // no memory for a stop marker's node: terminate (noexcept), as before
+}
+
+void worker_base::housekeeping_if_due() noexcept {
+  if (housekeeping_due_ == time_point::max()) return;
+  const time_point now = std::chrono::steady_clock::now();
+  if (now < housekeeping_due_) return;
+  housekeeping_due_ = housekeeping(now);
+  // Housekeeping runs messages (an item's destruction): no message runs now, so that the stall
+  // detector does not take the idle worker for a stuck one.
+  mark_idle();
 }
 
 void worker_base::sleep_until_work(time_point until) noexcept {

@@ -29,35 +29,16 @@
 #include <thread>
 #include <vector>
 
-#include "../core/pool_test_util.hpp"
+#include "pool_test_util.hpp"
+#include "requests.hpp"
 
 namespace {
 
-#if MTP_TEST_TSAN
-constexpr int k_scale = 8;
-#else
-constexpr int k_scale = 1;
-#endif
-
-struct add {
-  mtp::id_t id;
-  int amount;
-  using response_type = int;
-};
-struct fail_now {
-  mtp::id_t id;
-  using response_type = int;
-};
-struct touch {
-  mtp::id_t id;
-  using response_type = void;
-};
-struct hold {  // blocks its worker until released; answers 42
-  mtp::id_t id;
-  mtp_test::gate* started;
-  mtp_test::gate* release;
-  using response_type = int;
-};
+using mtp_test::add;
+using mtp_test::fail_now;
+using mtp_test::k_scale;
+using mtp_test::touch;
+using hold = mtp_test::basic_hold<int>;  // blocks its worker until released; answers 42
 
 class item {
  public:
@@ -66,8 +47,7 @@ class item {
   int handle(const fail_now&) { throw std::runtime_error("refused"); }
   void handle(const touch&) { ++total_; }
   int handle(const hold& h) {
-    h.started->open();
-    h.release->wait();
+    mtp_test::hold_until_released(h);
     return 42;
   }
 

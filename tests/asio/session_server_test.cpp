@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "../core/pool_test_util.hpp"
+#include "pool_test_util.hpp"
 
 namespace {
 

@@ -7,87 +7,41 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
-#include "../core/pool_test_util.hpp"
+#include "collector.hpp"
+#include "pool_test_util.hpp"
+#include "requests.hpp"
 
 namespace {
 
-struct add {
-  mtp::id_t id;
-  int amount;
-  using response_type = int;
-};
-struct fail_now {
-  mtp::id_t id;
-  using response_type = int;
-};
-struct hold {
-  mtp::id_t id;
-  mtp_test::gate* started;
-  mtp_test::gate* release;
-  using response_type = void;
-};
+using mtp_test::add;
+using mtp_test::fail_now;
+using mtp_test::hold;
 
 class item {
  public:
   explicit item(mtp::id_t) {}
   int handle(const add& a) { return total_ += a.amount; }
   int handle(const fail_now&) { throw std::runtime_error("refused"); }
-  void handle(const hold& h) {
-    h.started->open();
-    h.release->wait();
-  }
+  void handle(const hold& h) { mtp_test::hold_until_released(h); }
 
  private:
   int total_ = 0;
 };
 using pool_t = mtp::thread_pool<item>;
 
-// Collects callback results from any thread; tests wait for the count they expect.
-template <class T>
-class inbox {
- public:
-  void put(T value, bool on_worker) {
-    std::lock_guard lock(m_);
-    values_.push_back(std::move(value));
-    on_workers_ += on_worker ? 1 : 0;
-    if (values_.size() >= expected_) done_.open();
-  }
-  void expect(std::size_t n) { expected_ = n; }
-  std::vector<T> wait() {
-    EXPECT_TRUE(done_.wait_for(mtp_test::k_bound)) << "callbacks missing";
-    std::lock_guard lock(m_);
-    return std::move(values_);
-  }
-  std::size_t on_workers() {
-    std::lock_guard lock(m_);
-    return on_workers_;
-  }
-
- private:
-  std::mutex m_;
-  std::vector<T> values_;
-  std::size_t expected_ = 1;
-  std::size_t on_workers_ = 0;
-  mtp_test::gate done_;
-};
-
 TEST(Async, EachRequestCompletesExactlyOnceOnItsWorkerInOrder) {
   pool_t pool(mtp_test::options(2));
   pool.create(1);
-  inbox<int> box;
+  mtp_test::collector<int> box;
   const int n = 1000;
-  box.expect(n);
   for (int i = 0; i < n; ++i) {
-    auto handle = pool.send_async(add{1, 1}, [&box](mtp::result<int>&& r) {
-      box.put(r.value(), mtp::this_worker::is_worker());
-    });
+    auto handle = pool.send_async(add{1, 1}, [&box](mtp::result<int>&& r) { box.put(r.value()); });
   }
-  const auto values = box.wait();
+  const auto values = box.wait_for(n);
   ASSERT_EQ(values.size(), static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) EXPECT_EQ(values[i], i + 1) << "per-sender order: callbacks of one item in order";
   EXPECT_EQ(box.on_workers(), static_cast<std::size_t>(n));
@@ -96,14 +50,13 @@ TEST(Async, EachRequestCompletesExactlyOnceOnItsWorkerInOrder) {
 TEST(Async, FailuresArriveAsResults) {
   pool_t pool(mtp_test::options(2));
   pool.create(1);
-  inbox<mtp::errc> box;
-  box.expect(3);
-  auto code_of = [&box](mtp::result<int>&& r) { box.put(r.error().code, mtp::this_worker::is_worker()); };
+  mtp_test::collector<mtp::errc> box;
+  auto code_of = [&box](mtp::result<int>&& r) { box.put(r.error().code); };
   (void)pool.send_async(fail_now{1}, code_of);
   (void)pool.send_async(add{43, 1}, code_of);  // worker 1 too: callbacks in order
   pool.shutdown();
   (void)pool.send_async(add{1, 1}, code_of);  // completes on this thread, before returning
-  const auto codes = box.wait();
+  const auto codes = box.wait_for(3);
   ASSERT_EQ(codes.size(), 3u);
   EXPECT_EQ(codes[0], mtp::errc::handler_failed);
   EXPECT_EQ(codes[1], mtp::errc::unknown_id);
@@ -118,19 +71,18 @@ TEST(Async, CancelSkipsWhatHasNotStarted) {
   mtp_test::open_on_exit releaser(release);
   ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
   ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
-  inbox<mtp::errc> box;
-  box.expect(2);
+  mtp_test::collector<mtp::errc> box;
   auto single = pool.send_async(add{2, 5}, [&box](mtp::result<int>&& r) {
-    box.put(r.has_error() ? r.error().code : mtp::errc::unknown_id, false);
+    box.put(r.has_error() ? r.error().code : mtp::errc::unknown_id);
   });
   auto many = pool.send_batch_async(std::vector<add>{{2, 1}, {2, 2}}, [&box](std::vector<mtp::result<int>>&& rs) {
     for (auto& r : rs) EXPECT_EQ(r.error().code, mtp::errc::cancelled);
-    box.put(rs[0].error().code, false);
+    box.put(rs[0].error().code);
   });
   single.cancel();
   many.cancel();
   release.open();
-  const auto codes = box.wait();
+  const auto codes = box.wait_for(2);
   ASSERT_EQ(codes.size(), 2u);
   EXPECT_EQ(codes[0], mtp::errc::cancelled);
   EXPECT_EQ(codes[1], mtp::errc::cancelled);
@@ -140,13 +92,11 @@ TEST(Async, CancelSkipsWhatHasNotStarted) {
 TEST(Async, BatchCallbackGetsResponsesInRequestOrder) {
   pool_t pool(mtp_test::options(2));
   for (mtp::id_t id = 0; id < 4; ++id) pool.create(id);
-  inbox<std::vector<mtp::result<int>>> box;
+  mtp_test::collector<std::vector<mtp::result<int>>> box;
   std::vector<add> requests;
   for (int i = 0; i < 100; ++i) requests.push_back({static_cast<mtp::id_t>(i % 4), 1});
-  (void)pool.send_batch_async(requests, [&box](std::vector<mtp::result<int>>&& rs) {
-    box.put(std::move(rs), mtp::this_worker::is_worker());
-  });
-  const auto all = box.wait();
+  (void)pool.send_batch_async(requests, [&box](std::vector<mtp::result<int>>&& rs) { box.put(std::move(rs)); });
+  const auto all = box.wait_for(1);
   ASSERT_EQ(all.size(), 1u);
   ASSERT_EQ(all[0].size(), 100u);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(all[0][i].value(), i / 4 + 1) << i;

@@ -20,35 +20,16 @@
 #include <thread>
 #include <vector>
 
-#include "../core/pool_test_util.hpp"
+#include "pool_test_util.hpp"
+#include "requests.hpp"
 
 namespace {
 
-#if MTP_TEST_TSAN
-constexpr int k_scale = 8;
-#else
-constexpr int k_scale = 1;
-#endif
-
-struct add {
-  mtp::id_t id;
-  int amount;
-  using response_type = int;
-};
-struct fail_now {
-  mtp::id_t id;
-  using response_type = int;
-};
-struct touch {
-  mtp::id_t id;
-  using response_type = void;
-};
-struct hold {
-  mtp::id_t id;
-  mtp_test::gate* started;
-  mtp_test::gate* release;
-  using response_type = void;
-};
+using mtp_test::add;
+using mtp_test::fail_now;
+using mtp_test::hold;
+using mtp_test::k_scale;
+using mtp_test::touch;
 
 class item {
  public:
@@ -56,10 +37,7 @@ class item {
   int handle(const add& a) { return total_ += a.amount; }
   int handle(const fail_now&) { throw std::runtime_error("refused"); }
   void handle(const touch&) { ++total_; }
-  void handle(const hold& h) {
-    h.started->open();
-    h.release->wait();
-  }
+  void handle(const hold& h) { mtp_test::hold_until_released(h); }
 
  private:
   int total_ = 0;

@@ -5,6 +5,7 @@
 // To hold a worker without using queue room, a test creates an item whose constructor waits on
 // a gate: create is a control message, never counted against the capacity.
 #include "pool_test_util.hpp"
+#include "requests.hpp"
 
 #include <deque>
 #include <future>
@@ -13,26 +14,15 @@
 
 namespace {
 
-struct add {
-  mtp::id_t id;
-  int amount;
-  using response_type = int;
-};
-struct get {
-  mtp::id_t id;
-  using response_type = int;
-};
+using mtp_test::add;
+using mtp_test::get;
+
 struct append {
   mtp::id_t id;
   int value;
   using response_type = std::size_t;
 };
-struct slow {
-  mtp::id_t id;
-  mtp_test::gate* started;
-  mtp_test::gate* release;
-  using response_type = int;
-};
+using slow = mtp_test::basic_hold<int>;  // answers the total after one more
 
 class item {
  public:
@@ -48,8 +38,7 @@ class item {
     return log_.size();
   }
   int handle(const slow& m) {
-    m.started->open();
-    m.release->wait();
+    mtp_test::hold_until_released(m);
     return ++total_;
   }
   std::vector<int> log() const { return log_; }

@@ -2,6 +2,7 @@
 // Batches: responses in request order, per-id order inside a batch, mixed ids, sizes 0, 1 and
 // many, the span-output overload, and submit_batch handles.
 #include "pool_test_util.hpp"
+#include "requests.hpp"
 
 #include <cstdint>
 #include <random>
@@ -10,6 +11,8 @@
 #include <vector>
 
 namespace {
+
+using mtp_test::hold;
 
 struct echo {
   mtp::id_t id;
@@ -21,12 +24,6 @@ struct append {
   int value;
   using response_type = std::size_t;  // the log's length after appending
 };
-struct block {
-  mtp::id_t id;
-  mtp_test::gate* started;
-  mtp_test::gate* release;
-  using response_type = void;
-};
 
 class recorder {
  public:
@@ -36,10 +33,8 @@ class recorder {
     log_.push_back(m.value);
     return log_.size();
   }
-  void handle(const block& m) const {
-    m.started->open();
-    m.release->wait();
-  }
+  void handle(const hold& h) const { mtp_test::hold_until_released(h); }
+  void handle(const mtp_test::run_fn& r) const { r.fn(); }
   std::vector<int> log() const { return log_; }
 
  private:
@@ -155,7 +150,7 @@ TEST_F(Batch, SubmittedBatchesCompleteInOrderAndReportReadiness) {
   mtp_test::gate started;
   mtp_test::gate release;
   mtp_test::open_on_exit releaser(release);
-  ASSERT_TRUE(pool.post(block{0, &started, &release}).has_value());  // worker 0 is held
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());  // worker 0 is held
   ASSERT_TRUE(started.wait_for(std::chrono::seconds(30)));
 
   std::vector<append> reqs;
@@ -185,7 +180,7 @@ TEST_F(Batch, HandleDestroyedBeforeCompletionDoesNotWait) {
   mtp_test::gate started;
   mtp_test::gate release;
   mtp_test::open_on_exit releaser(release);
-  ASSERT_TRUE(pool.post(block{2, &started, &release}).has_value());
+  ASSERT_TRUE(pool.post(hold{2, &started, &release}).has_value());
   ASSERT_TRUE(started.wait_for(std::chrono::seconds(30)));
   auto destroyer = std::async(std::launch::async, [&] {
     auto handle = pool.submit_batch(std::vector<append>{{2, 1}, {4, 2}, {6, 3}});
@@ -197,6 +192,84 @@ TEST_F(Batch, HandleDestroyedBeforeCompletionDoesNotWait) {
   release.open();  // before get(): a destructor that waits for the batch returns only now
   destroyer.get();
   EXPECT_EQ(pool.call(2, &recorder::log), std::vector<int>{1}) << "the dropped batch did not run";
+}
+
+TEST(BatchWait, OnAWorkerWhoseShareIsStillQueuedIsWouldDeadlock) {
+  // The batch comes from this thread; worker 0 waits on it from inside a message while its own
+  // share of the batch is queued behind that message.
+  pool_t pool(mtp_test::options(2));
+  pool.create(0);
+  pool.create(1);
+  ASSERT_EQ(pool.worker_of(0), 0u);
+  mtp_test::gate started, submitted;
+  mtp::batch<std::uint64_t> handle;
+  std::optional<mtp::errc> seen;
+  mtp_test::open_on_exit release_on_failure(submitted);
+  ASSERT_TRUE(pool.post(mtp_test::run_fn{0, [&] {
+                          started.open();
+                          if (!submitted.wait_for(mtp_test::k_bound)) return;
+                          try {
+                            (void)handle.wait();
+                          } catch (const mtp::pool_error& e) {
+                            seen = e.code();
+                          }
+                        }}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  handle = pool.submit_batch(std::vector<echo>{{0, 1}, {1, 2}});
+  submitted.open();
+  const auto results = MTP_BOUNDED([&] {
+    std::vector<std::uint64_t> out;
+    for (const auto& r : handle.wait()) out.push_back(r.value());
+    return out;
+  });
+  EXPECT_EQ(seen, mtp::errc::would_deadlock) << "batch::wait() on a worker with its share still queued";
+  EXPECT_EQ(results, (std::vector<std::uint64_t>{1000, 2001}));
+}
+
+TEST(BatchWait, OnAWorkerWhoseShareHasRunWaitsForTheOthers) {
+  // Worker 1 waits for a batch whose share on worker 1 has already run: that is no deadlock.
+  pool_t pool(mtp_test::options(2));
+  pool.create(0);
+  pool.create(1);
+  mtp::batch<std::uint64_t> handle = pool.submit_batch(std::vector<echo>{{0, 1}, {1, 2}});
+  std::vector<std::uint64_t> seen;
+  pool.send(mtp_test::run_fn{1, [&] {
+    for (const auto& r : handle.wait()) seen.push_back(r.value());
+  }});
+  EXPECT_EQ(seen, (std::vector<std::uint64_t>{1000, 2001}));
+}
+
+TEST(AsyncBatch, ThatFindsNoRoomCompletesOutsideThePool) {
+  // Every piece finds worker 0's queue of one full: the callback runs on this thread, before
+  // send_batch_async returns, and may send again or shut the pool down.
+  mtp::pool_options o = mtp_test::options(2);
+  o.queue_capacity = 1;
+  pool_t pool(o);
+  pool.create(0);
+  pool.create(1);
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+
+  std::vector<mtp::errc> codes;
+  std::vector<std::uint64_t> resent;
+  (void)pool.send_batch_async(std::vector<echo>{{0, 1}, {0, 2}}, [&](std::vector<mtp::result<std::uint64_t>> rs) {
+    for (const auto& r : rs) codes.push_back(r.error().code);
+    for (const auto& r : pool.send_batch(std::vector<echo>{{1, 3}, {1, 4}})) resent.push_back(r.value());
+  });
+  EXPECT_EQ(codes, (std::vector<mtp::errc>{mtp::errc::queue_full, mtp::errc::queue_full}));
+  EXPECT_EQ(resent, (std::vector<std::uint64_t>{3001, 4001})) << "a batch sent from the callback";
+
+  bool stopped = false;
+  MTP_BOUNDED([&] {
+    (void)pool.send_batch_async(std::vector<echo>{{0, 5}}, [&](std::vector<mtp::result<std::uint64_t>>) {
+      release.open();
+      pool.shutdown();
+      stopped = true;
+    });
+  });
+  EXPECT_TRUE(stopped) << "shutdown() from the callback";
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // would_deadlock instead of hanging; posts to the own worker and blocking calls to other
 // workers work.
 #include "pool_test_util.hpp"
+#include "requests.hpp"
 
 #include <atomic>
 #include <optional>
@@ -11,10 +12,8 @@
 
 namespace {
 
-struct get {
-  mtp::id_t id;
-  using response_type = int;
-};
+using mtp_test::get;
+
 struct note {
   mtp::id_t id;
   mtp_test::gate* reached;

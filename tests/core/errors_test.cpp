@@ -2,6 +2,7 @@
 // Errors: throwing handlers (std and non-std exceptions, bad_alloc), unknown ids, and posts
 // that fail on the worker.
 #include "pool_test_util.hpp"
+#include "requests.hpp"
 
 #include <new>
 #include <span>
@@ -11,11 +12,9 @@
 
 namespace {
 
-struct add {
-  mtp::id_t id;
-  int amount;
-  using response_type = int;
-};
+using mtp_test::add;
+using mtp_test::hold;
+
 struct fail_std {
   mtp::id_t id;
   using response_type = int;
@@ -28,12 +27,6 @@ struct fail_alloc {
   mtp::id_t id;
   using response_type = int;
 };
-struct block {
-  mtp::id_t id;
-  mtp_test::gate* started;
-  mtp_test::gate* release;
-  using response_type = void;
-};
 
 class account {
  public:
@@ -42,10 +35,7 @@ class account {
   int handle(const fail_std&) const { throw std::runtime_error("boom from item " + std::to_string(id_)); }
   void handle(const fail_int&) const { throw 42; }
   int handle(const fail_alloc&) const { throw std::bad_alloc(); }
-  void handle(const block& m) const {
-    m.started->open();
-    m.release->wait();
-  }
+  void handle(const hold& h) const { mtp_test::hold_until_released(h); }
   int total() const { return total_; }
 
  private:
@@ -141,7 +131,7 @@ TEST_F(Errors, ThrowingHandlerWithMessagesQueuedBehindIt) {
   mtp_test::gate release;
   mtp_test::open_on_exit releaser(release);
   // Item 1 lives on worker 1; hold that worker so the next messages queue up behind.
-  ASSERT_TRUE(pool.post(block{3, &started, &release}).has_value());
+  ASSERT_TRUE(pool.post(hold{3, &started, &release}).has_value());
   ASSERT_TRUE(started.wait_for(std::chrono::seconds(30)));
 
   auto adds1 = pool.submit_batch(std::vector<add>{{1, 1}, {1, 2}});

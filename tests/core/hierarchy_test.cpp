@@ -3,6 +3,7 @@
 // a parent down destroys the children's items (on the children's threads) before the parent
 // item's destruction completes.
 #include "pool_test_util.hpp"
+#include "requests.hpp"
 
 #include <atomic>
 #include <memory>
@@ -40,10 +41,7 @@ struct child_pause {
 };
 std::atomic<child_pause*> g_child_pause{nullptr};
 
-struct get {
-  mtp::id_t id;
-  using response_type = int;
-};
+using mtp_test::get;
 
 class child {
  public:

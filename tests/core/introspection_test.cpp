@@ -2,6 +2,7 @@
 // Introspection: worker_count, stats() (items, messages processed, queue depth), placement,
 // and an idle pool's workers burning no CPU.
 #include "pool_test_util.hpp"
+#include "requests.hpp"
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -15,24 +16,17 @@
 
 namespace {
 
+using mtp_test::hold;
+
 struct touch {
   mtp::id_t id;
   using response_type = long;  // the worker's kernel thread id
-};
-struct block {
-  mtp::id_t id;
-  mtp_test::gate* started;
-  mtp_test::gate* release;
-  using response_type = void;
 };
 
 struct item {
   explicit item(mtp::id_t) {}
   long handle(const touch&) const { return static_cast<long>(::syscall(SYS_gettid)); }
-  void handle(const block& m) const {
-    m.started->open();
-    m.release->wait();
-  }
+  void handle(const hold& h) const { mtp_test::hold_until_released(h); }
 };
 
 using pool_t = mtp::thread_pool<item>;
@@ -87,7 +81,7 @@ TEST(Introspection, QueueDepthWhileAWorkerIsHeld) {
   mtp_test::gate started;
   mtp_test::gate release;
   mtp_test::open_on_exit releaser(release);
-  ASSERT_TRUE(pool.post(block{0, &started, &release}).has_value());
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
   ASSERT_TRUE(started.wait_for(std::chrono::seconds(30)));
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(pool.post(touch{2}).has_value());
   auto pending = pool.submit_batch(std::vector<touch>{{0}, {2}, {1}});  // one envelope per worker

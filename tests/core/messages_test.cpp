@@ -10,6 +10,7 @@
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -178,6 +179,22 @@ struct unrelated {
 };
 static_assert(!mtp::handles<account, mtp::one_of<deposit, unrelated>>, "every alternative must be handled");
 
+// A family's id comes from the request it holds and from nothing else: it reads as an id but
+// cannot be set on its own, so a family can never send its request to another item.
+template <class F>
+concept id_can_be_set = requires(F& f, mtp::id_t id) { f.id = id; };
+template <class F>
+concept id_can_be_copied_in = requires(F& f, const F& other) { f.id = other.id; };
+template <class F>
+concept id_can_be_moved_in = requires(F& f, F& other) { f.id = std::move(other.id); };
+static_assert(id_can_be_set<deposit> && id_can_be_copied_in<deposit>, "the checks can tell: a plain id can be set");
+static_assert(!id_can_be_set<account_op>);
+static_assert(!id_can_be_copied_in<account_op>);
+static_assert(!id_can_be_moved_in<account_op>);
+static_assert(std::is_convertible_v<decltype(std::declval<const account_op&>().id), mtp::id_t>);
+static_assert(std::is_copy_assignable_v<account_op> && std::is_move_assignable_v<account_op>,
+              "a whole family still assigns, its id with it");
+
 TEST(Messages, OneBatchMixesKindsOfRequests) {
   mtp::thread_pool<account> pool(mtp_test::options(2));
   for (mtp::id_t id = 1; id <= 4; ++id) pool.create(id, 100L * static_cast<long>(id));
@@ -204,6 +221,27 @@ TEST(Messages, OneBatchMixesKindsOfRequests) {
   EXPECT_EQ(std::get<0>(pool.send(account_op(deposit{2, 1}))), 201);
   EXPECT_TRUE(pool.post(account_op(deposit{2, 1})).has_value());
   EXPECT_EQ(pool.call(2, &account::balance), 202);
+}
+
+TEST(Messages, FamilyIsAnsweredByTheItemItsRequestNames) {
+  mtp::thread_pool<account> pool(mtp_test::options(2));  // items 1 and 2 live on different workers
+  pool.create(1, 100L);
+  pool.create(2, 200L);
+  account_op op = statement{1};
+  EXPECT_EQ(op.id, 1u);
+  EXPECT_EQ(std::get<2>(pool.send(op)), "1:100") << "answered by item 1, the item the request names";
+  op = statement{2};  // the one way to change a family's id: a whole new request
+  EXPECT_EQ(op.id, 2u);
+  EXPECT_EQ(std::get<2>(pool.send(op)), "2:200");
+
+  std::vector<account_op> batch{statement{1}, deposit{2, 5}, statement{2}};
+  std::swap(batch[0], batch[2]);  // families move and swap whole
+  EXPECT_EQ(batch[0].id, 2u);
+  EXPECT_EQ(batch[2].id, 1u);
+  const auto replies = pool.send_batch(batch);
+  EXPECT_EQ(std::get<2>(replies[0].value()), "2:200");
+  EXPECT_EQ(std::get<0>(replies[1].value()), 205);
+  EXPECT_EQ(std::get<2>(replies[2].value()), "1:100");
 }
 
 TEST(Messages, FamilyWithOneResponseTypeAnswersWithIt) {

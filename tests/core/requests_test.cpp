@@ -2,6 +2,7 @@
 // Requests: explicit messages, method messages, void responses, const members, and per-item
 // FIFO order under many concurrent callers.
 #include "pool_test_util.hpp"
+#include "requests.hpp"
 
 #include <array>
 #include <atomic>
@@ -16,11 +17,8 @@ namespace {
 
 // ---- Explicit and method messages -----------------------------------------------------------
 
-struct add {
-  mtp::id_t id;
-  int amount;
-  using response_type = int;
-};
+using mtp_test::add;
+
 struct reset {
   mtp::id_t id;
   using response_type = void;

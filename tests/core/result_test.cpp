@@ -95,6 +95,7 @@ TEST(Result, EveryCodeHasAName) {
       {errc::hook_failed, "hook_failed"},       {errc::pool_stopped, "pool_stopped"},
       {errc::would_deadlock, "would_deadlock"}, {errc::invalid_route, "invalid_route"},
       {errc::queue_full, "queue_full"},         {errc::timed_out, "timed_out"},
+      {errc::cancelled, "cancelled"},
   };
   for (const auto& [code, name] : names) {
     EXPECT_STREQ(mtp::to_string(code), name);
@@ -105,6 +106,11 @@ TEST(Result, EveryCodeHasAName) {
     EXPECT_EQ(pe.code(), code);
     EXPECT_EQ(pe.id(), 77u);
   }
+  // The one code that names no item: it stands for an error whose item was lost.
+  EXPECT_STREQ(mtp::to_string(errc::out_of_memory), "out_of_memory");
+  const mtp::error lost{errc::out_of_memory, 0, {}};
+  EXPECT_TRUE(mtp_test::contains(lost.message(), "memory ran out")) << lost.message();
+  EXPECT_TRUE(mtp_test::contains(lost.message(), "(out_of_memory)")) << lost.message();
 }
 
 // ---- Layout and ownership ---------------------------------------------------------------
@@ -187,6 +193,15 @@ TEST(Result, DestroysWhatItBuilt) {
     EXPECT_EQ(tracked::live, 2);
     mtp::result<tracked> moved = std::move(copy);
     EXPECT_EQ(tracked::live, 2) << "a moved-from result holds no value";
+    moved = r;  // copy assignment: the old value goes, the copy comes
+    EXPECT_EQ(tracked::live, 2);
+    const mtp::result<tracked> failed = mtp::error{mtp::errc::unknown_id, 1, {}};
+    moved = failed;
+    EXPECT_EQ(tracked::live, 1) << "an error copied over a value destroys it";
+    EXPECT_EQ(moved.error().id, 1u);
+    moved = r;
+    EXPECT_EQ(tracked::live, 2);
+    EXPECT_EQ(moved.value().v, 3);
   }
   EXPECT_EQ(tracked::live, 0);
 }

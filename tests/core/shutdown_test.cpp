@@ -2,6 +2,7 @@
 // Shutdown and destruction: in-flight requests from several threads are answered or get
 // pool_stopped, nobody hangs, every item dies exactly once on its own thread.
 #include "pool_test_util.hpp"
+#include "requests.hpp"
 
 #include <atomic>
 #include <memory>
@@ -15,6 +16,8 @@ namespace {
 mtp_test::lifetime_registry g_life;
 std::atomic<int> g_posts_run{0};
 
+using mtp_test::hold;
+
 struct bump {
   mtp::id_t id;
   std::uint64_t token;
@@ -22,12 +25,6 @@ struct bump {
 };
 struct counted_post {
   mtp::id_t id;
-  using response_type = void;
-};
-struct block {
-  mtp::id_t id;
-  mtp_test::gate* started;
-  mtp_test::gate* release;
   using response_type = void;
 };
 
@@ -39,10 +36,7 @@ class tracked {
   ~tracked() { g_life.died(id_); }
   std::uint64_t handle(const bump& m) { return m.token + (++count_, 0); }
   void handle(const counted_post&) { g_posts_run.fetch_add(1, std::memory_order_relaxed); }
-  void handle(const block& m) const {
-    m.started->open();
-    m.release->wait();
-  }
+  void handle(const hold& h) const { mtp_test::hold_until_released(h); }
   void handle(const mtp_test::run_fn& r) { r.fn(); }
 
  private:
@@ -171,12 +165,20 @@ TEST_F(Shutdown, DestructionAfterShutdownUnderLoadIsClean) { shutdown_under_load
 
 TEST_F(Shutdown, DestructionAnswersEverythingQueued) {
   auto pool = std::make_unique<pool_t>(mtp_test::options(2));
+  pool_t* const raw = pool.get();
   for (mtp::id_t id = 0; id < 8; ++id) pool->create(id);
+  // Worker 0 is held inside a message until the pool's destruction has begun: a message may
+  // post to its own pool while it is destroyed, and gets pool_stopped once the gate is shut.
   mtp_test::gate started;
-  mtp_test::gate release;
-  mtp_test::open_on_exit releaser(release);
-  ASSERT_TRUE(pool->post(block{0, &started, &release}).has_value());
-  ASSERT_TRUE(started.wait_for(std::chrono::seconds(30)));
+  std::atomic<bool> saw_destruction{false};
+  ASSERT_TRUE(pool->post(mtp_test::run_fn{0, [&] {
+                          started.open();
+                          saw_destruction = mtp_test::poll_until([&] {
+                            const mtp::result<void> r = raw->post(bump{1, 0});
+                            return r.has_error() && r.error().code == mtp::errc::pool_stopped;
+                          });
+                        }}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
   for (int i = 0; i < 500; ++i) ASSERT_TRUE(pool->post(counted_post{static_cast<mtp::id_t>(i % 8)}).has_value());
   auto handle = pool->submit_batch(std::vector<bump>{{0, 1}, {1, 2}, {2, 3}});
 
@@ -187,10 +189,10 @@ TEST_F(Shutdown, DestructionAnswersEverythingQueued) {
     return out;
   });
   auto destroyer = std::async(std::launch::async, [&pool] { pool.reset(); });
-  release.open();
-  ASSERT_EQ(destroyer.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "destruction hangs";
+  ASSERT_EQ(destroyer.wait_for(mtp_test::k_bound), std::future_status::ready) << "destruction hangs";
   destroyer.get();
-  ASSERT_EQ(waiter.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "batch waiter hangs";
+  EXPECT_TRUE(saw_destruction.load()) << "the held worker never saw the destruction begin";
+  ASSERT_EQ(waiter.wait_for(mtp_test::k_bound), std::future_status::ready) << "batch waiter hangs";
   const auto results = waiter.get();
   ASSERT_EQ(results.size(), 3u);
   for (std::uint64_t i = 0; i < 3; ++i) EXPECT_EQ(results[i].value(), i + 1) << "queued request not answered";

@@ -19,7 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "../core/pool_test_util.hpp"
+#include "pool_test_util.hpp"
+#include "requests.hpp"
 
 namespace {
 
@@ -29,12 +30,7 @@ struct get {
   mtp::id_t id;
   using response_type = int;
 };
-struct hold {
-  mtp::id_t id;
-  mtp_test::gate* started;
-  mtp_test::gate* release;
-  using response_type = int;
-};
+using hold = mtp_test::basic_hold<int>;
 struct make_box {  // a move-only response
   mtp::id_t id;
   using response_type = std::unique_ptr<int>;
@@ -45,8 +41,7 @@ class item {
   explicit item(mtp::id_t id) : id_(id) {}
   int handle(const get&) const { return static_cast<int>(id_) * 10; }
   int handle(const hold& h) {
-    h.started->open();
-    h.release->wait();
+    mtp_test::hold_until_released(h);
     return 1;
   }
   std::unique_ptr<int> handle(const make_box&) { return std::make_unique<int>(static_cast<int>(id_)); }

@@ -11,15 +11,13 @@
 #include <thread>
 #include <vector>
 
-#include "../core/pool_test_util.hpp"
+#include "pool_test_util.hpp"
+#include "requests.hpp"
 
 namespace {
 
-#if MTP_TEST_TSAN
-constexpr int k_scale = 8;
-#else
-constexpr int k_scale = 1;
-#endif
+using mtp_test::hold;
+using mtp_test::k_scale;
 
 struct inc {
   mtp::id_t id;
@@ -38,12 +36,6 @@ struct numbered {  // per sender: seq must grow by one each time
 struct gaps {
   mtp::id_t id;
   using response_type = std::int64_t;
-};
-struct wait_on {
-  mtp::id_t id;
-  mtp_test::gate* started;
-  mtp_test::gate* release;
-  using response_type = void;
 };
 struct poke_sibling {  // the handler posts inc{to} and returns
   mtp::id_t id;
@@ -66,10 +58,7 @@ class counter {
     next_[n.sender] = n.seq + 1;
   }
   std::int64_t handle(const gaps&) const { return gaps_; }
-  void handle(const wait_on& w) {
-    w.started->open();
-    w.release->wait();
-  }
+  void handle(const hold& h) { mtp_test::hold_until_released(h); }
   void handle(const poke_sibling& p) {
     EXPECT_TRUE(g_pool.load()->post(inc{p.to}).has_value());
   }
@@ -119,7 +108,7 @@ TEST(Senders, DrainedBurstGivesItsNodesBack) {
   pool.create(1);
   mtp_test::gate started, release;
   mtp_test::open_on_exit releaser(release);
-  ASSERT_TRUE(pool.post(wait_on{0, &started, &release}).has_value());
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
   ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
   const int burst = 200000 / k_scale;
   for (int i = 0; i < burst; ++i) ASSERT_TRUE(pool.post(inc{0}).has_value());
@@ -128,6 +117,37 @@ TEST(Senders, DrainedBurstGivesItsNodesBack) {
   EXPECT_EQ(MTP_BOUNDED([&] { return pool.send(get{0}); }), burst);
   EXPECT_LE(mtp::impl::queue_nodes_alive(), retained_bound(pool.worker_count()))
       << "a drained burst kept its queue memory";
+}
+
+// A thread_local whose destructor posts runs after the thread's node cache was freed when it
+// was built before the thread's first send: that post must allocate its node plainly.
+struct post_on_thread_exit {
+  pool_t* pool = nullptr;
+  ~post_on_thread_exit() {
+    if (pool != nullptr) {
+      EXPECT_TRUE(pool->post(inc{0}).has_value());
+    }
+  }
+};
+thread_local post_on_thread_exit tl_poster;
+
+TEST(Senders, AThreadLocalDestructorMaySendAfterTheThreadsCacheIsGone) {
+  pool_t pool(mtp_test::options(1));
+  pool.create(0);
+  const int threads = 8;
+  int sent = 0;
+  for (int t = 0; t < threads; ++t) {
+    // Round trips, more than a batch of recycled nodes: the thread's cache holds nodes when it
+    // exits (a number that differs per thread).
+    const int sends = 100 + 7 * t;
+    std::thread th([&pool, sends] {
+      tl_poster.pool = &pool;  // built first, so destroyed after the node cache
+      for (int i = 0; i < sends; ++i) pool.send(inc{0});
+    });
+    th.join();
+    sent += sends + 1;
+  }
+  EXPECT_EQ(pool.send(get{0}), sent) << "a post from a thread_local destructor was lost";
 }
 
 TEST(Senders, PerSenderOrderHoldsForManyConcurrentThreads) {

@@ -16,7 +16,6 @@
 #include <mtp/affinity/placement.hpp>
 
 #include <cstddef>
-#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,14 +33,15 @@ struct placement_config {
 [[nodiscard]] placement_config parse_placement_config(std::string_view json_text,
                                                       std::string_view origin = "config");
 
-/// Reads and parses a config file.
-[[nodiscard]] placement_config read_placement_config(const std::filesystem::path& path);
+/// Reads and parses a config file. A std::filesystem::path converts to the string it takes
+/// (taking a string keeps <filesystem>, a large header, out of <mtp/mtp.hpp>).
+[[nodiscard]] placement_config read_placement_config(const std::string& path);
 
 /// Plans a config on the running machine: plan_placement(affinity, workers) or, without
 /// "affinity", default_placement(workers); bind_memory is copied into the plan.
 [[nodiscard]] placement make_placement(const placement_config& config);
 
 /// read_placement_config + make_placement: the placement to hand to a pool.
-[[nodiscard]] placement load_placement_config(const std::filesystem::path& path);
+[[nodiscard]] placement load_placement_config(const std::string& path);
 
 }  // namespace mtp

@@ -2,6 +2,7 @@
 // mtp::batch<T>: the handle of a batch submitted without waiting (thread_pool::submit_batch).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <span>
@@ -23,9 +24,18 @@ struct async_state : shared_control {
   std::vector<result<T>> results;
   completion done;
   std::chrono::nanoseconds spin{};
-  /// The worker that must not wait for this batch: it has requests queued behind the message
-  /// that submitted it. Null otherwise.
-  const worker_base* blocked_worker = nullptr;
+  /// The pool, and per worker of it the pieces of this batch not yet run: a worker must not
+  /// wait for a batch while a piece of it is queued behind the message that waits.
+  const pool_core* pool = nullptr;
+  std::unique_ptr<std::atomic<std::uint32_t>[]> shares;
+
+  /// Whether `w` has a piece of this batch queued that it has not run yet.
+  [[nodiscard]] bool queued_on(const worker_base* w) const noexcept {
+    // relaxed: the worker reads the count it updates itself; the submitter's increments reached
+    // it along with the handle.
+    return w != nullptr && &w->pool() == pool && shares != nullptr &&
+           shares[w->index()].load(std::memory_order_relaxed) != 0;
+  }
 };
 }  // namespace impl
 
@@ -92,7 +102,7 @@ class [[nodiscard]] batch {
  private:
   void check_waitable() const {
     if (state_ == nullptr) throw std::logic_error("mtp::batch: empty handle (moved from or taken)");
-    if (state_->blocked_worker != nullptr && state_->blocked_worker == impl::tl_current_worker && !state_->done.done()) {
+    if (state_->queued_on(impl::tl_current_worker) && !state_->done.done()) {
       throw pool_error(errc::would_deadlock, 0,
                        "mtp: waiting for a batch whose requests are queued on the waiting worker itself would "
                        "deadlock (would_deadlock)");
@@ -108,10 +118,11 @@ class [[nodiscard]] batch {
 /// Refers to an asynchronous request or batch in flight (thread_pool::send_async,
 /// send_batch_async). cancel() makes the requests that have not started complete with
 /// errc::cancelled (one that has started finishes; the callback still runs exactly once).
-/// Dropping the handle neither cancels nor waits.
+/// Dropping the handle neither cancels nor waits, so a fire-and-forget call may ignore it
+/// (hence no [[nodiscard]]: the callback is how the outcome arrives).
 ///
 /// Threads: one owner at a time (movable, not copyable); cancel() may race with the workers.
-class [[nodiscard]] async_handle {
+class async_handle {
  public:
   async_handle() = default;
   /// Takes over the handle's reference to `state`.

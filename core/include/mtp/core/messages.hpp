@@ -24,9 +24,10 @@
 // `mtp::overload<int(int) const>(&item::fn)`), or with a static_cast to the member pointer type.
 //
 // Request family: `mtp::one_of<R1, R2, ...>` holds any one of several requests, so one batch
-// can mix kinds. Its id is the id of the request it holds; the item answers it with the
-// handler of that request. Its response is the alternatives' response when all have the same
-// one, else a std::variant whose alternative i is the response to R_i (void as mtp::unit).
+// can mix kinds. Its id is the id of the request it holds, and only that (it is read-only);
+// the item answers it with the handler of that request. Its response is the alternatives'
+// response when all have the same one, else a std::variant whose alternative i is the
+// response to R_i (void as mtp::unit).
 #pragma once
 
 #include <concepts>
@@ -277,10 +278,28 @@ inline constexpr std::size_t count_of = (std::size_t{std::is_same_v<T, U>} + ...
 template <class... R>
 using family_response_t = std::conditional_t<all_same<response_t<R>...>, typename first<response_t<R>...>::type,
                                              std::variant<stored_t<response_t<R>>...>>;
+
+/// The `id` of a request family: reads as an mtp::id_t wherever one is expected (routing reads
+/// every request's `r.id`), but only the family sets it, from the request it holds, so that it
+/// can never send that request to another item.
+template <class Family>
+class family_id {
+ public:
+  constexpr operator id_t() const noexcept { return value_; }  // NOLINT: implicit by design, reads as an id
+  constexpr family_id(const family_id&) noexcept = default;
+
+ private:
+  friend Family;  // sets it with the request, and copies it with the whole family
+  constexpr explicit family_id(id_t value) noexcept : value_(value) {}
+  constexpr family_id& operator=(const family_id&) noexcept = default;
+
+  id_t value_;
+};
 }  // namespace impl
 
 /// One of several kinds of request, e.g. `std::vector<mtp::one_of<deposit, withdraw, audit>>`
-/// for a batch mixing them. Built implicitly from any alternative; `id` is that request's id.
+/// for a batch mixing them. Built implicitly from any alternative; `id` is that request's id,
+/// read-only: assigning a whole request (or family) is the one way to change it.
 /// The item answers it with its handler for the request held (explicit or method message).
 /// Response: the common response when every alternative has the same one, else a
 /// std::variant whose alternative i is the response to R_i (mtp::unit for a void response),
@@ -295,8 +314,8 @@ class one_of {
   using response_type = impl::family_response_t<R...>;
   using variant_type = std::variant<R...>;
 
-  /// The target item: the id of the request held.
-  id_t id;
+  /// The target item: the id of the request held. Converts to mtp::id_t; cannot be assigned.
+  impl::family_id<one_of> id;
 
   template <class T>
     requires(std::is_same_v<std::remove_cvref_t<T>, R> || ...)
@@ -311,7 +330,7 @@ class one_of {
   friend bool operator==(const one_of& a, const one_of& b)
     requires(std::equality_comparable<R> && ...)
   {
-    return a.id == b.id && a.message_ == b.message_;
+    return a.message_ == b.message_;  // the ids follow from the requests
   }
 
  private:

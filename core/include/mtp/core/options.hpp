@@ -21,13 +21,16 @@ struct diagnostic {
     hook_failed,     ///< A worker or message hook threw; `text` holds its message.
     pinning_failed,  ///< The worker could not be pinned and runs unpinned; `text` says why.
     placement_note,  ///< A remark from the placement planner (e.g. workers share CPUs).
-    stalled,         ///< One message has run longer than pool_options::stall_threshold.
+    stalled,         ///< One message has run longer than pool_options::stall_threshold, or an
+                     ///< idle worker could not reach its queued messages for that long.
+    trace_limited,   ///< The process-wide trace memory budget cut this worker's trace ring.
   };
   kind what;
   std::size_t worker;  ///< Index of the worker that reports it.
   std::string text;    ///< A readable sentence.
   std::optional<mtp::error> error;
-  /// `stalled`: the item whose message (handler, constructor, destructor or hook) runs.
+  /// `stalled`: the item whose message (handler, constructor, destructor or hook) runs; empty
+  /// when the worker is idle with its queue cut (see README, "Guarantees").
   std::optional<id_t> item{};
   /// `stalled`: how long that message has been running when reported.
   std::chrono::nanoseconds running{};
@@ -72,8 +75,10 @@ struct pool_options {
   /// Passivation: an item no message has touched for this long is destroyed on its worker
   /// (Hooks::on_passivate(id) runs first, then the message hooks and its destructor), checked
   /// a few times per period. Mostly for items that activate on first message, which come
-  /// back on their next message. Zero: off (the default; when on, each message reads the
-  /// clock once).
+  /// back on their next message. Idle items are passivated under load too (at most 256 per
+  /// sweep between rounds of messages). Zero: off (the default; when on, each message reads
+  /// the clock once). Otherwise at least 1 ms: a shorter or negative period throws
+  /// std::invalid_argument from the pool's constructor.
   std::chrono::nanoseconds passivate_after{0};
 
   /// Tracing: when set (or when the MTP_TRACE environment variable names a file), each

@@ -33,6 +33,8 @@ enum class errc : std::uint8_t {
   queue_full,          ///< try_/post forms on a bounded queue: the worker's queue had no room.
   timed_out,           ///< The deadline passed before the response arrived.
   cancelled,           ///< The caller cancelled an asynchronous request before it started.
+  out_of_memory,       ///< Memory ran out while an error was recorded, and so had the reserve
+                       ///< kept for that (see mtp::result): the original error is lost; id is 0.
 };
 
 /// A short stable name for the code, e.g. "unknown_id".
@@ -73,6 +75,13 @@ struct unit {
 namespace impl {
 template <class T>
 using stored_t = std::conditional_t<std::is_void_v<T>, unit, T>;
+
+/// Where a result keeps its error: a new heap record, else a record of the reserve, else the
+/// shared out-of-memory error (see mtp::result). Never throws.
+[[nodiscard]] const error* box_error(error&& e) noexcept;
+/// Gives back what box_error returned: deletes it, returns it to the reserve, or, for the
+/// shared error, does nothing.
+void free_error(const error* e) noexcept;
 }  // namespace impl
 
 /// One response: a value, or an error. A default-constructed result is "pending"; results
@@ -83,8 +92,12 @@ using stored_t = std::conditional_t<std::is_void_v<T>, unit, T>;
 /// low bit tags it, which also lets the compiler see that an error is never a value).
 /// Errors are the rare path, so only they allocate; a result of a trivially copyable T of up
 /// to 8 bytes is 16 bytes, a pending one is made by one store, and destroying a value of a
-/// trivially destructible T does nothing beyond one compare. (Under memory exhaustion,
-/// recording an error throws std::bad_alloc.)
+/// trivially destructible T does nothing beyond one compare.
+///
+/// Recording an error never throws, so a worker can always answer: when the heap has no room
+/// for the error, it goes, whole (code, id, exception), into one of a fixed process-wide
+/// reserve of error records, which it holds until the result lets go of it; with the reserve
+/// used up too, the result holds a shared, preallocated errc::out_of_memory error (id 0).
 /// Copyable when T is; moves never allocate and leave the source pending.
 template <class T>
 class result {
@@ -103,7 +116,7 @@ class result {
   result(U&& value) : state_(k_value) {  // NOLINT: implicit by design
     ::new (static_cast<void*>(&value_)) stored(std::forward<U>(value));
   }
-  result(mtp::error e) : state_(box(std::move(e))) {}  // NOLINT: implicit by design
+  result(mtp::error e) noexcept : state_(box(std::move(e))) {}  // NOLINT: implicit by design
 
   result(result&& other) noexcept(std::is_nothrow_move_constructible_v<stored>) : state_(other.state_) {
     if (state_ == k_value) {
@@ -119,7 +132,7 @@ class result {
     if (state_ == k_value) {
       ::new (static_cast<void*>(&value_)) stored(other.value_);
     } else if (state_ & k_error_bit) {
-      state_ = box(*other.boxed());
+      state_ = box(mtp::error(*other.boxed()));
     }
   }
   result& operator=(result&& other) noexcept(std::is_nothrow_move_constructible_v<stored>) {
@@ -139,9 +152,20 @@ class result {
   result& operator=(const result& other)
     requires std::is_copy_constructible_v<stored>
   {
-    if (this != &other) {
-      result copy(other);
-      *this = std::move(copy);
+    if (this == &other) return *this;
+    // The copy is made before *this changes, so a throwing copy leaves it as it was. A plain
+    // local, not a result: GCC cannot tell that a result's value is built exactly when its
+    // state says so, and warns (-Wmaybe-uninitialized) when one result is moved from another
+    // that it has just seen built.
+    if (other.state_ == k_value) {
+      stored copy(other.value_);
+      reset();
+      ::new (static_cast<void*>(&value_)) stored(std::move(copy));
+      state_ = k_value;
+    } else {
+      const std::uintptr_t copied = (other.state_ & k_error_bit) ? box(mtp::error(*other.boxed())) : k_pending;
+      reset();
+      state_ = copied;
     }
     return *this;
   }
@@ -168,17 +192,18 @@ class result {
     ::new (static_cast<void*>(&value_)) stored(std::forward<A>(args)...);
     state_ = k_value;
   }
-  void set_error(mtp::error e) {
-    const std::uintptr_t boxed_error = box(std::move(e));  // may throw: leave *this as it was
+  /// Replaces the state with `e`. Never throws, also when memory has run out (see above).
+  void set_error(mtp::error e) noexcept {
+    const std::uintptr_t boxed_error = box(std::move(e));
     reset();
     state_ = boxed_error;
   }
 
  private:
-  static std::uintptr_t box(mtp::error e) {
+  static std::uintptr_t box(mtp::error&& e) noexcept {
     static_assert(alignof(mtp::error) >= 2, "the low bit of the address tags the error state");
-    // NOLINTNEXTLINE: an aligned heap address with its low bit set is the state
-    return reinterpret_cast<std::uintptr_t>(new mtp::error(std::move(e))) | k_error_bit;
+    // NOLINTNEXTLINE: an aligned address with its low bit set is the state
+    return reinterpret_cast<std::uintptr_t>(impl::box_error(std::move(e))) | k_error_bit;
   }
   [[nodiscard]] const mtp::error* boxed() const noexcept {
     return reinterpret_cast<const mtp::error*>(state_ & ~k_error_bit);  // NOLINT: see box()
@@ -187,7 +212,7 @@ class result {
     if (state_ == k_value) {
       if constexpr (!std::is_trivially_destructible_v<stored>) value_.~stored();
     } else if (state_ & k_error_bit) {
-      delete boxed();
+      impl::free_error(boxed());
     }
     state_ = k_pending;
   }

@@ -21,7 +21,9 @@ namespace mtp::this_worker {
 
 /// The id of the item whose handler, constructor or destructor runs now (also inside the
 /// before/after hooks), or nullopt outside a message: off the workers, and on a worker in
-/// on_worker_start, on_worker_stop and between messages.
+/// on_worker_start, on_worker_stop and between messages. In a completion callback of
+/// send_async that runs on a worker, the id of the request it completes; of send_batch_async,
+/// the id of the batch's last request.
 [[nodiscard]] inline std::optional<id_t> current_id() noexcept {
   const impl::worker_base* const w = impl::tl_current_worker;
   if (w == nullptr || !w->in_message()) return std::nullopt;

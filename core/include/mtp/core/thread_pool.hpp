@@ -14,7 +14,8 @@
 //    or a message that itself sent A) and both go to one item, A runs first. Messages sent
 //    concurrently interleave.
 //  - Batch responses come back in request order, one mtp::result per request.
-//  - A handler that throws fails only its own request; the worker and the item carry on.
+//  - A handler that throws fails only its own request; the worker and the item carry on, also
+//    when memory has run out (recording an error never throws: see mtp::result).
 //  - Shutdown (or destruction) answers everything already queued, then destroys every item on
 //    its own thread, children's pools first since items own them. A call after shutdown fails
 //    with errc::pool_stopped; nothing hangs.
@@ -83,7 +84,7 @@ class thread_pool {
   }
   /// Shuts down (see shutdown()). On one of the pool's own workers it does not wait: see the
   /// guarantees at the top of this file.
-  ~thread_pool() { impl::pool_core::destroy(std::move(core_)); }
+  ~thread_pool() { impl::pool_core::destroy(core_); }
 
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
@@ -92,7 +93,7 @@ class thread_pool {
   thread_pool(thread_pool&&) noexcept = default;
   thread_pool& operator=(thread_pool&& other) noexcept {
     if (this != &other) {
-      impl::pool_core::destroy(std::move(core_));
+      impl::pool_core::destroy(core_);
       core_ = std::move(other.core_);
     }
     return *this;
@@ -266,6 +267,9 @@ class thread_pool {
   /// adapter does); what it throws goes to the diagnostic hook. The request, its response and
   /// the callback share one allocation; the callback needs no other. Per-sender and causal
   /// order are those of every other send. From a worker, requests to its own items are fine.
+  /// On the worker, the callback runs as a message of its request: this_worker::current_id()
+  /// there is the request's id, also when no handler ran (unknown id, cancelled); the message
+  /// hooks do not run around it. On the calling thread, current_id() is that thread's own.
   template <request R, class F>
     requires std::invocable<F&, result<response_t<R>>&&>
   async_handle send_async(R r, F on_done) {
@@ -304,7 +308,10 @@ class thread_pool {
   /// called exactly once with the responses in request order, on the worker that answered
   /// the last piece (or on the calling thread when nothing could be sent). Any input range of
   /// requests (copied into the batch). Never waits for room: what does not fit a bounded
-  /// queue gets queue_full. The same rules for the callback as send_async.
+  /// queue gets queue_full. The same rules for the callback as send_async. On a worker,
+  /// this_worker::current_id() in the callback is the id of the batch's last request (in
+  /// request order; the one that worker ran last may be another); on the calling thread, it
+  /// is that thread's own.
   template <request_range Range, class F>
     requires std::invocable<F&, std::vector<result<response_t<std::ranges::range_value_t<Range>>>>&&>
   async_handle send_batch_async(Range&& requests, F on_done) {
@@ -316,6 +323,7 @@ class thread_pool {
     using S = impl::async_batch<R, F>;
     auto owned = std::make_unique<S>(std::move(owned_requests), std::move(on_done), *core_);
     S* const s = owned.get();
+    const typename S::sending_scope sending(s);  // a callback run during the send is the caller's
     const impl::worker_base* own_share = nullptr;  // allowed: nobody waits for an async batch
     const std::uint32_t pieces = start(s->job, s->requests.size(), s->order,
                                        policy<impl::request_op<R>>(time_point::min(), errc::queue_full), &own_share);
@@ -398,9 +406,13 @@ class thread_pool {
     s->requests = std::move(requests);
     s->results.resize(s->requests.size());
     s->spin = core_->options().caller_spin;
+    s->pool = core_.get();
+    s->shares = std::make_unique<std::atomic<std::uint32_t>[]>(core_->worker_count());  // all zero
     s->job = impl::batch_job<Op>(Op{}, s->requests.data(), s->results.data(), &s->done, s);
+    s->job.shares = s->shares.get();
+    const impl::worker_base* own_share = nullptr;  // allowed: batch::wait() checks the shares
     const std::uint32_t pieces = start(s->job, s->requests.size(), s->order,
-                                       policy<Op>(time_point::min(), errc::queue_full), &s->blocked_worker);
+                                       policy<Op>(time_point::min(), errc::queue_full), &own_share);
     (void)owned.release();  // from here on the two references manage it
     if (pieces == 0) s->release();  // no worker will ever arrive: drop the workers' reference
     return batch<response_t<R>>(s);
@@ -453,38 +465,45 @@ class thread_pool {
   }
 
   // The round trip: the request travels inside the envelope when it fits (see impl::single).
+  //
+  // The blocking forms read the pool object (core_) only before they enqueue: while a caller
+  // waits, the pool object may be moved from, or destroyed by one of its items, and the caller
+  // keeps to the pool core, which outlives every message in flight.
   template <class Op>
   result<typename Op::output> run_one(const Op& op, const typename Op::input& input) {
+    impl::pool_core& core = *core_;
     reply<typename Op::output> r;
     impl::batch_job<Op> job(op, &input, &r.out, &r.done);  // the path for requests too big for an envelope
     std::uint32_t k = impl::pool_core::k_answered;
+    std::uint32_t unsent = 0;
     {
-      impl::send_gate gate(*core_);
+      impl::send_gate gate(core);
       if (!gate.open()) return error{errc::pool_stopped, Op::id_of(input), {}};
-      k = route_one<Op>(input, r.out, core_->own_worker());
+      k = route_one<Op>(input, r.out, core.own_worker());
       if (k == impl::pool_core::k_answered) return std::move(r.out);
       if constexpr (impl::fits_envelope<Op>) {
         r.done.reset(1);
         const impl::single<Op> s{&r.out, &r.done, op, input};
         try {
           // Never false: the deadline is max, so a bounded queue waits for room.
-          (void)core_->send_one(k, impl::envelope::make(&impl::run_single<worker_type, Op>, s),
-                                policy<Op>(time_point::max()));
+          (void)core.send_one(k, impl::envelope::make(&impl::run_single<worker_type, Op>, s),
+                              policy<Op>(time_point::max()));
         } catch (...) {
           return error{errc::queue_full, Op::id_of(input), std::current_exception()};
         }
       } else {
-        core_->dispatch(job, &k, 1, &impl::run_chunk<worker_type, Op>, policy<Op>(time_point::max()),
-                        impl::scratch_order());
+        core.dispatch(job, &k, 1, &impl::run_chunk<worker_type, Op>, policy<Op>(time_point::max()),
+                      impl::scratch_order(), unsent);
       }
     }
-    wait_near(r.done, k);
+    if (unsent != 0) job.arrive();  // answered here, outside the gate
+    wait_near(core, r.done, k);
     return std::move(r.out);
   }
 
-  void wait_near(impl::completion& done, std::uint32_t k) const noexcept {
-    const bool near = core_->worker(k).pinned_to(impl::current_cpu());
-    done.wait(core_->options().caller_spin, near ? impl::k_yield_always : impl::k_yield_every);
+  static void wait_near(const impl::pool_core& core, impl::completion& done, std::uint32_t k) noexcept {
+    const bool near = core.worker(k).pinned_to(impl::current_cpu());
+    done.wait(core.options().caller_spin, near ? impl::k_yield_always : impl::k_yield_every);
   }
 
   template <class Op>
@@ -499,8 +518,11 @@ class thread_pool {
   void run_into(const Op& op, const typename Op::input* inputs, result<typename Op::output>* out, std::size_t n) {
     impl::completion done;
     impl::batch_job<Op> job(op, inputs, out, &done);
+    // Read before the send: see run_one.
+    const auto spin = core_->options().caller_spin;
+    const unsigned yield_every = caller_shares_a_cpu() ? impl::k_yield_always : impl::k_yield_every;
     start(job, n, impl::scratch_order(), policy<Op>(time_point::max()));
-    done.wait(core_->options().caller_spin, caller_shares_a_cpu() ? impl::k_yield_always : impl::k_yield_every);
+    done.wait(spin, yield_every);
     impl::trim_scratch();
   }
 
@@ -526,20 +548,28 @@ class thread_pool {
     if (n > std::numeric_limits<std::uint32_t>::max() - 2) {
       throw std::length_error("mtp: a batch may hold at most 2^32 - 3 requests");
     }
-    impl::send_gate gate(*core_);
-    if (!gate.open()) {
-      for (std::size_t i = 0; i < n; ++i) job.results[i].set_error(error{errc::pool_stopped, Op::id_of(job.inputs[i]), {}});
-      job.done->reset(0);
-      return 0;
+    std::uint32_t pieces = 0;
+    std::uint32_t unsent = 0;
+    {
+      impl::send_gate gate(*core_);
+      if (!gate.open()) {
+        for (std::size_t i = 0; i < n; ++i) job.results[i].set_error(error{errc::pool_stopped, Op::id_of(job.inputs[i]), {}});
+        job.done->reset(0);
+        return 0;
+      }
+      const impl::worker_base* const own = core_->own_worker();
+      std::vector<std::uint32_t>& routes = impl::scratch_routes();
+      routes.resize(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        routes[i] = route_one<Op>(job.inputs[i], job.results[i], own_share == nullptr ? own : nullptr);
+        if (own_share != nullptr && own != nullptr && routes[i] == own->index()) *own_share = own;
+      }
+      pieces = core_->dispatch(job, routes.data(), n, &impl::run_chunk<worker_type, Op>, send, order, unsent);
     }
-    const impl::worker_base* const own = core_->own_worker();
-    std::vector<std::uint32_t>& routes = impl::scratch_routes();
-    routes.resize(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      routes[i] = route_one<Op>(job.inputs[i], job.results[i], own_share == nullptr ? own : nullptr);
-      if (own_share != nullptr && own != nullptr && routes[i] == own->index()) *own_share = own;
-    }
-    return core_->dispatch(job, routes.data(), n, &impl::run_chunk<worker_type, Op>, send, order);
+    // Pieces answered here arrive outside the gate: the last arrival may run the batch's
+    // completion callback, which may send, shut the pool down or destroy it.
+    for (std::uint32_t i = 0; i < unsent; ++i) job.arrive();
+    return pieces;
   }
 
   // The timed forms: the batch lives on the heap, shared with the workers, so that the caller
@@ -561,11 +591,12 @@ class thread_pool {
     s->inputs.assign(requests.begin(), requests.end());
     s->results.resize(requests.size());
     s->job = impl::batch_job<Op>(Op{}, s->inputs.data(), s->results.data(), &s->done, s);
+    const auto spin = core_->options().caller_spin;  // read before the send: see run_one
     const std::uint32_t pieces = start(s->job, requests.size(), s->order, policy<Op>(deadline));
     (void)owned.release();  // from here on the two references manage it
     if (pieces == 0) s->release();  // no worker will ever arrive: drop the workers' reference
     std::vector<result<T>> out;
-    if (s->done.wait_until(core_->options().caller_spin, deadline)) {
+    if (s->done.wait_until(spin, deadline)) {
       out = std::move(s->results);
     } else {
       // relaxed: the workers only need to notice eventually; they skip what they see cancelled.

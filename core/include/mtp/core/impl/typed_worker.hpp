@@ -109,6 +109,16 @@ class worker final : public worker_base {
       // Out of memory building the report: nothing better to do than carry on.
     }
   }
+  /// report() with a text that `make_text()` builds: out of memory there, the report is
+  /// dropped and the worker carries on.
+  template <class Text>
+  void report_with(diagnostic::kind what, Text&& make_text, std::optional<error> e = std::nullopt) noexcept {
+    try {
+      report(what, make_text(), std::move(e));
+    } catch (...) {
+      // No memory for the text: nothing better to do than carry on.
+    }
+  }
 
  private:
   // Runs a hook that has no caller to fail: what it throws goes to the diagnostic hook.
@@ -117,9 +127,9 @@ class worker final : public worker_base {
     try {
       hook();
     } catch (const std::exception& e) {
-      report(diagnostic::kind::hook_failed, std::string(name) + " threw: " + e.what());
+      report_with(diagnostic::kind::hook_failed, [&] { return std::string(name) + " threw: " + e.what(); });
     } catch (...) {
-      report(diagnostic::kind::hook_failed, std::string(name) + " threw a non-standard exception");
+      report_with(diagnostic::kind::hook_failed, [&] { return std::string(name) + " threw a non-standard exception"; });
     }
   }
 
@@ -146,29 +156,40 @@ class worker final : public worker_base {
     run_message(
         id, why, errc::hook_failed,
         [&](const error& e) {
-          report(diagnostic::kind::hook_failed, std::string("a message hook threw while the item was destroyed at ") + why,
-                 e);
+          report_with(
+              diagnostic::kind::hook_failed,
+              [&] { return std::string("a message hook threw while the item was destroyed at ") + why; }, e);
         },
         [&] { items_.erase(id); });
     items_.erase(id);  // also when before_message threw: the item goes all the same
     set_item_count(items_.size());
   }
 
-  std::optional<time_point> on_idle() noexcept override {
-    if (passivate_after_.count() <= 0) return std::nullopt;
-    const time_point now = std::chrono::steady_clock::now();
-    if (now >= next_sweep_) {
-      std::vector<id_t> stale;
-      for (const auto& [id, slot] : items_) {
-        if (now - slot.touched >= passivate_after_) stale.push_back(id);
+  // Passivation: at most k_passivate_per_round items per call, so that a sweep over many idle
+  // items does not hold up the queue; what is left is swept again right after the next round.
+  static constexpr std::size_t k_passivate_per_round = 256;
+
+  time_point housekeeping(time_point now) noexcept override {
+    if (passivate_after_.count() <= 0) return time_point::max();
+    stale_.clear();
+    bool more = false;
+    for (const auto& [id, slot] : items_) {
+      if (now - slot.touched < passivate_after_) continue;
+      if (stale_.size() == k_passivate_per_round) {
+        more = true;
+        break;
       }
-      for (const id_t id : stale) {
-        if constexpr (has_passivate<Hooks>) run_hook("on_passivate", [&] { hooks_.on_passivate(id); });
-        destroy_item(id, "passivation");
+      try {
+        stale_.push_back(id);
+      } catch (...) {
+        break;  // no memory for the list: passivate what fits, the rest next time
       }
-      next_sweep_ = now + passivate_after_ / 4;
     }
-    return next_sweep_;
+    for (const id_t id : stale_) {
+      if constexpr (has_passivate<Hooks>) run_hook("on_passivate", [&] { hooks_.on_passivate(id); });
+      destroy_item(id, "passivation");
+    }
+    return more ? now : now + passivate_after_ / 4;
   }
 
   // An item and when a message last touched it (kept only when passivation is on).
@@ -182,7 +203,7 @@ class worker final : public worker_base {
   std::unordered_map<id_t, slot> items_;
   Hooks hooks_;
   const std::chrono::nanoseconds passivate_after_;
-  time_point next_sweep_{};
+  std::vector<id_t> stale_;  // the items one passivation round destroys, kept between rounds
 };
 
 // ---- Operations: what a chunk does with each of its inputs -------------------------------
@@ -342,6 +363,8 @@ void run_chunk(worker_base& base, envelope& e) noexcept {
     job.op.apply(w, job.inputs[i], job.results[i]);
   });
   w.finish_messages(c.count, !Op::k_control);
+  // relaxed: read back only on this worker (batch::wait's check), after this.
+  if (job.shares != nullptr) job.shares[w.index()].fetch_sub(1, std::memory_order_relaxed);
   job.arrive();  // last touch of the job: the caller may free it from here on
 }
 
@@ -379,7 +402,9 @@ void run_posted(worker_base& base, envelope& e) noexcept {
   auto run = [&w](const R& r) {
     result<response_t<R>> out;
     request_op<R>{}.apply(w, r, out);
-    if (out.has_error()) w.report(diagnostic::kind::post_failed, out.error().message(), out.error());
+    if (out.has_error()) {
+      w.report_with(diagnostic::kind::post_failed, [&] { return out.error().message(); }, out.error());
+    }
   };
   if constexpr (Inline) {
     run(e.read<R>());
@@ -398,14 +423,22 @@ namespace mtp::impl {
 /// to give it to).
 template <class F, class... A>
 void run_callback(pool_core& pool, std::size_t worker, F& fn, A&&... args) noexcept {
+  // Building a report's text may run out of memory: the report is then dropped, since this
+  // function must not throw.
   try {
     fn(std::forward<A>(args)...);
   } catch (const std::exception& e) {
-    pool.report({diagnostic::kind::hook_failed, worker, std::string("completion callback threw: ") + e.what(),
-                 std::nullopt});
+    try {
+      pool.report({diagnostic::kind::hook_failed, worker, std::string("completion callback threw: ") + e.what(),
+                   std::nullopt});
+    } catch (...) {
+    }
   } catch (...) {
-    pool.report({diagnostic::kind::hook_failed, worker, "completion callback threw a non-standard exception",
-                 std::nullopt});
+    try {
+      pool.report({diagnostic::kind::hook_failed, worker, "completion callback threw a non-standard exception",
+                   std::nullopt});
+    } catch (...) {
+    }
   }
 }
 
@@ -430,13 +463,19 @@ template <class W, class S>
 void run_async_single(worker_base& base, envelope& e) noexcept {
   auto& w = static_cast<W&>(base);
   S* const s = e.read<S*>();
+  using op = request_op<std::remove_cvref_t<decltype(s->input)>>;
+  const id_t id = op::id_of(s->input);
   // relaxed: a hint; a request that slips past it runs, and the callback still gets its result.
   if (s->cancelled.load(std::memory_order_relaxed)) {
-    s->out.set_error(error{errc::cancelled, static_cast<id_t>(s->input.id), {}});
+    s->out.set_error(error{errc::cancelled, id, {}});
   } else {
-    request_op<std::remove_cvref_t<decltype(s->input)>>{}.apply(w, s->input, s->out);
+    op{}.apply(w, s->input, s->out);
   }
   w.finish_messages(1, true);
+  // The callback runs as a message of the request it completes: this_worker::current_id()
+  // there is the request's id, also when no handler ran (cancelled, unknown id) and so nothing
+  // else set it, and the stall detector times the callback on its own.
+  w.begin_message(id);
   s->complete(w.pool(), w.index());
   s->release();
 }
@@ -454,6 +493,22 @@ struct async_batch final : shared_control {
   F fn;
   pool_core* pool = nullptr;
 
+  /// The batch the calling thread is sending now, if any: a callback that runs during the send
+  /// (nothing, or not everything, could be sent) runs in the sender's own context.
+  static inline thread_local const async_batch* tl_sending = nullptr;
+
+  /// Marks the calling thread as this batch's sender until the scope ends.
+  class sending_scope {
+   public:
+    explicit sending_scope(const async_batch* b) noexcept : outer_(std::exchange(tl_sending, b)) {}
+    sending_scope(const sending_scope&) = delete;
+    sending_scope& operator=(const sending_scope&) = delete;
+    ~sending_scope() { tl_sending = outer_; }
+
+   private:
+    const async_batch* outer_;  // a batch sent from a callback that ran inside another send
+  };
+
   async_batch(std::vector<R> r, F f, pool_core& p) : requests(std::move(r)), fn(std::move(f)), pool(&p) {
     cancelled_as = errc::cancelled;
     destroy = [](shared_control* c) noexcept { delete static_cast<async_batch*>(c); };
@@ -461,7 +516,14 @@ struct async_batch final : shared_control {
     job = batch_job<op>(op{}, requests.data(), results.data(), &done, this);
     job.on_complete = [](job_base& j) noexcept {
       auto& self = *static_cast<async_batch*>(j.control);
-      const worker_base* w = tl_current_worker;
+      worker_base* const w = tl_current_worker;
+      // On the worker that answered the last piece, the callback runs as a message of the
+      // batch's last request, whichever request that worker ran last (see
+      // thread_pool::send_batch_async); on the sending thread, the sender's own message, if it
+      // is in one, stays current.
+      if (w != nullptr && tl_sending != &self && !self.requests.empty()) {
+        w->begin_message(op::id_of(self.requests.back()));
+      }
       run_callback(*self.pool, w != nullptr ? w->index() : 0, self.fn, std::move(self.results));
     };
   }

@@ -12,17 +12,13 @@
 #include <chrono>
 #include <cstdint>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-
 namespace mtp::impl {
 
 /// A pause instruction: tells the core this is a spin loop (saves power, frees the sibling
 /// hyper-thread, avoids a memory-order mis-speculation on exit).
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
-  _mm_pause();
+  __builtin_ia32_pause();  // _mm_pause() without <immintrin.h>, which costs every includer
 #elif defined(__aarch64__)
   asm volatile("yield" ::: "memory");
 #endif

@@ -18,6 +18,7 @@
 
 #include <mtp/affinity/placement.hpp>
 #include <mtp/core/impl/envelope.hpp>
+#include <mtp/core/impl/mpsc_queue.hpp>
 #include <mtp/core/impl/wait.hpp>
 #include <mtp/core/options.hpp>
 #include <mtp/core/result.hpp>
@@ -25,19 +26,16 @@
 namespace mtp::impl {
 
 class pool_core;
-struct queue_node;  // an envelope with its queue link; defined in worker.cpp
 class trace_ring;   // a worker's trace events; defined in trace.cpp
 
 using time_point = std::chrono::steady_clock::time_point;
 
 /// One worker thread and its queue. The typed subclass owns the items.
 ///
-/// The queue is one unbounded MPSC linked list per worker (Vyukov's design): a sender links
-/// its node with one atomic exchange of the tail, the worker follows the links. It keeps no
-/// state per sender, so a worker's poll and dequeue cost the same however many threads have
-/// ever sent to it, and it is linearisable, so messages reach the worker in happens-before
-/// order whatever thread sent them (causal order). Nodes are recycled: the worker hands used
-/// nodes back in batches, each sending thread keeps a small cache, and both are bounded.
+/// The queue (mpsc_queue.hpp) keeps no state per sender, so a worker's poll and dequeue cost
+/// the same however many threads have ever sent to it, and it is linearisable, so messages
+/// reach the worker in happens-before order whatever thread sent them (causal order). The
+/// worker adds the sleeping flag and the room of a bounded queue.
 ///
 /// Threads: enqueue()/push()/wake() from any thread, lock-free (a sender pre-empted between
 /// its exchange and its link delays the worker, never another sender); everything named
@@ -57,6 +55,8 @@ class worker_base {
   /// enqueue() may throw std::bad_alloc; every enqueue() must be followed by a wake().
   void enqueue(const envelope& e);
   void wake() noexcept;
+  /// The worker's queue (its contract: mpsc_queue.hpp).
+  [[nodiscard]] mpsc_queue& queue() noexcept { return queue_; }
 
   /// Worker thread: `n` messages of one envelope are done. Counts them, and gives their room
   /// back when they counted against a bounded queue (`counted`: not create/remove).
@@ -85,6 +85,10 @@ class worker_base {
   /// Whether the worker is inside a message (handler, constructor, destructor, hook) now.
   [[nodiscard]] bool in_message() const noexcept {
     return !idle_.load(std::memory_order_relaxed);  // a sample for the stall detector
+  }
+  /// Whether the thread has left its loop (its items are destroyed): nothing more runs there.
+  [[nodiscard]] bool exited() const noexcept {
+    return exited_.load(std::memory_order_relaxed);  // a sample for the stall detector
   }
   /// Messages started so far; the stall detector watches it move.
   [[nodiscard]] std::uint64_t messages_started() const noexcept {
@@ -142,9 +146,10 @@ class worker_base {
  protected:
   virtual void on_start() noexcept = 0;  // worker thread: before the first message
   virtual void on_stop() noexcept = 0;   // worker thread: destroy items, after the last message
-  /// Worker thread, when its queue is empty: housekeeping (passivation). Returns when it
-  /// wants to run again, so that a sleeping worker wakes up for it; nullopt: never.
-  virtual std::optional<time_point> on_idle() noexcept { return std::nullopt; }
+  /// Worker thread: periodic housekeeping (passivation), run once it is due, between rounds of
+  /// messages under load as well as when the queue is empty. Returns when it is due next, so
+  /// that a sleeping worker wakes up for it; time_point::max(): never.
+  virtual time_point housekeeping(time_point /*now*/) noexcept { return time_point::max(); }
   /// Stops and joins the thread if it still runs; subclasses call it from their destructor so
   /// that the thread never calls on_stop() on a half-destroyed object.
   void stop_and_join() noexcept;
@@ -164,9 +169,10 @@ class worker_base {
   void run_loop() noexcept;
   std::size_t drain(std::size_t limit) noexcept;
   void sleep_until_work(time_point until) noexcept;
+  void housekeeping_if_due() noexcept;
+  void close_if_senders_left() noexcept;
   [[nodiscard]] bool has_work() const noexcept;
-  void recycle(queue_node* n) noexcept;
-  queue_node* take_free_nodes() noexcept;
+  std::unique_ptr<trace_ring> make_trace_ring();
   void record_begin(id_t id, const char* what) noexcept;
   void record_end() noexcept;
   void record_instant(const char* what, std::uint64_t count) noexcept;
@@ -177,32 +183,24 @@ class worker_base {
   worker_placement where_;
   int sole_cpu_ = -1;  // the CPU when pinned to exactly one, else -1
   bool stop_seen_ = false;
+  // Set (on this thread) when one of this worker's items dropped the pool: push the stop
+  // markers once no sender is inside the gate, running messages meanwhile.
+  bool close_when_senders_left_ = false;
+  time_point housekeeping_due_ = time_point::min();  // min: ask housekeeping() when it is due
   std::thread thread_;
   std::unique_ptr<trace_ring> trace_;  // null unless tracing
 
-  // Senders' line: every enqueue exchanges the tail and bumps the count, nothing else here,
-  // so one sender's enqueue touches one line it may already own.
-  alignas(k_cache_line) std::atomic<queue_node*> tail_;
-  std::atomic<std::uint64_t> enqueued_{0};
+  mpsc_queue queue_;  // its lines are its own (see mpsc_queue)
 
   // Written by senders on every wake (when the worker sleeps) and by the worker when it
   // dozes off: its own line so that it does not share one with the queue's ends.
   alignas(k_cache_line) std::atomic<std::uint32_t> sleeping_{0};
 
-  // Used nodes handed back to senders: the worker stores a batch when it is empty, a sender
-  // exchanges the whole list out. Both sides write it, so it has its own line.
-  alignas(k_cache_line) std::atomic<queue_node*> free_{nullptr};
-
-  // Worker-only line: the consumer end and the worker's own stash of used nodes.
-  alignas(k_cache_line) queue_node* head_ = nullptr;
-  queue_node* stash_ = nullptr;
-  std::size_t stash_count_ = 0;
-  std::atomic<std::uint64_t> dequeued_{0};  // written by the worker, read by stats
-
   // The stall detector's samples and the statistics, written by the worker per message.
   alignas(k_cache_line) std::atomic<id_t> current_id_{0};
   std::atomic<std::uint64_t> started_{0};
   std::atomic<bool> idle_{true};
+  std::atomic<bool> exited_{false};
   std::atomic<std::uint64_t> processed_{0};
   std::atomic<std::size_t> items_{0};
   std::atomic<bool> pinned_{false};
@@ -218,9 +216,6 @@ class worker_base {
 /// The CPU the calling thread runs on now (a vDSO read, no system call), or -1.
 [[nodiscard]] int current_cpu() noexcept;
 
-/// Queue nodes allocated and not yet freed, in the whole process (for tests: memory held for
-/// exited threads and drained bursts must be returned).
-[[nodiscard]] std::int64_t queue_nodes_alive() noexcept;
 
 /// The calling thread's worker, if it is a pool worker (any pool).
 extern constinit thread_local worker_base* tl_current_worker;
@@ -249,6 +244,9 @@ struct job_base {
   void (*fail)(job_base& job, std::uint32_t i, errc code, std::exception_ptr ex) noexcept = nullptr;
   /// Set for a batch with a completion callback (always shared): run by the last arrival.
   void (*on_complete)(job_base& job) noexcept = nullptr;
+  /// Set for a submitted batch: per worker of the pool, its pieces not yet run, so that
+  /// batch::wait() on a worker can tell that its own share is still queued behind it.
+  std::atomic<std::uint32_t>* shares = nullptr;
 
   /// One piece of the batch is answered; the last one runs the completion callback, if any,
   /// and frees a shared batch when it held the last reference. The last arrival may free an
@@ -281,10 +279,12 @@ class pool_core {
   using worker_factory = std::function<std::unique_ptr<worker_base>(pool_core&, std::size_t)>;
   void start(const worker_factory& make);
 
-  /// Ends a pool: shutdown() and free it, or, called on one of its own workers (an item
-  /// dropping the pool it lives in), stop it without waiting and let that worker free it
-  /// once it has finished its current message and destroyed its items.
-  static void destroy(std::unique_ptr<pool_core> core) noexcept;
+  /// Ends a pool: shutdown() and then free it (`core` stays set during the shutdown, so that an
+  /// item destructor sending to the pool gets pool_stopped), or, called on one of its own
+  /// workers (an item dropping the pool it lives in), stop it without waiting and let that
+  /// worker free it once it has finished its current message and destroyed its items. Either
+  /// way `core` is null afterwards.
+  static void destroy(std::unique_ptr<pool_core>& core) noexcept;
 
   [[nodiscard]] std::size_t worker_count() const noexcept { return workers_.size(); }
   [[nodiscard]] worker_base& worker(std::size_t k) const noexcept { return *workers_[k]; }
@@ -320,10 +320,11 @@ class pool_core {
   /// (in pieces of at most the capacity when queues are bounded), then wakes each worker once,
   /// the one on the caller's CPU last. `routes[i]` is the worker of request i, or k_answered.
   /// A piece that cannot be sent (no room, no memory) is answered through job.fail, as is
-  /// every piece after it. Sets the completion's count before the first push and returns it.
-  /// The caller holds the sender gate.
+  /// every piece after it; their number goes to `unsent`, and the caller calls job.arrive()
+  /// that many times once it has left the gate (a completion must not run inside it). Sets
+  /// the completion's count before the first push and returns it. The caller holds the gate.
   std::uint32_t dispatch(job_base& job, const std::uint32_t* routes, std::size_t n, run_fn run,
-                         const send_policy& policy, std::vector<std::uint32_t>& order);
+                         const send_policy& policy, std::vector<std::uint32_t>& order, std::uint32_t& unsent);
   /// Sends one envelope that carries its whole request; false (nothing sent) when there was no
   /// room before the deadline; throws std::bad_alloc when no node could be had.
   bool send_one(std::size_t k, const envelope& e, const send_policy& policy);
@@ -340,7 +341,9 @@ class pool_core {
   void write_trace(const std::string& path);
   [[nodiscard]] bool tracing() const noexcept { return !trace_file_.empty(); }
   [[nodiscard]] std::chrono::steady_clock::time_point started_at() const noexcept { return started_at_; }
-  [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
+  [[nodiscard]] bool stopping() const noexcept {
+    return (gate_.load(std::memory_order_acquire) & k_gate_closed) != 0;  // acquire: a reader acts on it
+  }
 
   void report(const diagnostic& d) const noexcept;
   /// Reports a worker that could not pin itself; once per pool, since all would say the same.
@@ -350,9 +353,17 @@ class pool_core {
   friend class worker_base;
   friend class stall_monitor;
   [[nodiscard]] std::uint32_t route_custom(id_t id) const noexcept;
+  /// Closes the gate without waiting for the senders inside; true when this call closed it.
+  bool begin_closing() noexcept;
+  /// Closes the gate and waits until no sender is inside.
   void close_gate() noexcept;
-  /// Worker thread of the worker that dropped its own pool: joins the others and frees it.
+  [[nodiscard]] bool senders_inside() const noexcept;
+  void push_stops();
+  /// Worker thread of the worker that dropped its own pool: joins the others, writes the trace
+  /// and frees the pool, or leaves that to a shutdown() on another thread that joins it.
   void finish_from(worker_base& self) noexcept;
+  /// Writes the trace file once the workers are joined (tracing only); a failure is reported.
+  void write_trace_at_end() noexcept;
 
   void write_trace_file(const std::string& path, const std::vector<std::string>& per_worker) const;
 
@@ -370,11 +381,18 @@ class pool_core {
   // The worker that dropped its own pool and will free it; set before its stop marker is
   // pushed, read by that worker after it ran the marker (the queue orders the two).
   worker_base* finisher_ = nullptr;
+  // Who frees a pool whose last owner was one of its items: a shutdown() on another thread
+  // that is joining the workers (k_shutdown_joining) frees it when the finishing worker handed
+  // it over (k_handed_over); otherwise that worker frees it.
+  static constexpr std::uint8_t k_shutdown_joining = 1;
+  static constexpr std::uint8_t k_handed_over = 2;
+  std::atomic<std::uint8_t> ending_{0};
 
-  // The gate, on its own line: every send touches it, the workers never do. active_senders_
-  // is also the futex word shutdown sleeps on while senders are inside.
-  alignas(k_cache_line) std::atomic<bool> stopping_{false};
-  std::atomic<std::uint32_t> active_senders_{0};
+  // The gate, on its own line: every send touches it, the workers never do. One word: the
+  // senders inside, and the top bit once the gate is closed, so that a sender's leave() learns
+  // everything from its own decrement. Also the futex word shutdown sleeps on.
+  static constexpr std::uint32_t k_gate_closed = std::uint32_t{1} << 31;
+  alignas(k_cache_line) std::atomic<std::uint32_t> gate_{0};
   mutable std::atomic<bool> pinning_reported_{false};
 };
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Helpers shared by the core pool tests: pool options, bounded waits, a one-shot gate, a
-// diagnostic sink, and a registry that tracks item lifetimes and the threads they lived on.
+// Helpers shared by the pool tests: pool options, bounded waits, a one-shot gate, a diagnostic
+// sink, and a registry that tracks item lifetimes and the threads they lived on.
 #pragma once
 
 #include <mtp/mtp.hpp>
@@ -48,6 +48,9 @@ inline mtp::pool_options options(std::size_t workers = 2) {
 /// How long a blocking step of a test may take before the test reports a hang. Generous: the
 /// tests also run under ThreadSanitizer on one CPU.
 inline constexpr std::chrono::seconds k_bound{30};
+
+/// What the heavier tests divide their sizes by: 8 under ThreadSanitizer, 1 elsewhere.
+inline constexpr int k_scale = MTP_TEST_TSAN ? 8 : 1;
 
 /// Runs `f` on another thread and returns what it returns (or rethrows what it throws). If it
 /// has not finished within `limit`, records a failure naming the call site and then waits on
@@ -177,6 +180,12 @@ class diagnostic_sink {
     EXPECT_TRUE(ok) << "expected " << n << " matching diagnostics of kind " << static_cast<int>(what) << ", got "
                     << out.size() << " (" << count_locked(what) << " of that kind in all)";
     return out;
+  }
+  /// Waits `window` for a diagnostic of kind `what` that must not come; returns whether none
+  /// came (those already seen count too).
+  bool none_within(mtp::diagnostic::kind what, std::chrono::milliseconds window) {
+    std::unique_lock lock(m_);
+    return !cv_.wait_for(lock, window, [&] { return count_locked(what) != 0; });
   }
   std::vector<mtp::diagnostic> of_kind(mtp::diagnostic::kind what) {
     std::lock_guard lock(m_);

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+// Heap allocations per message in steady state, counted by replacing the global operator new
+// in this test binary: none for a round trip, a method call or a post of a small request, on a
+// fresh pool and after a burst of 10,000 requests in flight.
+#include <mtp/mtp.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+#include "pool_test_util.hpp"
+#include "requests.hpp"
+
+namespace {
+// Every allocation in the process, on any thread: a message that allocates on the worker counts
+// as much as one that allocates on the caller.
+std::atomic<std::uint64_t> g_allocations{0};
+
+void* counted(std::size_t size, std::size_t align) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);  // a counter only
+  if (size == 0) size = 1;
+  void* p = align <= alignof(std::max_align_t) ? std::malloc(size) : std::aligned_alloc(align, (size + align - 1) / align * align);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+}  // namespace
+
+void* operator new(std::size_t size) { return counted(size, alignof(std::max_align_t)); }
+void* operator new[](std::size_t size) { return counted(size, alignof(std::max_align_t)); }
+void* operator new(std::size_t size, std::align_val_t a) { return counted(size, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t size, std::align_val_t a) { return counted(size, static_cast<std::size_t>(a)); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace {
+
+using mtp_test::add;
+using mtp_test::hold;
+
+class counter {
+ public:
+  explicit counter(mtp::id_t) {}
+  int handle(const add& a) { return value_ += a.amount; }
+  void handle(const hold& h) { mtp_test::hold_until_released(h); }
+  int increment(int by) { return value_ += by; }
+
+ private:
+  int value_ = 0;
+};
+using pool_t = mtp::thread_pool<counter>;
+
+constexpr int k_measured = 2000;
+
+// Allocations per call of `f` over k_measured calls, after as many calls to warm up.
+template <class F>
+double allocations_per_call(F&& f) {
+  for (int i = 0; i < k_measured; ++i) f(i);
+  const std::uint64_t before = g_allocations.load(std::memory_order_relaxed);
+  for (int i = 0; i < k_measured; ++i) f(i);
+  return static_cast<double>(g_allocations.load(std::memory_order_relaxed) - before) / k_measured;
+}
+
+// 10,000 posts queued behind a held handler, then drained: every one held a node of its own.
+void burst(pool_t& pool) {
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  for (int i = 0; i < 10000; ++i) ASSERT_TRUE(pool.post(add{0, 1}).has_value());
+  release.open();
+  ASSERT_EQ(MTP_BOUNDED([&] { return pool.send(add{0, 0}); }), 10000);
+}
+
+void expect_no_allocations(pool_t& pool, const char* when) {
+  // The send's request and response are small: nothing but the queue node is needed, and
+  // nodes are recycled.
+  const int posts_before = pool.send(add{0, 0});
+  EXPECT_EQ(allocations_per_call([&](int) { (void)pool.send(add{0, 1}); }), 0.0) << "send, " << when;
+  EXPECT_EQ(allocations_per_call([&](int) { (void)pool.call(0, &counter::increment, 1); }), 0.0) << "call, " << when;
+  // Posts at a rate the worker keeps up with (a round trip after every 16): a burst that
+  // outruns the worker needs a node per queued post, given back once drained.
+  EXPECT_EQ(allocations_per_call([&](int i) {
+              (void)pool.post(add{0, 1});
+              if (i % 16 == 15) (void)pool.send(add{0, 0});
+            }),
+            0.0)
+      << "post, " << when;
+  EXPECT_EQ(pool.send(add{0, 0}), posts_before + 6 * k_measured) << "a message was lost";
+}
+
+TEST(Allocations, SendCallAndPostAllocateNothingOnAFreshPool) {
+  pool_t pool(mtp_test::options(1));
+  pool.create(0);
+  expect_no_allocations(pool, "fresh pool");
+}
+
+TEST(Allocations, SendCallAndPostAllocateNothingAfterABurst) {
+  pool_t pool(mtp_test::options(1));
+  pool.create(0);
+  burst(pool);
+  if (HasFatalFailure()) return;
+  expect_no_allocations(pool, "after a burst of 10,000 requests in flight");
+}
+
+}  // namespace
