@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -60,14 +61,24 @@ class counter {
 using pool_t = mtp::thread_pool<counter>;
 
 constexpr int k_measured = 2000;
+constexpr int k_windows = 5;
 
-// Allocations per call of `f` over k_measured calls, after as many calls to warm up.
+// Allocations per call of `f` in steady state: after k_measured calls to warm up, the fewest
+// over up to k_windows windows of k_measured calls. The pool's stock of recycled nodes grows
+// to what the traffic needs and then stays: how many calls that takes depends on timing (a
+// slow Debug worker lags more), so the steady state is the first window without allocations.
+// Before that stock could be kept (after a burst), every window allocated about once per call.
 template <class F>
 double allocations_per_call(F&& f) {
   for (int i = 0; i < k_measured; ++i) f(i);
-  const std::uint64_t before = g_allocations.load(std::memory_order_relaxed);
-  for (int i = 0; i < k_measured; ++i) f(i);
-  return static_cast<double>(g_allocations.load(std::memory_order_relaxed) - before) / k_measured;
+  double fewest = 1e9;
+  for (int w = 0; w < k_windows && fewest != 0.0; ++w) {
+    const std::uint64_t before = g_allocations.load(std::memory_order_relaxed);
+    for (int i = 0; i < k_measured; ++i) f(i);
+    const auto n = static_cast<double>(g_allocations.load(std::memory_order_relaxed) - before);
+    fewest = std::min(fewest, n / k_measured);
+  }
+  return fewest;
 }
 
 // 10,000 posts queued behind a held handler, then drained: every one held a node of its own.
@@ -85,17 +96,29 @@ void expect_no_allocations(pool_t& pool, const char* when) {
   // The send's request and response are small: nothing but the queue node is needed, and
   // nodes are recycled.
   const int posts_before = pool.send(add{0, 0});
-  EXPECT_EQ(allocations_per_call([&](int) { (void)pool.send(add{0, 1}); }), 0.0) << "send, " << when;
-  EXPECT_EQ(allocations_per_call([&](int) { (void)pool.call(0, &counter::increment, 1); }), 0.0) << "call, " << when;
+  int added = 0;
+  EXPECT_EQ(allocations_per_call([&](int) {
+              (void)pool.send(add{0, 1});
+              ++added;
+            }),
+            0.0)
+      << "send, " << when;
+  EXPECT_EQ(allocations_per_call([&](int) {
+              (void)pool.call(0, &counter::increment, 1);
+              ++added;
+            }),
+            0.0)
+      << "call, " << when;
   // Posts at a rate the worker keeps up with (a round trip after every 16): a burst that
   // outruns the worker needs a node per queued post, given back once drained.
   EXPECT_EQ(allocations_per_call([&](int i) {
               (void)pool.post(add{0, 1});
+              ++added;
               if (i % 16 == 15) (void)pool.send(add{0, 0});
             }),
             0.0)
       << "post, " << when;
-  EXPECT_EQ(pool.send(add{0, 0}), posts_before + 6 * k_measured) << "a message was lost";
+  EXPECT_EQ(pool.send(add{0, 0}), posts_before + added) << "a message was lost";
 }
 
 TEST(Allocations, SendCallAndPostAllocateNothingOnAFreshPool) {
