@@ -364,7 +364,9 @@ void pool_core::destroy(std::unique_ptr<pool_core>& core) noexcept {
   // pool stops without waiting and this worker frees it once it leaves its loop: it finishes
   // the current message, answers what is queued, destroys its items, joins the other workers.
   pool_core* const pool = core.release();
-  pool->finisher_ = self;  // read by `self` after it ran its stop marker (the queue orders it)
+  // relaxed: only `self` acts on it, reading it later on this same thread; the other workers
+  // compare it with themselves and find it is not them whatever they read.
+  pool->finisher_.store(self, std::memory_order_relaxed);
   // Close the gate, but do not wait here for the senders inside: one may be waiting for room
   // in this very worker's queue. This worker keeps running messages and pushes the stop
   // markers once the last sender has left (worker_base::run_loop). When the gate was already

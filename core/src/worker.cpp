@@ -99,7 +99,8 @@ void worker_base::main(const worker_placement& where, bool bind_memory) noexcept
   exited_.store(true, std::memory_order_relaxed);  // relaxed: a sample for the stall detector
   tl_current_worker = nullptr;
   // The pool was dropped by one of this worker's own items: we free it, and with it ourselves.
-  if (pool_.finisher_ == this) pool_.finish_from(*this);
+  // relaxed: see pool_core::destroy (only the finisher finds itself here, and it wrote it).
+  if (pool_.finisher_.load(std::memory_order_relaxed) == this) pool_.finish_from(*this);
 }
 
 std::size_t worker_base::queue_depth() const noexcept { return queue_.depth(); }

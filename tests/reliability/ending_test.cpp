@@ -66,7 +66,9 @@ class owner {
       if (r.has_error() && r.error().code == mtp::errc::pool_stopped) g_post_codes_stopped.fetch_add(1);
       else g_post_codes_other.fetch_add(1);
     }
-    if (g_destroyed.fetch_add(1) + 1 == g_items && g_all_destroyed != nullptr) g_all_destroyed->open();
+    // Read before the count: the next test may rewrite it once the last destructor counted.
+    const int items = g_items;
+    if (g_destroyed.fetch_add(1) + 1 == items && g_all_destroyed != nullptr) g_all_destroyed->open();
   }
   void handle(const adopt& a) { pool_ = std::move(*a.from); }
   void handle(const let_go&) {

@@ -105,7 +105,9 @@ class worker_base {
   [[nodiscard]] std::size_t queue_depth() const noexcept;
   /// Senders asleep in reserve_room() (those still spinning are not counted).
   [[nodiscard]] std::size_t senders_waiting() const noexcept {
-    return room_waiters_.load(std::memory_order_relaxed);  // relaxed: a statistic
+    // acquire: pairs with the sender's seq_cst increment, so that whoever sees a sender asleep
+    // also sees what that sender did before it (it read the pool object, say).
+    return room_waiters_.load(std::memory_order_acquire);
   }
   [[nodiscard]] const worker_placement& where() const noexcept { return where_; }
   /// Whether this worker is pinned to exactly `cpu`: a caller running there that waits for
@@ -380,7 +382,9 @@ class pool_core {
   bool joined_ = false;        // written under shutdown_mutex_
   // The worker that dropped its own pool and will free it; set before its stop marker is
   // pushed, read by that worker after it ran the marker (the queue orders the two).
-  worker_base* finisher_ = nullptr;
+  // Every worker reads it when it leaves its loop, also those stopped by a shutdown() that
+  // runs while an item drops the pool, so it is atomic.
+  std::atomic<worker_base*> finisher_{nullptr};
   // Who frees a pool whose last owner was one of its items: a shutdown() on another thread
   // that is joining the workers (k_shutdown_joining) frees it when the finishing worker handed
   // it over (k_handed_over); otherwise that worker frees it.
