@@ -34,7 +34,7 @@ struct placement_config {
                                                       std::string_view origin = "config");
 
 /// Reads and parses a config file. A std::filesystem::path converts to the string it takes
-/// (taking a string keeps <filesystem>, a large header, out of <mtp/mtp.hpp>).
+/// (taking a string keeps the large `<filesystem>` header out of `<mtp/mtp.hpp>`).
 [[nodiscard]] placement_config read_placement_config(const std::string& path);
 
 /// Plans a config on the running machine: plan_placement(affinity, workers) or, without
