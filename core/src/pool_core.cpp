@@ -363,6 +363,8 @@ void pool_core::destroy(std::unique_ptr<pool_core>& core) noexcept {
   // An item is dropping the pool it lives in. Joining here would wait for ourselves, so the
   // pool stops without waiting and this worker frees it once it leaves its loop: it finishes
   // the current message, answers what is queued, destroys its items, joins the other workers.
+  // this_pool() on any of its threads says from now on that the object is gone.
+  core->set_owner(nullptr);
   pool_core* const pool = core.release();
   // relaxed: only `self` acts on it, reading it later on this same thread; the other workers
   // compare it with themselves and find it is not them whatever they read.

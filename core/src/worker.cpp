@@ -3,6 +3,8 @@
 
 #include <mtp/core/impl/wait.hpp>
 
+#include <mtp/core/impl/type_name.hpp>
+
 #include "trace_ring.hpp"
 
 #include <pthread.h>
@@ -10,6 +12,7 @@
 
 #include <algorithm>
 #include <new>
+#include <stdexcept>
 #include <string>
 
 namespace mtp::impl {
@@ -55,6 +58,22 @@ void worker_base::start(const worker_placement& where, bool bind_memory) {
 }
 
 int current_cpu() noexcept { return sched_getcpu(); }
+
+void throw_not_this_pool(const std::type_info& wanted, const worker_base* worker) {
+  const std::string name = type_name(wanted);
+  if (worker == nullptr) {
+    throw std::logic_error("mtp::this_pool() for a " + name + ": the calling thread is not a worker of any pool "
+                           "(call it from a handler, an item's constructor or destructor, or a hook)");
+  }
+  throw std::logic_error("mtp::this_pool() for a " + name + ": the calling thread is a worker of another kind of pool (" +
+                         type_name(typeid(*worker)) + "); name the item type and the hooks of the pool that runs it");
+}
+
+void throw_pool_object_gone() {
+  throw pool_error(errc::pool_stopped, 0,
+                   "mtp::this_pool(): the pool object is gone (one of its items destroyed it); the pool is "
+                   "stopping (pool_stopped)");
+}
 
 void worker_base::push(const envelope& e) {
   enqueue(e);

@@ -61,6 +61,14 @@ struct release {  // lets every hold on this rank go on
   using response_type = int;
 };
 
+struct forward {  // adds `amount` to item `to` through the pool that runs the handler; answers
+                  // 1 when mtp::mpi::this_pool named the sharded pool the test expects
+  mtp::id_t id;
+  mtp::id_t to;
+  long amount;
+  using response_type = int;
+};
+
 struct item {
   item(mtp::id_t id, long start, std::string name) : id_(id), total_(start), name_(std::move(name)) {
     if (start < 0) throw std::domain_error("negative start for " + name_);
@@ -79,6 +87,7 @@ struct item {
   int handle(const slow& s);
   int handle(const hold&);
   int handle(const release&);
+  int handle(const forward&);
   // Members for pool.call<&item::...>.
   [[nodiscard]] long scaled(long k) const { return total_ * k; }
   [[nodiscard]] std::string named(const std::string& suffix) const { return name_ + suffix; }

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,6 +97,44 @@ int mtp_mpi_test::item::handle(const release&) { return g_hold.release(); }
 int mtp_mpi_test::item::handle(const slow& s) {
   std::this_thread::sleep_for(std::chrono::microseconds(s.micros));
   return s.micros;
+}
+
+std::atomic<const pool_t*> g_this_pool{nullptr};  // the pool forward's handler expects to find
+int mtp_mpi_test::item::handle(const forward& f) {
+  pool_t& pool = mtp::mpi::this_pool<item>();
+  pool.post(add{f.to, f.amount}).value();
+  return &pool == g_this_pool.load() ? 1 : 0;
+}
+
+TEST(Sharded, ItemsReachTheirOwnPoolWithThisPool) {
+  pool_t other(small());  // a second pool of the same item type: each item must find its own
+  pool_t pool(small());
+  g_this_pool = &pool;
+  const int ranks = pool.ranks();
+  const mtp::id_t n = static_cast<mtp::id_t>(2 * ranks);
+  if (pool.rank() == 0) {
+    for (mtp::id_t i = 0; i < n; ++i) pool.create(i, 0L);
+  }
+  pool.barrier();
+  // Every rank makes every item pass 5 to the next one, wherever it lives.
+  std::vector<forward> passes;
+  for (mtp::id_t i = 0; i < n; ++i) passes.push_back({i, (i + 1) % n, 5});
+  for (const auto& r : pool.send_batch(passes)) EXPECT_EQ(r.value(), 1);
+  // The posts travel on their own: wait until every item has its share from every rank.
+  std::vector<get> gets;
+  for (mtp::id_t i = 0; i < n; ++i) gets.push_back({i});
+  EXPECT_TRUE(poll_until([&] {
+    for (const auto& r : pool.send_batch(gets)) {
+      if (r.value() != 5L * ranks) return false;
+    }
+    return true;
+  }));
+  pool.barrier();
+  // On a plain pool's worker it names the problem.
+  mtp::thread_pool<item> plain(small().local);
+  plain.create(1, 0L);
+  EXPECT_THROW((void)plain.send(forward{1, 1, 5}), std::logic_error);
+  pool.barrier();
 }
 
 TEST(Sharded, ItemsLiveOnTheirRank) {

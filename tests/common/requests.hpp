@@ -5,6 +5,8 @@
 // (a running total, its id, ...) is the item's own.
 #pragma once
 
+#include <string>
+
 #include <mtp/mtp.hpp>
 
 #include "pool_test_util.hpp"
@@ -55,5 +57,19 @@ struct fail_now {
   mtp::id_t id;
   using response_type = int;
 };
+
+/// A request and a response that own heap memory: the item answers the text in capitals.
+/// Through a coroutine it is named before the co_await (README, "Known toolchain issues").
+struct shout {
+  mtp::id_t id;
+  std::string text;
+  using response_type = std::string;
+};
+inline std::string capitals(std::string s) {
+  for (char& c : s) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
+  return s;
+}
 
 }  // namespace mtp_test

@@ -5,12 +5,19 @@
 
 #include <mtp/testing.hpp>
 
+#include <mtp/core/impl/type_name.hpp>
+
+#include <array>
+#include <bit>
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <ostream>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -37,6 +44,33 @@ struct opaque_note {  // no ==
   int weight;
   using response_type = void;
 };
+struct withdraw {  // printed with operator<<
+  mtp::id_t id;
+  long cents;
+  using response_type = long;
+  friend bool operator==(const withdraw&, const withdraw&) = default;
+  friend std::ostream& operator<<(std::ostream& os, const withdraw& w) {
+    return os << "withdraw{id=" << w.id << ", cents=" << w.cents << "}";
+  }
+};
+struct deposit {  // trivially copyable, no operator<<: printed as bytes (no padding)
+  mtp::id_t id;
+  std::uint64_t cents;
+  using response_type = void;
+  friend bool operator==(const deposit&, const deposit&) = default;
+};
+struct statement {  // trivially copyable, larger than the bytes shown
+  mtp::id_t id;
+  std::array<std::uint8_t, 100> lines;
+  using response_type = void;
+  friend bool operator==(const statement&, const statement&) = default;
+};
+struct rename_account {  // neither operator<< nor trivially copyable: cannot be printed
+  mtp::id_t id;
+  std::string name;
+  using response_type = void;
+  friend bool operator==(const rename_account&, const rename_account&) = default;
+};
 
 class account {
  public:
@@ -45,6 +79,10 @@ class account {
   void handle(const close_account&) { balance_ = 0; }
   int handle(const audit& a) const { return a.token ? *a.token : -1; }
   void handle(const opaque_note&) {}
+  long handle(const withdraw& w) { return balance_ -= w.cents; }
+  void handle(const deposit& d) { balance_ += static_cast<long>(d.cents); }
+  void handle(const statement&) {}
+  void handle(const rename_account&) {}
   long add_interest(long percent) { return balance_ += balance_ * percent / 100; }
 
  private:
@@ -201,6 +239,129 @@ TEST(Mock, ScriptedCreates) {
   EXPECT_TRUE(removed[0].has_value());
   EXPECT_EQ(removed[1].error().code, mtp::errc::unknown_id);
   EXPECT_EQ(b.items(), (std::set<mtp::id_t>{1, 3}));
+}
+
+/// What verify() throws, or "" (and a test failure) if it passes.
+template <class Item>
+std::string verify_failure(const mtp::mock_pool<Item>& m) {
+  try {
+    m.verify();
+  } catch (const mtp::mock_error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "verify() passed";
+  return {};
+}
+
+TEST(MockReport, TypeNamesAreDemangled) {
+  EXPECT_EQ(mtp::impl::type_name(typeid(long)), "long");
+  EXPECT_EQ(mtp::impl::type_name(typeid(std::tuple<long>)), "std::tuple<long>");
+
+  mock m;
+  m.expect(withdraw{1, 50}, 0L);
+  m.expect(withdraw{3, 1}, 0L);  // never sent
+  (void)m.send(withdraw{1, 70});
+  const std::string what = verify_failure(m);
+  EXPECT_TRUE(mtp_test::contains(what, "withdraw for id 1 differs from the one expected\n")) << what;
+  EXPECT_TRUE(mtp_test::contains(what, "withdraw for id 3 never arrived\n")) << what;
+  EXPECT_FALSE(mtp_test::contains(what, "8withdraw")) << "a mangled name: " << what;
+  EXPECT_FALSE(mtp_test::contains(what, "typeinfo")) << what;
+}
+
+TEST(MockReport, RequestsWithOperatorStreamArePrinted) {
+  mock m;
+  m.expect(withdraw{1, 50}, 0L);
+  m.expect(withdraw{3, 1}, 0L);  // never sent
+  EXPECT_EQ(m.send(withdraw{1, 70}), 0) << "a request that differs still gets the expected response";
+  const std::string what = verify_failure(m);
+  EXPECT_TRUE(mtp_test::contains(what, " for id 1 differs from the one expected\n"
+                                       "    received: withdraw{id=1, cents=70}\n"
+                                       "    expected: withdraw{id=1, cents=50}\n"))
+      << what;
+  EXPECT_TRUE(mtp_test::contains(what, " for id 3 never arrived\n    expected: withdraw{id=3, cents=1}\n")) << what;
+
+  // A matcher has no value to show: only the request received.
+  mock matched;
+  matched.expect<withdraw>([](const withdraw& w) { return w.cents > 100; }, 0L);
+  (void)matched.send(withdraw{2, 5});
+  const std::string by_matcher = verify_failure(matched);
+  EXPECT_TRUE(mtp_test::contains(by_matcher, "differs from the one expected\n    received: withdraw{id=2, cents=5}\n"))
+      << by_matcher;
+  EXPECT_FALSE(mtp_test::contains(by_matcher, "expected:")) << by_matcher;
+}
+
+TEST(MockReport, UnscriptedRequestIsShownAndFailsTheCall) {
+  mock m;
+  try {
+    (void)m.send(withdraw{2, 5});
+    ADD_FAILURE() << "a request with no expectation and no responder was answered";
+  } catch (const mtp::mock_error& e) {
+    EXPECT_TRUE(mtp_test::contains(e.what(), "withdraw to id 2\n    received: withdraw{id=2, cents=5}")) << e.what();
+  }
+  const std::string what = verify_failure(m);
+  EXPECT_TRUE(mtp_test::contains(what, "no response scripted for a request of type ")) << what;
+  EXPECT_TRUE(mtp_test::contains(what, "withdraw to id 2\n    received: withdraw{id=2, cents=5}\n")) << what;
+}
+
+TEST(MockReport, TriviallyCopyableRequestsArePrintedAsBytes) {
+  if constexpr (std::endian::native != std::endian::little) GTEST_SKIP() << "the expected bytes are little-endian";
+  mock m;
+  m.expect(deposit{1, 2});
+  m.post(deposit{1, 0x0403});
+  const std::string what = verify_failure(m);
+  EXPECT_TRUE(mtp_test::contains(what, "deposit for id 1 differs from the one expected\n"
+                                       "    received: bytes: 01 00 00 00 00 00 00 00 03 04 00 00 00 00 00 00\n"
+                                       "    expected: bytes: 01 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00\n"))
+      << what;
+
+  // At most 64 bytes, then "...".
+  mock big;
+  statement a{1, {}};
+  statement b = a;
+  b.lines[99] = 1;
+  big.expect(a);
+  big.post(b);
+  const std::string long_what = verify_failure(big);
+  std::string shown = "    received: bytes: 01 00 00 00 00 00 00 00";
+  for (int i = 8; i < 64; ++i) shown += " 00";
+  EXPECT_TRUE(mtp_test::contains(long_what, shown + " ...\n")) << long_what;
+}
+
+TEST(MockReport, OtherRequestsAreSaidToBeUnprintable) {
+  mock m;
+  m.expect(rename_account{1, "savings"});
+  m.post(rename_account{1, "checking"});
+  const std::string what = verify_failure(m);
+  EXPECT_TRUE(mtp_test::contains(what, "rename_account for id 1 differs from the one expected\n"
+                                       "    received: (no operator<< or std::formatter: cannot be printed)\n"
+                                       "    expected: (no operator<< or std::formatter: cannot be printed)\n"))
+      << what;
+}
+
+struct branch {  // created with arguments that cannot all be printed
+  branch(mtp::id_t, long, const std::vector<int>&) {}
+};
+
+TEST(MockReport, CreateArgumentsArePrintedWhenTheyCanBe) {
+  mock m;
+  m.expect_create(4, 400L);
+  m.create(4, 401L);
+  m.expect_create(5, 500L);
+  m.create(5, 500);  // an int, not a long
+  const std::string what = verify_failure(m);
+  EXPECT_TRUE(mtp_test::contains(what, "create #1 (id 4) had arguments different from the ones expected\n"
+                                       "    received: 401\n    expected: 400\n"))
+      << what;
+  EXPECT_TRUE(mtp_test::contains(what, "create #2 (id 5) had arguments of types std::tuple<int>, expected "
+                                       "std::tuple<long>\n    received: 500\n    expected: 500\n"))
+      << what;
+
+  mtp::mock_pool<branch> b;
+  b.expect_create(1, 5L, std::vector<int>{1});
+  b.create(1, 5L, std::vector<int>{2});
+  const std::string not_printed = verify_failure(b);
+  EXPECT_TRUE(mtp_test::contains(not_printed, "(id 1) had arguments different from the ones expected\n")) << not_printed;
+  EXPECT_FALSE(mtp_test::contains(not_printed, "received:")) << not_printed;
 }
 
 TEST(Mock, TimedFormsAnswerAtOnce) {

@@ -20,6 +20,11 @@
 // (a compile error says so otherwise; expect<R>(matcher, response) takes a predicate
 // instead), and create checks at compile time that the item is constructible from
 // (id, args...), as the real pool does.
+//
+// What verify() reports names types as written in source and shows the requests involved:
+// each value is printed with its std::formatter where <format> has one, else with operator<<,
+// else, for a trivially copyable type, as its bytes in hex; other values are said to be
+// unprintable.
 #pragma once
 
 #include <any>
@@ -31,9 +36,11 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <ranges>
 #include <set>
 #include <span>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -42,9 +49,14 @@
 #include <typeinfo>
 #include <utility>
 #include <vector>
+#include <version>
+#if defined(__cpp_lib_format)
+#include <format>
+#endif
 
 #include <mtp/core/batch.hpp>
 #include <mtp/core/concepts.hpp>
+#include <mtp/core/impl/type_name.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
 
@@ -55,6 +67,73 @@ template <class T>
 inline constexpr bool is_mock_create_request = false;
 template <class... A>
 inline constexpr bool is_mock_create_request<create_request<A...>> = true;
+
+// ---- Printing the values in a failure report ---------------------------------------------------
+
+#if defined(__cpp_lib_format)
+/// T has an enabled std::formatter (C++23's std::formattable, spelled for C++20).
+template <class T>
+concept mock_formattable =
+    std::semiregular<std::formatter<T, char>> &&
+    requires(const std::formatter<T, char>& f, const T& v, std::format_context& ctx) { f.format(v, ctx); };
+#else
+template <class T>
+concept mock_formattable = false;  // this standard library has no <format>
+#endif
+
+template <class T>
+concept mock_streamable = requires(std::ostream& os, const T& v) { os << v; };
+
+/// T can be shown in a report: as text, or as its bytes.
+template <class T>
+concept mock_printable = mock_formattable<T> || mock_streamable<T> || std::is_trivially_copyable_v<T>;
+
+inline constexpr std::size_t k_mock_max_bytes = 64;  // bytes shown of a value printed as bytes
+
+/// `v` for a failure report: formatted, streamed, or its bytes in hex ("bytes: 01 00 ...").
+template <class T>
+std::string mock_print(const T& v) {
+  if constexpr (mock_formattable<T>) {
+#if defined(__cpp_lib_format)
+    return std::format("{}", v);
+#endif
+  } else if constexpr (mock_streamable<T>) {
+    std::ostringstream os;
+    os << v;
+    return std::move(os).str();
+  } else if constexpr (std::is_trivially_copyable_v<T>) {
+    constexpr char digits[] = "0123456789abcdef";
+    const auto* bytes = reinterpret_cast<const unsigned char*>(std::addressof(v));
+    const std::size_t shown = sizeof(T) < k_mock_max_bytes ? sizeof(T) : k_mock_max_bytes;
+    std::string out = "bytes:";
+    for (std::size_t i = 0; i < shown; ++i) {
+      out += ' ';
+      out += digits[bytes[i] >> 4];
+      out += digits[bytes[i] & 0xF];
+    }
+    if (shown < sizeof(T)) out += " ...";
+    return out;
+  } else {
+    return "(no operator<< or std::formatter: cannot be printed)";
+  }
+}
+
+/// Create arguments for a failure report, comma-separated; nothing unless each can be printed.
+template <class... A>
+std::optional<std::string> mock_print_args(const A&... args) {
+  if constexpr ((mock_printable<A> && ...)) {
+    if constexpr (sizeof...(A) == 0) {
+      return std::string("(no arguments)");
+    } else {
+      std::string out;
+      bool first = true;
+      ((out += (first ? "" : ", "), out += mock_print(args), first = false), ...);
+      return out;
+    }
+  } else {
+    return std::nullopt;
+  }
+}
 }  // namespace impl
 
 /// An expectation the mock saw broken, or a request it had no answer for.
@@ -122,7 +201,8 @@ class mock_pool {
     friend class mock_pool;
     id_t id_ = 0;
     std::any args_;
-    const char* args_type_ = "";
+    const std::type_info* args_type_ = &typeid(void);
+    std::optional<std::string> (*print_args_)(const std::any&) = nullptr;  // the arguments, if printable
     result<void> outcome_ = unit{};
   };
   template <class... A>
@@ -133,7 +213,10 @@ class mock_pool {
     create_expectation& e = create_expected_.emplace_back();
     e.id_ = id;
     e.args_ = tuple(std::forward<A>(args)...);
-    e.args_type_ = typeid(tuple).name();
+    e.args_type_ = &typeid(tuple);
+    e.print_args_ = [](const std::any& a) {
+      return std::apply([](const auto&... v) { return impl::mock_print_args(v...); }, std::any_cast<const tuple&>(a));
+    };
     return e;
   }
   /// Runs `f(id)` for every create not matched by an expectation, before the item is added:
@@ -296,6 +379,15 @@ class mock_pool {
     else return result<response_t<R>>(std::forward<Resp>(response)...);
   }
 
+  /// The received and expected create arguments, each on its own line where it can be printed.
+  template <class... A>
+  static std::string describe_args(const create_expectation& e, const A&... received) {
+    std::string out;
+    if (auto text = impl::mock_print_args(received...)) out += "\n    received: " + *text;
+    if (auto text = e.print_args_(e.args_)) out += "\n    expected: " + *text;
+    return out;
+  }
+
   template <class... A>
   result<void> do_create(id_t id, A&&... args) {
     if (!create_expected_.empty()) {
@@ -309,11 +401,12 @@ class mock_pool {
                                    std::to_string(e.id_));
       } else if (expected == nullptr) {
         create_failures_.push_back("create #" + n + " (id " + std::to_string(id) + ") had arguments of types " +
-                                   typeid(tuple).name() + ", expected " + e.args_type_);
+                                   impl::type_name(typeid(tuple)) + ", expected " + impl::type_name(*e.args_type_) +
+                                   describe_args(e, args...));
       } else if constexpr (std::equality_comparable<tuple>) {
         if (!(*expected == tuple(args...))) {
           create_failures_.push_back("create #" + n + " (id " + std::to_string(id) +
-                                     ") had arguments different from the ones expected");
+                                     ") had arguments different from the ones expected" + describe_args(e, args...));
         }
       }
       if (e.outcome_.has_error()) return e.outcome_;
@@ -354,9 +447,10 @@ class mock_pool {
     void describe_failures(std::string& out) const override {
       for (const auto& f : failures) out += "  " + f + "\n";
       for (const auto& e : expected) {
-        out += "  expected request of type " + std::string(typeid(R).name());
+        out += "  expected request of type " + impl::type_name(typeid(R));
         if (e.request) out += " for id " + std::to_string(static_cast<id_t>(e.request->id));
         out += " never arrived\n";
+        if (e.request) out += "    expected: " + impl::mock_print(*e.request) + "\n";
       }
     }
   };
@@ -384,14 +478,18 @@ class mock_pool {
         matches = e.matcher(r);
       }
       if (!matches) {
-        ch.failures.push_back("request #" + std::to_string(ch.count) + " of type " + typeid(R).name() +
-                              " for id " + std::to_string(id) + " differs from the one expected");
+        std::string why = "request #" + std::to_string(ch.count) + " of type " + impl::type_name(typeid(R)) +
+                          " for id " + std::to_string(id) + " differs from the one expected\n    received: " +
+                          impl::mock_print(r);
+        if (e.request) why += "\n    expected: " + impl::mock_print(*e.request);  // a matcher shows nothing
+        ch.failures.push_back(std::move(why));
       }
       return std::move(e.response);
     }
     if (!ch.responder) {
-      const std::string why = std::string("mtp::mock_pool: no response scripted for a request of type ") +
-                              typeid(R).name() + " to id " + std::to_string(id);
+      const std::string why = "mtp::mock_pool: no response scripted for a request of type " +
+                              impl::type_name(typeid(R)) + " to id " + std::to_string(id) +
+                              "\n    received: " + impl::mock_print(r);
       ch.failures.push_back(why);
       return error{errc::handler_failed, id, std::make_exception_ptr(mock_error(why))};
     }

@@ -43,6 +43,7 @@
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -78,6 +79,7 @@ class thread_pool {
   /// gets its own copy of `hooks`.
   explicit thread_pool(pool_options options = {}, const Hooks& hooks = {})
       : core_(std::make_unique<impl::pool_core>(std::move(options))) {
+    core_->set_owner(this);  // before the workers start: their handlers may call this_pool()
     core_->start([&hooks](impl::pool_core& core, std::size_t k) -> std::unique_ptr<impl::worker_base> {
       return std::make_unique<worker_type>(core, k, hooks);
     });
@@ -89,12 +91,16 @@ class thread_pool {
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
   /// A pool can be moved (into the object that owns it, say); its workers and items stay
-  /// where they are. A moved-from pool may only be destroyed or assigned to.
-  thread_pool(thread_pool&&) noexcept = default;
+  /// where they are, and this_pool() in their handlers returns the new object. A moved-from
+  /// pool may only be destroyed or assigned to.
+  thread_pool(thread_pool&& other) noexcept : core_(std::move(other.core_)) {
+    if (core_) core_->set_owner(this);
+  }
   thread_pool& operator=(thread_pool&& other) noexcept {
     if (this != &other) {
       impl::pool_core::destroy(core_);
       core_ = std::move(other.core_);
+      if (core_) core_->set_owner(this);
     }
     return *this;
   }
@@ -610,5 +616,35 @@ class thread_pool {
 
   std::unique_ptr<impl::pool_core> core_;
 };
+
+/// The pool that runs the calling handler: how an item reaches its own pool, to post to its
+/// siblings or to create and remove items. Callable from a handler, an item's constructor or
+/// destructor, and the hooks, on the pool's workers; name the pool's item type (and its hooks
+/// type, if it has one).
+///
+///     void handle(const transfer& t) {
+///       mtp::this_pool<account>().post(deposit{t.to, t.amount});   // to a sibling item
+///     }
+///
+/// The reference is valid while the pool object exists: through shutdown (whose closed gate
+/// answers the pool's calls with errc::pool_stopped) and after a move (it names the new object).
+/// Throws std::logic_error off the pool's workers, naming the problem: on a thread that is no
+/// worker, or on a worker of a pool of another type. Throws pool_error(pool_stopped) once one
+/// of the pool's items has destroyed the pool object (see the guarantees at the top of this
+/// file); an item that does so must know that no other handler of the pool is using the
+/// reference at that moment, as for any object destroyed while others use it.
+/// A blocking call (send, call, create, remove) from a handler into its own worker fails with
+/// errc::would_deadlock, as always: post to siblings, or use the asynchronous forms.
+template <class Item, class Hooks = no_hooks>
+[[nodiscard]] thread_pool<Item, Hooks>& this_pool() {
+  const impl::worker_base* const w = impl::tl_current_worker;
+  // One type comparison (an address, or a name where the ABI compares names); no cast.
+  if (w == nullptr || typeid(*w) != typeid(impl::worker<Item, Hooks>)) [[unlikely]] {
+    impl::throw_not_this_pool(typeid(thread_pool<Item, Hooks>), w);
+  }
+  void* const owner = w->pool().owner();
+  if (owner == nullptr) [[unlikely]] impl::throw_pool_object_gone();
+  return *static_cast<thread_pool<Item, Hooks>*>(owner);
+}
 
 }  // namespace mtp

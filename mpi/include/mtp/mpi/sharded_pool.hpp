@@ -517,6 +517,10 @@ class sharded_pool final : private impl::sharded_base {
         on_diag_(options.local.on_diagnostic),
         spin_(options.local.caller_spin),
         pool_(std::move(options.local)) {
+    {
+      std::lock_guard lock(registry_m_);  // before the channel opens: other ranks may send at once
+      registry_.emplace_back(&pool_, this);
+    }
     impl::open_channel(*this, channel_);
     if (const auto& kept = pool_.placement().caller_cpus; !kept.empty()) {
       std::string why;
@@ -529,7 +533,11 @@ class sharded_pool final : private impl::sharded_base {
     }
   }
   /// Collective: shutdown().
-  ~sharded_pool() { shutdown(); }
+  ~sharded_pool() {
+    shutdown();
+    std::lock_guard lock(registry_m_);  // no handler runs any more: the local pool has stopped
+    std::erase(registry_, std::pair<const mtp::thread_pool<Item>*, sharded_pool*>(&pool_, this));
+  }
   sharded_pool(const sharded_pool&) = delete;
   sharded_pool& operator=(const sharded_pool&) = delete;
 
@@ -995,6 +1003,23 @@ class sharded_pool final : private impl::sharded_base {
     }
   }
 
+  template <class I>
+  friend sharded_pool<I>& this_pool();
+  // The sharded pool whose local pool is `local`, for this_pool(); throws std::logic_error
+  // when `local` is a plain pool. Every sharded pool of this item type registers its local
+  // pool here for its lifetime (a few entries; looked up once per worker thread).
+  static sharded_pool& owner_of(const mtp::thread_pool<Item>& local) {
+    std::lock_guard lock(registry_m_);
+    for (const auto& [l, s] : registry_) {
+      if (l == &local) return *s;
+    }
+    throw std::logic_error(
+        "mtp::mpi::this_pool(): the calling worker belongs to a plain mtp::thread_pool, not to the local pool "
+        "of an mtp::mpi::sharded_pool (use mtp::this_pool there)");
+  }
+  static inline std::mutex registry_m_;
+  static inline std::vector<std::pair<const mtp::thread_pool<Item>*, sharded_pool*>> registry_;
+
   std::function<int(id_t, int)> router_;
   std::function<void(const diagnostic&)> on_diag_;  // before pool_, which takes the options
   std::chrono::nanoseconds spin_;                   // how long a blocked caller polls
@@ -1003,5 +1028,31 @@ class sharded_pool final : private impl::sharded_base {
   bool closed_ = false;
   std::uint64_t pin_token_ = 0;  // the communication thread runs on the CPUs kept for callers
 };
+
+/// The sharded pool whose local pool runs the calling handler: how an item reaches its own
+/// sharded pool, to post to items on any rank (mtp::this_pool for sharded pools).
+///
+///     void handle(const step& s) {
+///       for (mtp::id_t n : neighbours_) mtp::mpi::this_pool<cell>().post(heat{n, s.round, temperature_});
+///     }
+///
+/// Callable where mtp::this_pool<Item>() is: on the workers of the rank's local pool, in a
+/// handler, an item's constructor or destructor. The reference is valid while the sharded
+/// pool exists; from its shutdown() on, calls through it fail with errc::pool_stopped. Throws
+/// std::logic_error off those workers (the message names the problem), and a blocking call
+/// into the item's own worker fails with errc::would_deadlock: post, or use the asynchronous
+/// forms.
+template <class Item>
+[[nodiscard]] sharded_pool<Item>& this_pool() {
+  const mtp::thread_pool<Item>& local = mtp::this_pool<Item>();  // throws off a worker of one
+  // A worker thread serves one pool for its whole life, so its first answer stays true.
+  thread_local const mtp::thread_pool<Item>* cached_local = nullptr;
+  thread_local sharded_pool<Item>* cached = nullptr;
+  if (cached_local != &local) {
+    cached = &sharded_pool<Item>::owner_of(local);
+    cached_local = &local;
+  }
+  return *cached;
+}
 
 }  // namespace mtp::mpi

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <typeinfo>
 #include <vector>
 
 #include <mtp/affinity/placement.hpp>
@@ -293,6 +294,12 @@ class pool_core {
   [[nodiscard]] const mtp::placement& placement() const noexcept { return placement_; }
   [[nodiscard]] const pool_options& options() const noexcept { return options_; }
 
+  /// The mtp::thread_pool object that owns this core, for mtp::this_pool(): set by its
+  /// constructor and its moves, null once an item of the pool has dropped it.
+  // release/acquire: a handler that reads the new address also sees the object moved into it.
+  void set_owner(void* owner) noexcept { owner_.store(owner, std::memory_order_release); }
+  [[nodiscard]] void* owner() const noexcept { return owner_.load(std::memory_order_acquire); }
+
   static constexpr std::uint32_t k_bad_route = ~std::uint32_t{0};
   /// A route meaning "already answered by the sender": not sent to any worker.
   static constexpr std::uint32_t k_answered = k_bad_route - 1;
@@ -391,6 +398,7 @@ class pool_core {
   static constexpr std::uint8_t k_shutdown_joining = 1;
   static constexpr std::uint8_t k_handed_over = 2;
   std::atomic<std::uint8_t> ending_{0};
+  std::atomic<void*> owner_{nullptr};  // see set_owner()
 
   // The gate, on its own line: every send touches it, the workers never do. One word: the
   // senders inside, and the top bit once the gate is closed, so that a sender's leave() learns
@@ -399,6 +407,12 @@ class pool_core {
   alignas(k_cache_line) std::atomic<std::uint32_t> gate_{0};
   mutable std::atomic<bool> pinning_reported_{false};
 };
+
+/// Throws what mtp::this_pool() throws when the calling thread is not a worker of the pool
+/// type it names (`wanted`: that thread_pool type; `worker`: the calling worker, or null).
+[[noreturn]] void throw_not_this_pool(const std::type_info& wanted, const worker_base* worker);
+/// Throws pool_error(pool_stopped): the pool object was destroyed by one of its items.
+[[noreturn]] void throw_pool_object_gone();
 
 /// RAII form of the sender gate.
 class send_gate {
