@@ -116,6 +116,7 @@ void register_callers();
 void register_churn();
 void register_caf();  // no-op when CAF was not found
 void register_async();  // no-op when standalone Asio was not found
+void register_timers();
 bool have_caf();
 
 }  // namespace bench

@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   bench::register_idle();
   bench::register_callers();
   bench::register_async();
+  bench::register_timers();
   bench::register_caf();
 
   benchmark::RunSpecifiedBenchmarks();

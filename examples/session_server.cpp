@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 // The session server (session_server.hpp) as a program:
-//   example_session_server [port [io_threads]]   listen on 127.0.0.1:port (0: ephemeral), print
-//                                                the port, serve until SIGINT or SIGTERM
-//   example_session_server --self-test           start on an ephemeral port, run a short client
-//                                                session against it, exit 0 if the replies are right
+//   example_session_server [port [io_threads [idle_ms]]]
+//       listen on 127.0.0.1:port (0: ephemeral), print the port, serve until SIGINT or SIGTERM;
+//       a connection with no command for idle_ms (default 30000; 0: never) is closed
+//   example_session_server --self-test
+//       start on an ephemeral port, run a short client session against it, exit 0 if the
+//       replies are right
 // Try it: `example_session_server 0`, then `nc 127.0.0.1 <port>` and type `add 5`, `get`, `quit`.
 #include "session_server.hpp"
 
@@ -14,6 +16,7 @@
 
 #include <csignal>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -54,6 +57,7 @@ int main(int argc, char** argv) {
   session_server::options o;
   if (argc > 1) o.port = static_cast<unsigned short>(std::stoi(argv[1]));
   if (argc > 2) o.io_threads = static_cast<std::size_t>(std::stoul(argv[2]));
+  if (argc > 3) o.idle_timeout = std::chrono::milliseconds(std::stoll(argv[3]));
   session_server::server srv(o);
   srv.start();
   std::printf("listening on 127.0.0.1:%u\n", static_cast<unsigned>(srv.port()));

@@ -14,27 +14,43 @@
 //   other    ->  error <reason>    (the connection stays open)
 // A line longer than max_line bytes gets "error line too long" and the connection is closed.
 //
+// Idle sessions (options::idle_timeout, default 30 s; 0: never): a connection that sends no
+// command for that long is closed by the server. The limit is the item's own: each session
+// owns an mtp::timeout, made in its constructor and re-armed by every command. When it fires,
+// the session marks itself expired (a command still in flight gets "error session expired")
+// and calls the callback the server gave it at creation. The item lives on a worker and never
+// touches the socket: the callback only posts the close to the connection's strand, where the
+// connection coroutine runs too, so the close never races with its reads and writes. The
+// pending read then fails, and the coroutine removes the session as for any closed
+// connection. The posted close holds the socket weakly: a connection that ended meanwhile is
+// left alone.
+//
 // design::mutex_in_io_threads is the conventional design kept for comparison (benchmarks):
-// the same sessions in one map behind a mutex, run directly on the I/O threads.
+// the same sessions in one map behind a mutex, run directly on the I/O threads (no idle limit).
 #pragma once
 
 #include <mtp/asio.hpp>
 #include <mtp/mtp.hpp>
 
+#include <asio/any_io_executor.hpp>
 #include <asio/buffer.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
 #include <asio/read_until.hpp>
+#include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -61,26 +77,56 @@ struct get_cmd {
   mtp::id_t id;
   using response_type = std::int64_t;
 };
+struct expire {  // from the session's own timeout: no command for the idle limit
+  mtp::id_t id;
+  using response_type = void;
+};
+
+/// How long a session may stay idle, and what it does then (design::pool).
+struct idle_policy {
+  std::chrono::milliseconds after{0};  // 0: never
+  std::function<void()> on_idle;       // called once, on the session's worker
+};
 
 class session {
  public:
-  explicit session(mtp::id_t id) : id_(id) {}
+  explicit session(mtp::id_t id) : id_(id) {}  // no idle limit
+  /// On the session's worker (pool_->create): arms the idle timeout.
+  session(mtp::id_t id, idle_policy idle) : id_(id), idle_(std::move(idle)) {
+    if (idle_.after.count() > 0) {
+      timeout_ = mtp::this_pool<session>().make_timeout(expire{id});
+      timeout_.rearm(idle_.after);
+    }
+  }
   std::int64_t handle(const add_cmd& c) {
-    ++commands_;
+    touch();
     std::int64_t next = 0;
     if (__builtin_add_overflow(total_, c.amount, &next)) throw std::overflow_error("overflow");
     return total_ = next;
   }
   std::int64_t handle(const get_cmd&) {
-    ++commands_;
+    touch();
     return total_;
+  }
+  void handle(const expire&) {
+    expired_ = true;  // the connection is being closed: no command is served any more
+    if (idle_.on_idle) idle_.on_idle();
   }
   [[nodiscard]] mtp::id_t id() const noexcept { return id_; }
 
  private:
+  void touch() {
+    if (expired_) throw std::runtime_error("session expired");
+    ++commands_;
+    if (idle_.after.count() > 0) timeout_.rearm(idle_.after);  // pushes the idle deadline back
+  }
+
   mtp::id_t id_;
   std::int64_t total_ = 0;       // plain state: only this item's worker touches it
   std::uint64_t commands_ = 0;
+  idle_policy idle_;
+  mtp::timeout timeout_;         // armed while idle_.after > 0 and not expired
+  bool expired_ = false;
 };
 
 // ---- Parsing (on the I/O thread) ------------------------------------------------------------
@@ -115,6 +161,7 @@ struct options {
   std::size_t workers = 0;       // pool workers; 0: the pool's default
   design mode = design::pool;
   std::size_t max_line = 1024;
+  std::chrono::milliseconds idle_timeout{30'000};  // design::pool: close a connection idle this long; 0: never
 };
 
 class server {
@@ -166,24 +213,31 @@ class server {
     return map_.size();
   }
   [[nodiscard]] std::uint64_t connections_accepted() const noexcept { return accepted_.load(); }
+  /// Connections closed because their session was idle for options::idle_timeout.
+  [[nodiscard]] std::uint64_t idle_closes() const noexcept { return idle_closes_.load(); }
 
  private:
   asio::awaitable<void> accept_loop() {
     for (;;) {
       asio::ip::tcp::socket socket(io_);
       try {
-        socket = co_await acceptor_.async_accept(asio::use_awaitable);
+        // Each connection on its own strand: its coroutine, and an idle close, run there.
+        socket = co_await acceptor_.async_accept(asio::any_io_executor(asio::make_strand(io_)), asio::use_awaitable);
       } catch (const std::system_error& e) {
         if (e.code() == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
         continue;  // e.g. out of descriptors: keep serving the others
       }
       accepted_.fetch_add(1);
-      asio::co_spawn(io_, serve(std::move(socket), next_id_.fetch_add(1)), asio::detached);
+      const asio::any_io_executor strand = socket.get_executor();
+      asio::co_spawn(strand, serve(std::move(socket), next_id_.fetch_add(1)), asio::detached);
     }
   }
 
-  asio::awaitable<void> serve(asio::ip::tcp::socket socket, mtp::id_t id) {
-    if (!open_session(id)) co_return;  // the server is stopping
+  asio::awaitable<void> serve(asio::ip::tcp::socket accepted, mtp::id_t id) {
+    // Shared with the session's idle close, which may still be queued once this has ended.
+    const auto connection = std::make_shared<asio::ip::tcp::socket>(std::move(accepted));
+    asio::ip::tcp::socket& socket = *connection;
+    if (!open_session(id, connection)) co_return;  // the server is stopping
     std::string buffer;
     try {
       for (;;) {
@@ -235,10 +289,11 @@ class server {
     co_return prefix;
   }
 
-  bool open_session(mtp::id_t id) {
+  bool open_session(mtp::id_t id, const std::shared_ptr<asio::ip::tcp::socket>& connection) {
     try {
       if (pool_) {
-        pool_->create(id);  // one short round trip; the item is ready before the first command
+        // One short round trip; the item is ready (its idle timeout armed) before the first command.
+        pool_->create(id, idle_policy{options_.idle_timeout, idle_close(connection)});
       } else {
         std::lock_guard lock(m_);
         map_.emplace(id, session(id));
@@ -248,6 +303,19 @@ class server {
       return false;
     }
   }
+  // What an expired session calls, on its worker: post the close to the connection's strand.
+  std::function<void()> idle_close(const std::shared_ptr<asio::ip::tcp::socket>& connection) {
+    return [this, strand = connection->get_executor(), weak = std::weak_ptr(connection)] {
+      asio::post(strand, [this, weak] {
+        const auto socket = weak.lock();
+        if (!socket || !socket->is_open()) return;  // the connection ended meanwhile
+        std::error_code ignored;
+        socket->close(ignored);  // the coroutine's pending read fails; it removes the session
+        idle_closes_.fetch_add(1);
+      });
+    };
+  }
+
   void close_session(mtp::id_t id) noexcept {
     if (pool_) {
       try {
@@ -270,6 +338,7 @@ class server {
   std::vector<std::thread> threads_;
   std::atomic<mtp::id_t> next_id_{1};
   std::atomic<std::uint64_t> accepted_{0};
+  std::atomic<std::uint64_t> idle_closes_{0};
   std::atomic<bool> stopped_{false};
 };
 

@@ -20,6 +20,11 @@ namespace mtp::impl {
 constinit thread_local worker_base* tl_current_worker = nullptr;
 
 namespace {
+// Timers fired per pass between rounds of messages, so that many timers due at once do not
+// hold up the queue; the rest fire after the next round.
+constexpr std::size_t k_timers_per_round = 256;
+// Below this many timers the heap is never swept for cancelled ones.
+constexpr std::size_t k_timers_sweep_from = 1024;
 // Envelopes run per round before the worker re-checks its stop flag and idle state.
 constexpr std::size_t k_bulk = 64;
 // An idle worker yields more often than a waiting caller: a caller sharing its CPU may be
@@ -113,6 +118,7 @@ void worker_base::main(const worker_placement& where, bool bind_memory) noexcept
   }
   on_start();
   run_loop();
+  drop_timers();
   on_stop();
   mark_idle();
   exited_.store(true, std::memory_order_relaxed);  // relaxed: a sample for the stall detector
@@ -179,10 +185,92 @@ void worker_base::housekeeping_if_due() noexcept {
   if (housekeeping_due_ == time_point::max()) return;
   const time_point now = std::chrono::steady_clock::now();
   if (now < housekeeping_due_) return;
-  housekeeping_due_ = housekeeping(now);
-  // Housekeeping runs messages (an item's destruction): no message runs now, so that the stall
-  // detector does not take the idle worker for a stuck one.
+  if (now >= passivation_due_) passivation_due_ = housekeeping(now);
+  if (!timers_.empty()) fire_due_timers(now);
+  update_due();
+  // Housekeeping runs messages (an item's destruction, a timer's message): no message runs
+  // now, so that the stall detector does not take the idle worker for a stuck one.
   mark_idle();
+}
+
+void worker_base::update_due() noexcept {
+  housekeeping_due_ = passivation_due_;
+  if (!timers_.empty()) {
+    housekeeping_due_ = std::min(housekeeping_due_, time_point(std::chrono::nanoseconds(timers_.top()->deadline)));
+  }
+}
+
+// ---- Timers ------------------------------------------------------------------------------
+
+void worker_base::arm_timer(timer_node& n) {
+  if (timers_.size() >= timers_compact_at_ && timers_.size() >= k_timers_sweep_from) {
+    // Cancelled timers stay in the heap until their deadline; once it has doubled since the
+    // last sweep, sweep them out (amortised O(1) per arm), so that a pattern of schedule and
+    // cancel far ahead does not grow it without bound.
+    timers_.remove_if([](timer_node* t) {
+      if (t->owned_by_item || t->state.load(std::memory_order_acquire) != timer_node::k_cancelled) return false;
+      t->heap_index = timer_node::k_not_in_heap;
+      t->release();
+      return true;
+    });
+    timers_compact_at_ = 2 * timers_.size();
+  }
+  n.seq = timer_seq_++;
+  timers_.push(&n);
+  timers_pending_.store(timers_.size(), std::memory_order_relaxed);  // a statistic
+  const time_point due{std::chrono::nanoseconds(n.deadline)};
+  if (due < housekeeping_due_) housekeeping_due_ = due;
+}
+
+void worker_base::timer_moved_earlier(timer_node& n) noexcept {
+  timers_.moved_earlier(&n);
+  const time_point due{std::chrono::nanoseconds(n.deadline)};
+  if (due < housekeeping_due_) housekeeping_due_ = due;
+}
+
+void worker_base::disarm_timer(timer_node& n) noexcept {
+  if (n.heap_index == timer_node::k_not_in_heap) return;
+  timers_.erase(&n);
+  timers_pending_.store(timers_.size(), std::memory_order_relaxed);  // a statistic
+  // housekeeping_due_ may now be early: the loop then finds nothing due and moves it on.
+}
+
+void worker_base::fire_due_timers(time_point now) noexcept {
+  const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  std::size_t fired = 0;
+  while (fired < k_timers_per_round && !timers_.empty()) {
+    timer_node* const n = timers_.top();
+    if (n->deadline > now_ns) break;
+    timers_.pop();
+    if (n->owned_by_item) {
+      auto* const t = static_cast<timeout_node*>(n);
+      if (t->wanted > n->deadline) {
+        // Re-armed later since it was placed: it moves now (the pop left room: no allocation).
+        n->deadline = t->wanted;
+        n->seq = timer_seq_++;
+        timers_.push(n);
+        continue;
+      }
+    }
+    ++fired;
+    n->op(this, *n, timer_node::action::fire);  // may arm timers, or free an item's timeout
+  }
+  timers_pending_.store(timers_.size(), std::memory_order_relaxed);  // a statistic
+}
+
+void worker_base::drop_timers() noexcept {
+  std::uint64_t dropped = 0;
+  for (timer_node* n : timers_.nodes()) {
+    n->heap_index = timer_node::k_not_in_heap;
+    if (n->owned_by_item) continue;  // its mtp::timeout frees it with its item
+    std::uint8_t armed = timer_node::k_armed;
+    // acq_rel: pairs with cancel() on a handle's thread; exactly one of the two wins.
+    if (n->state.compare_exchange_strong(armed, timer_node::k_dropped, std::memory_order_acq_rel)) ++dropped;
+    n->release();
+  }
+  timers_.clear();
+  timers_pending_.store(0, std::memory_order_relaxed);  // a statistic
+  timers_dropped_.store(timers_dropped_.load(std::memory_order_relaxed) + dropped, std::memory_order_relaxed);
 }
 
 void worker_base::sleep_until_work(time_point until) noexcept {

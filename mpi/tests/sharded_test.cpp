@@ -137,6 +137,43 @@ TEST(Sharded, ItemsReachTheirOwnPoolWithThisPool) {
   pool.barrier();
 }
 
+// Timers forward to the owning rank; a remote cancellation arrives before later messages.
+TEST(Sharded, TimersFireOnTheOwningRankAndCancelAcrossRanks) {
+  using namespace std::chrono_literals;
+  pool_t pool(small());
+  const int ranks = pool.ranks();
+  const mtp::id_t n = static_cast<mtp::id_t>(2 * ranks);
+  if (pool.rank() == 0) {
+    for (mtp::id_t i = 0; i < n; ++i) pool.create(i, 0L);
+  }
+  pool.barrier();
+  std::vector<mtp::mpi::sharded_timer> timers;
+  for (mtp::id_t i = 0; i < n; ++i) timers.push_back(pool.post_after(2ms, add{i, 1}));
+  std::vector<get> gets;
+  for (mtp::id_t i = 0; i < n; ++i) gets.push_back({i});
+  EXPECT_TRUE(poll_until([&] {
+    for (const auto& r : pool.send_batch(gets)) {
+      if (r.value() != ranks) return false;
+    }
+    return true;
+  })) << "every rank's timer reached every item";
+  EXPECT_THROW((void)pool.post_every(0ms, add{0, 1}), std::invalid_argument);
+  pool.barrier();
+  // Rank 0 ticks an item on the last rank, then cancels: no tick runs after the reply that
+  // follows the cancellation.
+  if (pool.rank() == 0 && ranks > 1) {
+    const mtp::id_t remote = static_cast<mtp::id_t>(ranks - 1);  // id % ranks == ranks - 1
+    mtp::mpi::sharded_timer every = pool.post_every(1ms, add{remote, 1});
+    EXPECT_TRUE(poll_until([&] { return pool.send(get{remote}) >= ranks + 3; }));
+    EXPECT_TRUE(every.cancel());
+    const long after = pool.send(get{remote});
+    mtp::mpi::sharded_timer probe = pool.post_after(20ms, add{remote, 1000});
+    EXPECT_TRUE(poll_until([&] { return pool.send(get{remote}) >= after + 1000; }));
+    EXPECT_EQ(pool.send(get{remote}), after + 1000) << "a tick ran after the cancellation";
+  }
+  pool.barrier();
+}
+
 TEST(Sharded, ItemsLiveOnTheirRank) {
   pool_t pool(small());
   const int ranks = pool.ranks();

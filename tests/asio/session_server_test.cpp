@@ -9,7 +9,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <exception>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -205,6 +207,83 @@ TEST(SessionServer, GarbageGetsAnErrorLineAndTheServerKeepsServing) {
   EXPECT_TRUE(long_line_closed);
   EXPECT_TRUE(failures.empty()) << failures.front();
   EXPECT_TRUE(sessions_drain(srv));
+}
+
+TEST(SessionServer, IdleConnectionsAreClosedAndBusyOnesStayOpen) {
+  using namespace std::chrono_literals;
+  using clock = std::chrono::steady_clock;
+  // Under ThreadSanitizer everything is slower: a longer limit keeps the busy client's pauses
+  // well inside it.
+  const std::chrono::milliseconds idle = 50ms * k_scale;
+  session_server::server srv({.port = 0, .io_threads = 2, .workers = 2, .idle_timeout = idle});
+  srv.start();
+  asio::io_context io;
+  bool silent_closed = false, busy_done = false;
+  clock::duration silent_for{};
+  int busy_commands = 0;
+  std::vector<std::string> failures;
+  auto record_failure = [&](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      failures.push_back(std::string("client failed: ") + x.what());
+    }
+  };
+  // Silent: connects and only reads, until the server closes the connection.
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        const auto start = clock::now();  // before the connect: the session is created after it
+        tcp::socket s = co_await connect_to(srv.port());
+        std::string buffer;
+        try {
+          const std::string line = co_await read_line(s, buffer);
+          failures.push_back("silent connection got a line: " + line);
+        } catch (const std::system_error& e) {
+          if (e.code() == asio::error::eof) silent_closed = true;
+          else failures.push_back("silent connection: " + e.code().message());
+        }
+        silent_for = clock::now() - start;
+      },
+      record_failure);
+  // Busy: a command every 10 ms for four idle limits, then get and quit on the same connection.
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        tcp::socket s = co_await connect_to(srv.port());
+        asio::steady_timer pause(s.get_executor());
+        std::string buffer;
+        const std::string add = "add 1\n", get_and_quit = "get\nquit\n";  // named: see README, toolchain issues
+        const auto until = clock::now() + 4 * idle;
+        while (clock::now() < until && busy_commands < 10'000) {
+          co_await asio::async_write(s, asio::buffer(add), use_awaitable);
+          ++busy_commands;
+          if (const auto line = co_await read_line(s, buffer); line != "ok " + std::to_string(busy_commands)) {
+            failures.push_back("busy: " + line);
+          }
+          pause.expires_after(10ms);
+          co_await pause.async_wait(use_awaitable);
+        }
+        co_await asio::async_write(s, asio::buffer(get_and_quit), use_awaitable);
+        if (const auto line = co_await read_line(s, buffer); line != "value " + std::to_string(busy_commands)) {
+          failures.push_back("busy get: " + line);
+        }
+        if (const auto line = co_await read_line(s, buffer); line != "bye") failures.push_back("busy quit: " + line);
+        busy_done = true;
+      },
+      record_failure);
+  io.run_for(5s);
+  EXPECT_TRUE(io.stopped()) << "clients still running after 5 s";
+  EXPECT_TRUE(silent_closed) << "the silent connection was not closed by the server";
+  EXPECT_GE(silent_for, idle) << "closed before the idle limit";
+  EXPECT_TRUE(busy_done);
+  EXPECT_GE(busy_commands, 4) << "the busy client hardly ran";
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures, first: " << failures.front();
+  EXPECT_EQ(srv.idle_closes(), 1u);
+  if (silent_closed) {
+    EXPECT_TRUE(sessions_drain(srv)) << srv.sessions() << " sessions left";
+  }
 }
 
 TEST(SessionServer, StopsWithConnectionsOpen) {

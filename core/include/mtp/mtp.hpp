@@ -19,4 +19,5 @@
 #include <mtp/core/stats.hpp>
 #include <mtp/core/this_worker.hpp>
 #include <mtp/core/thread_pool.hpp>
+#include <mtp/core/timer.hpp>
 #include <mtp/version.hpp>

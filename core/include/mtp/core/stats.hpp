@@ -19,6 +19,8 @@ struct worker_stats {
   worker_placement placement;               ///< Where it was asked to run.
   bool pinned = false;                      ///< Whether pinning it there succeeded.
   std::size_t senders_waiting = 0;          ///< Senders blocked until its bounded queue has room.
+  std::size_t timers_pending = 0;           ///< Timers waiting to fire (cancelled ones until swept).
+  std::uint64_t timers_dropped = 0;         ///< Timers the shutdown dropped before they fired.
 };
 
 /// All workers of a pool.

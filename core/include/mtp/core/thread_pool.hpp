@@ -36,6 +36,7 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <optional>
 #include <memory>
 #include <ranges>
@@ -49,6 +50,7 @@
 
 #include <mtp/core/batch.hpp>
 #include <mtp/core/forwarding.hpp>
+#include <mtp/core/impl/typed_timers.hpp>
 #include <mtp/core/impl/typed_worker.hpp>
 #include <mtp/core/impl/wait.hpp>
 #include <mtp/core/impl/worker.hpp>
@@ -56,6 +58,7 @@
 #include <mtp/core/options.hpp>
 #include <mtp/core/result.hpp>
 #include <mtp/core/stats.hpp>
+#include <mtp/core/timer.hpp>
 
 namespace mtp {
 
@@ -340,6 +343,59 @@ class thread_pool {
     return async_handle(owned.release());
   }
 
+  // ---- Timers: delayed and periodic messages (<mtp/core/timer.hpp>) ------------------------
+
+  /// Posts `r` to its item once `delay` has passed (any duration type, saturated: one too
+  /// large never fires, zero or negative fires at the next chance). The message runs on the
+  /// item's worker like a post (a failure goes to the diagnostic hook), in deadline order;
+  /// equal deadlines keep the order in which the worker received them. The deadline is fixed
+  /// here, when the call is made.
+  /// Rules: removing the item (or its passivation) cancels the timers armed while it lived;
+  /// a timer armed when no item had its id fires like a post to it (reported unknown_id, or
+  /// activating the item where Item::activate_on_first_message is set); shutdown drops the
+  /// timers still pending and counts them (worker_stats::timers_dropped).
+  /// Throws pool_error: pool_stopped, invalid_route, queue_full (a bounded queue with no room:
+  /// this never waits), out_of_memory. From a handler, mtp::this_pool<Item>().post_after(...)
+  /// schedules the item's own ticks (on its own worker without a trip through the queue).
+  template <request R, class Rep, class Period>
+  timer post_after(std::chrono::duration<Rep, Period> delay, R r) {
+    return schedule<false>(impl::timer_ticks(impl::deadline_after(delay)), 0, std::move(r));
+  }
+  /// As post_after, at a steady_clock instant (any duration type, saturated).
+  template <request R, class Duration>
+  timer post_at(std::chrono::time_point<std::chrono::steady_clock, Duration> when, R r) {
+    return schedule<false>(impl::timer_ticks_saturated(when), 0, std::move(r));
+  }
+  /// Posts a copy of `r` every `period`, the first one `period` from now, until cancelled, the
+  /// item removed or the pool stopped. Ticks that could not be kept (a busy worker) are
+  /// skipped, not run in a burst. Throws std::invalid_argument for a period of zero or less,
+  /// and what post_after throws.
+  template <request R, class Rep, class Period>
+  timer post_every(std::chrono::duration<Rep, Period> period, R r) {
+    static_assert(std::is_copy_constructible_v<R>, "mtp: post_every needs a copyable request: each tick gets a copy");
+    std::int64_t every = 0;
+    if (!impl::timer_period(period, every)) {
+      throw std::invalid_argument("mtp::thread_pool::post_every: the period must be greater than zero");
+    }
+    return schedule<true>(impl::timer_ticks(impl::deadline_after(period)), every, std::move(r));
+  }
+
+  /// An item's own re-armable timeout (see mtp::timeout): `request` goes to its item when the
+  /// timeout expires. Call it on the worker of `request.id` (in the item's constructor or a
+  /// handler, typically through mtp::this_pool<Item>()); it starts disarmed. Throws
+  /// std::logic_error elsewhere.
+  template <request R>
+  timeout make_timeout(R request) {
+    impl::check_handles<Item, R>();
+    static_assert(std::is_copy_constructible_v<R>, "mtp: a timeout needs a copyable request: each firing gets a copy");
+    impl::worker_base* const w = impl::tl_current_worker;
+    const std::uint32_t k = core_->route(static_cast<id_t>(request.id));
+    if (w == nullptr || &w->pool() != core_.get() || w->index() != k) {
+      throw std::logic_error("mtp::thread_pool::make_timeout: call it on the worker of the item it is for");
+    }
+    return timeout(new impl::item_timeout<worker_type, R>(std::move(request)), w);
+  }
+
   // ---- Lifecycle and introspection ---------------------------------------------------------
 
   /// Stops accepting requests, answers everything already queued, destroys every item on its
@@ -369,7 +425,7 @@ class thread_pool {
     for (std::size_t k = 0; k < core_->worker_count(); ++k) {
       const impl::worker_base& w = core_->worker(k);
       s.workers.push_back({k, w.item_count(), w.messages_processed(), w.queue_depth(), w.where(), w.pinned(),
-                           w.senders_waiting()});
+                           w.senders_waiting(), w.timers_pending(), w.timers_dropped()});
     }
     return s;
   }
@@ -422,6 +478,42 @@ class thread_pool {
     (void)owned.release();  // from here on the two references manage it
     if (pieces == 0) s->release();  // no worker will ever arrive: drop the workers' reference
     return batch<response_t<R>>(s);
+  }
+
+  template <bool Periodic, request R>
+  timer schedule(std::int64_t deadline, std::int64_t period, R r) {
+    impl::check_handles<Item, R>();
+    using node_type = impl::pool_timer<worker_type, R, Periodic>;
+    const id_t id = static_cast<id_t>(r.id);
+    const std::uint32_t k = core_->route(id);
+    if (k == impl::pool_core::k_bad_route) error{errc::invalid_route, id, {}}.raise();
+    impl::send_gate gate(*core_);
+    if (!gate.open()) error{errc::pool_stopped, id, {}}.raise();
+    std::unique_ptr<node_type> owned;
+    try {
+      owned = std::make_unique<node_type>(std::move(r), deadline, period);
+    } catch (const std::bad_alloc&) {
+      error{errc::out_of_memory, id, {}}.raise();
+    }
+    node_type* const t = owned.get();
+    impl::worker_base& target = core_->worker(k);
+    if (impl::tl_current_worker == &target) {
+      // From a handler on the item's own worker: straight into its heap, no trip through the
+      // queue (the worker is this thread, between the steps of a message).
+      (void)owned.release();
+      node_type::arm(static_cast<worker_type&>(target), t);
+      return timer(t);
+    }
+    try {
+      if (!core_->send_one(k, impl::envelope::make(&node_type::run_arm, t),
+                           policy<impl::request_op<R>>(time_point::min(), errc::queue_full))) {
+        error{errc::queue_full, id, {}}.raise();
+      }
+    } catch (const std::bad_alloc&) {
+      error{errc::out_of_memory, id, {}}.raise();
+    }
+    (void)owned.release();  // the worker and the handle share it
+    return timer(t);
   }
 
   template <request R>

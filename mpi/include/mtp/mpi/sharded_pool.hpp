@@ -43,6 +43,7 @@
 #include <cstdio>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -268,6 +269,28 @@ class sharded_base : public channel_client {
            done_.load(std::memory_order_acquire) == started_.load(std::memory_order_acquire);
   }
 
+  /// What a remote timer's handle keeps of its pool: the pool, until it shuts down.
+  struct timer_link {
+    std::mutex m;
+    sharded_base* pool = nullptr;
+  };
+  /// The caller side of a remote timer's cancel(): sends the cancellation to the owning rank;
+  /// false when the pool has stopped (or is gone) or no message could be made.
+  static bool cancel_remote_timer(const std::weak_ptr<timer_link>& link, int dest, std::uint64_t call) noexcept {
+    const std::shared_ptr<timer_link> l = link.lock();
+    if (l == nullptr) return false;
+    std::lock_guard lock(l->m);  // the pool cannot shut down past close() meanwhile
+    if (l->pool == nullptr || !l->pool->enter()) return false;
+    gate_guard g{l->pool};
+    try {
+      wire::writer w = start_message(kind::post, timer_cancel_key, 0, call);
+      send_bytes(l->pool->channel_, dest, std::move(w.bytes()));
+      return true;
+    } catch (...) {  // no memory for the message
+      return false;
+    }
+  }
+
   // The caller side of cancellation: skips the local share's requests that have not started
   // and asks each remote rank to do the same with its share. Too late once the callback has
   // been claimed; until then the call holds the gate, so the pool and its channel are alive.
@@ -289,6 +312,7 @@ class sharded_base : public channel_client {
   sharded_base() : rank_(environment::current().rank()), ranks_(environment::current().size()),
                    queued_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(ranks_))) {
     for (int r = 0; r < ranks_; ++r) queued_[r].store(0);
+    timer_link_->pool = this;
     control_ = std::thread([this] { control_loop(); });
   }
   ~sharded_base() { stop_control(); }
@@ -361,6 +385,10 @@ class sharded_base : public channel_client {
   }
 
   void close() {
+    {
+      std::lock_guard lock(timer_link_->m);  // remote timers' handles stop sending from here on
+      timer_link_->pool = nullptr;
+    }
     stopping_.store(true, std::memory_order_seq_cst);
     close_channel(channel_);  // collective; returns once every rank is done
     channel_ = nullptr;
@@ -392,6 +420,41 @@ class sharded_base : public channel_client {
     self.served();
   }
   static inline const std::uint64_t cancel_key = register_op<cancel_tag>(&serve_cancel, false);
+
+  // A remote timer's cancellation (after its arm: one pair of ranks keeps its order).
+  struct timer_cancel_tag {};
+  static void serve_timer_cancel(sharded_base& self, int source, std::uint64_t call, wire::reader&, std::uint32_t) {
+    {
+      std::lock_guard lock(self.timers_m_);
+      const auto it = self.remote_timers_.find({source, call});
+      if (it != self.remote_timers_.end()) {
+        it->second.cancel();
+        self.remote_timers_.erase(it);
+      }
+    }
+    self.served();
+  }
+  static inline const std::uint64_t timer_cancel_key = register_op<timer_cancel_tag>(&serve_timer_cancel, false);
+
+ protected:
+  // The serving side of remote timers: their handles by (source rank, timer number), so that
+  // a cancellation can find them. Entries of timers that can no longer start are swept out
+  // when the map has doubled since the last sweep. Without memory, a timer is not kept: it
+  // still fires, and its cancellation finds nothing.
+  void keep_remote_timer(int source, std::uint64_t call, mtp::timer t) noexcept {
+    std::lock_guard lock(timers_m_);
+    if (remote_timers_.size() >= timers_sweep_at_) {
+      std::erase_if(remote_timers_, [](const auto& e) { return !e.second.pending(); });
+      timers_sweep_at_ = std::max<std::size_t>(64, 2 * remote_timers_.size());
+    }
+    try {
+      remote_timers_.insert_or_assign(std::pair{source, call}, std::move(t));
+    } catch (...) {
+    }
+  }
+  std::shared_ptr<timer_link> timer_link_ = std::make_shared<timer_link>();
+
+ private:
 
   void control_loop() {
     for (;;) {
@@ -435,6 +498,9 @@ class sharded_base : public channel_client {
   std::mutex serving_m_;
   std::map<std::pair<int, std::uint64_t>, mtp::async_handle> serving_;
   std::set<std::pair<int, std::uint64_t>> finished_early_;
+  std::mutex timers_m_;
+  std::map<std::pair<int, std::uint64_t>, mtp::timer> remote_timers_;
+  std::size_t timers_sweep_at_ = 64;
 };
 
 template <class R>
@@ -479,6 +545,35 @@ struct args_of<std::tuple<S...>> {
 };
 
 }  // namespace impl
+
+/// A delayed or periodic message scheduled through a sharded pool (post_after, post_at,
+/// post_every). Dropping it does not cancel it; it may outlive the pool.
+class sharded_timer {
+ public:
+  sharded_timer() = default;
+  sharded_timer(sharded_timer&&) noexcept = default;
+  sharded_timer& operator=(sharded_timer&&) noexcept = default;
+  sharded_timer(const sharded_timer&) = delete;
+  sharded_timer& operator=(const sharded_timer&) = delete;
+  ~sharded_timer() = default;
+
+  /// For an item on this rank: mtp::timer::cancel() (true when its message will not start
+  /// again). For an item on another rank: sends the cancellation there and returns true when
+  /// it was sent; it takes effect when it arrives (a message that started by then runs). False
+  /// after this rank's shutdown. Harmless twice or after the timer fired.
+  bool cancel() noexcept {
+    if (local_.valid()) return local_.cancel();
+    return impl::sharded_base::cancel_remote_timer(link_, dest_, call_);
+  }
+
+ private:
+  template <class Item>
+  friend class sharded_pool;
+  mtp::timer local_;
+  std::weak_ptr<impl::sharded_base::timer_link> link_;
+  int dest_ = -1;
+  std::uint64_t call_ = 0;
+};
 
 /// Refers to an asynchronous call of a sharded pool in flight (send_async, send_batch_async).
 /// cancel() makes the requests that have not started, on every rank, complete with
@@ -712,6 +807,37 @@ class sharded_pool final : private impl::sharded_base {
     return unit{};
   }
 
+  // ---- Timers ------------------------------------------------------------------------------
+
+  /// As mtp::thread_pool::post_after, wherever the item lives: on this rank the local pool's
+  /// timer; on another rank the delay travels with the request and that rank's pool keeps the
+  /// timer (the time in transit counts against the delay). Its message runs on the owning rank;
+  /// a failure goes to that rank's on_diagnostic. Throws pool_error (pool_stopped,
+  /// invalid_route; on this rank also what the local pool throws).
+  template <request R, class Rep, class Period>
+  sharded_timer post_after(std::chrono::duration<Rep, Period> delay, R r) {
+    return schedule<false>(std::chrono::duration<long double, std::nano>(delay), 0, std::move(r));
+  }
+  /// As post_after, at a steady_clock instant (ranks on one machine share the clock; across
+  /// machines, the instant is taken as a delay from now).
+  template <request R, class Duration>
+  sharded_timer post_at(std::chrono::time_point<std::chrono::steady_clock, Duration> when, R r) {
+    const std::chrono::duration<long double, std::nano> from_now =
+        std::chrono::duration<long double, std::nano>(when.time_since_epoch()) -
+        std::chrono::duration<long double, std::nano>(std::chrono::steady_clock::now().time_since_epoch());
+    return schedule<false>(from_now, 0, std::move(r));
+  }
+  /// As mtp::thread_pool::post_every, on the rank that owns the item. Throws
+  /// std::invalid_argument for a period of zero or less.
+  template <request R, class Rep, class Period>
+  sharded_timer post_every(std::chrono::duration<Rep, Period> period, R r) {
+    const std::chrono::duration<long double, std::nano> every = period;
+    if (!(every > every.zero())) {
+      throw std::invalid_argument("mtp::mpi::sharded_pool::post_every: the period must be greater than zero");
+    }
+    return schedule<true>(every, saturated_ns(every), std::move(r));
+  }
+
   /// A batch with a callback: returns at once; on_done(std::vector<mtp::result<T>>) runs
   /// exactly once, responses in request order, on the thread that completed the last share (a
   /// local worker, or the communication thread for a remote share; the caller's own thread
@@ -830,6 +956,64 @@ class sharded_pool final : private impl::sharded_base {
     }
     static inline const std::uint64_t key = impl::register_op<post_op>(&serve, false);
   };
+  // Nanoseconds, saturated to what the wire carries (beyond it: never; negative: now).
+  static std::int64_t saturated_ns(std::chrono::duration<long double, std::nano> d) noexcept {
+    constexpr auto never = std::numeric_limits<std::int64_t>::max();
+    if (!(d.count() < static_cast<long double>(never))) return never;  // NaN too
+    if (!(d.count() > 0)) return 0;
+    return static_cast<std::int64_t>(d.count());
+  }
+
+  template <bool Periodic, request R>
+  sharded_timer schedule(std::chrono::duration<long double, std::nano> delay, std::int64_t period, R r) {
+    mtp::require_handles<Item, R>();
+    impl::check_remote_request<R>();
+    const id_t id = static_cast<id_t>(r.id);
+    const int dest = route(id);
+    if (dest < 0) error{errc::invalid_route, id, {}}.raise();
+    if (!enter()) error{errc::pool_stopped, id, {}}.raise();
+    gate_guard g{this};
+    sharded_timer t;
+    if (dest == rank_) {
+      if constexpr (Periodic) t.local_ = pool_.post_every(std::chrono::nanoseconds(period), std::move(r));
+      else t.local_ = pool_.post_after(std::chrono::nanoseconds(saturated_ns(delay)), std::move(r));
+      return t;
+    }
+    const std::uint64_t call = next_call();
+    wire::writer w = start_message(impl::kind::post, timer_op<R, Periodic>::key, 1, call);
+    w.pod(saturated_ns(delay));
+    w.pod(period);
+    wire::put(w, r);
+    impl::send_bytes(channel_, dest, std::move(w.bytes()));
+    t.link_ = timer_link_;
+    t.dest_ = dest;
+    t.call_ = call;
+    return t;
+  }
+  // A remote timer: armed on the local pool, kept for its cancellation.
+  template <class R, bool Periodic>
+  struct timer_op {
+    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t) {
+      auto& self = static_cast<sharded_pool&>(base);
+      const auto delay = std::chrono::nanoseconds(in.pod<std::int64_t>());
+      const auto period = std::chrono::nanoseconds(in.pod<std::int64_t>());
+      try {
+        R r = wire::get<R>(in);
+        const id_t id = static_cast<id_t>(r.id);
+        try {
+          if constexpr (Periodic) self.keep_remote_timer(source, call, self.pool_.post_every(period, std::move(r)));
+          else self.keep_remote_timer(source, call, self.pool_.post_after(delay, std::move(r)));
+        } catch (const pool_error& e) {
+          self.report_post(error{e.code(), id, {}});
+        }
+      } catch (...) {  // a request that would not decode (or no memory)
+        self.report_post(error{errc::handler_failed, 0, std::current_exception()});
+      }
+      self.served();
+    }
+    static inline const std::uint64_t key = impl::register_op<timer_op>(&serve, false);
+  };
+
   template <class... A>
   struct create_op {
     static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {

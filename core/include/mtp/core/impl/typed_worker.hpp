@@ -92,10 +92,25 @@ class worker final : public worker_base {
   Item& emplace_item(id_t id, A&&... args) {
     // try_emplace: the key is checked before anything is built, so a duplicate never runs the
     // constructor; a throwing constructor leaves the map unchanged.
+    // The new life's number is known while the constructor runs, so that a timer the
+    // constructor arms belongs to it (and one armed by a constructor that throws never fires).
+    building_ = {id, ++generations_};
+    struct done_building {
+      std::pair<id_t, std::uint64_t>& b;
+      ~done_building() { b = {}; }
+    } done{building_};
     const auto [it, added] = items_.try_emplace(id, id, std::forward<A>(args)...);
+    it->second.generation = building_.second;
     set_item_count(items_.size());
     if (passivate_after_.count() > 0) it->second.touched = std::chrono::steady_clock::now();
     return it->second.item;
+  }
+  /// Which life of item `id` this is (each create, or activation, starts a new one), or 0 when
+  /// it does not exist: a timer armed for one life does not fire in another (see timers).
+  [[nodiscard]] std::uint64_t generation_of(id_t id) const noexcept {
+    const auto it = items_.find(id);
+    if (it != items_.end()) return it->second.generation;
+    return building_.first == id ? building_.second : 0;  // its constructor runs now
   }
   void erase_item(id_t id) noexcept {
     items_.erase(id);
@@ -198,9 +213,12 @@ class worker final : public worker_base {
     explicit slot(id_t id, A&&... args) : item(id, std::forward<A>(args)...) {}
     Item item;
     time_point touched{};
+    std::uint64_t generation = 0;
   };
 
   std::unordered_map<id_t, slot> items_;
+  std::uint64_t generations_ = 0;
+  std::pair<id_t, std::uint64_t> building_{};  // the item whose constructor runs, and its life
   Hooks hooks_;
   const std::chrono::nanoseconds passivate_after_;
   std::vector<id_t> stale_;  // the items one passivation round destroys, kept between rounds

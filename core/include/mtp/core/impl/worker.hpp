@@ -20,6 +20,7 @@
 #include <mtp/affinity/placement.hpp>
 #include <mtp/core/impl/envelope.hpp>
 #include <mtp/core/impl/mpsc_queue.hpp>
+#include <mtp/core/impl/timer_heap.hpp>
 #include <mtp/core/impl/wait.hpp>
 #include <mtp/core/options.hpp>
 #include <mtp/core/result.hpp>
@@ -72,6 +73,23 @@ class worker_base {
   bool try_reserve_room(std::uint32_t n, std::size_t capacity) noexcept;
   /// Worker thread: `n` counted requests are done; wakes senders waiting for room.
   void release_room(std::uint32_t n) noexcept;
+
+  // ---- Timers (timer_heap.hpp). Worker thread only. ----
+  /// Takes `n` (deadline set, not in the heap) into this worker's heap. May throw
+  /// std::bad_alloc (the heap is then unchanged).
+  void arm_timer(timer_node& n);
+  /// An item's timeout in the heap got an earlier deadline (already written to `n`).
+  void timer_moved_earlier(timer_node& n) noexcept;
+  /// Takes an item's timeout out of the heap (when it is there).
+  void disarm_timer(timer_node& n) noexcept;
+  /// Timers waiting in this worker's heap (cancelled ones included until they are swept).
+  [[nodiscard]] std::size_t timers_pending() const noexcept {
+    return timers_pending_.load(std::memory_order_relaxed);  // a statistic: no ordering needed
+  }
+  /// Timers the shutdown dropped before they fired.
+  [[nodiscard]] std::uint64_t timers_dropped() const noexcept {
+    return timers_dropped_.load(std::memory_order_relaxed);  // a statistic: no ordering needed
+  }
 
   /// Asks the thread to finish: it answers everything queued, destroys its items, and exits.
   void push_stop();
@@ -173,6 +191,11 @@ class worker_base {
   std::size_t drain(std::size_t limit) noexcept;
   void sleep_until_work(time_point until) noexcept;
   void housekeeping_if_due() noexcept;
+  /// Fires the timers due at `now` (at most k_timers_per_round), then sets housekeeping_due_.
+  void fire_due_timers(time_point now) noexcept;
+  /// At the end of the loop: drops the timers still pending (items' own ones leave the heap).
+  void drop_timers() noexcept;
+  void update_due() noexcept;
   void close_if_senders_left() noexcept;
   [[nodiscard]] bool has_work() const noexcept;
   std::unique_ptr<trace_ring> make_trace_ring();
@@ -189,7 +212,13 @@ class worker_base {
   // Set (on this thread) when one of this worker's items dropped the pool: push the stop
   // markers once no sender is inside the gate, running messages meanwhile.
   bool close_when_senders_left_ = false;
-  time_point housekeeping_due_ = time_point::min();  // min: ask housekeeping() when it is due
+  // When the loop next looks at the clock: the earlier of passivation_due_ and the first
+  // timer; max (the common case: no passivation, no timers) costs one predictable branch.
+  time_point housekeeping_due_ = time_point::min();
+  time_point passivation_due_ = time_point::min();  // min: ask housekeeping() when it is due
+  timer_heap timers_;
+  std::uint64_t timer_seq_ = 0;        // arrival order of timers on this worker
+  std::size_t timers_compact_at_ = 0;  // sweep cancelled timers out once the heap is this big
   std::thread thread_;
   std::unique_ptr<trace_ring> trace_;  // null unless tracing
 
@@ -207,6 +236,8 @@ class worker_base {
   std::atomic<std::uint64_t> processed_{0};
   std::atomic<std::size_t> items_{0};
   std::atomic<bool> pinned_{false};
+  std::atomic<std::size_t> timers_pending_{0};
+  std::atomic<std::uint64_t> timers_dropped_{0};
 
   // Bounded queues only (untouched when the capacity is 0): requests counted in the queue,
   // senders waiting for room, and the futex word those senders sleep on. Senders and the
