@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 # The whole test suite: installs what is missing, then checks and builds
 #   0. the licence tag in every source file (tools/check-spdx.sh);
-#   1. the normal build (warnings as errors): every test, the examples, the installed package;
+#   1. the normal build (warnings as errors): every test, the examples, the installed package,
+#      every C++ block of the docs (compiled here and by clang in step 4 only: compile checks,
+#      which the Debug, ASan+UBSan and no-hwloc builds would only make slower);
 #   2. the same suite again restricted to one CPU (taskset -c 0);
 #   3. a Debug build (assertions on, no optimisation);
 #   4. a ThreadSanitizer build (clang++, its warnings as errors too);
@@ -52,7 +54,7 @@ fi
 
 step "3. Debug build"
 configure_build "$root/debug" -DCMAKE_BUILD_TYPE=Debug -DMTP_WARNINGS_AS_ERRORS=ON -DMTP_BUILD_TOOLS=OFF \
-  -DMTP_ENABLE_INSTALL=OFF -DMTP_TEST_TIMEOUT_SCALE=2
+  -DMTP_ENABLE_INSTALL=OFF -DMTP_TEST_TIMEOUT_SCALE=2 -DMTP_BUILD_DOC_SNIPPETS=OFF
 run_ctest debug "$root/debug" -LE package
 
 step "4. ThreadSanitizer (clang, which also checks clang warnings)"
@@ -62,11 +64,12 @@ TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest tsan "$root/tsa
 
 step "5. AddressSanitizer + UndefinedBehaviorSanitizer"
 configure_build "$root/asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DMTP_SANITIZE=address;undefined" \
-  -DMTP_BUILD_TOOLS=OFF -DMTP_TEST_TIMEOUT_SCALE=3
+  -DMTP_BUILD_TOOLS=OFF -DMTP_TEST_TIMEOUT_SCALE=3 -DMTP_BUILD_DOC_SNIPPETS=OFF
 ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" run_ctest asan "$root/asan"
 
 step "6. without hwloc"
-configure_build "$root/nohwloc" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_WITH_HWLOC=OFF -DMTP_ENABLE_INSTALL=OFF
+configure_build "$root/nohwloc" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_WITH_HWLOC=OFF -DMTP_ENABLE_INSTALL=OFF \
+  -DMTP_BUILD_DOC_SNIPPETS=OFF
 run_ctest no-hwloc "$root/nohwloc"
 
 step "7. fuzzing the affinity spec parser (bounded)"
