@@ -68,8 +68,9 @@ configure_build "$root/asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DMTP_SANITIZE=a
 ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" run_ctest asan "$root/asan"
 
 step "6. without hwloc"
+# The core and affinity without hwloc: the adapters and the examples do not depend on it.
 configure_build "$root/nohwloc" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMTP_WITH_HWLOC=OFF -DMTP_ENABLE_INSTALL=OFF \
-  -DMTP_BUILD_DOC_SNIPPETS=OFF
+  -DMTP_BUILD_DOC_SNIPPETS=OFF -DMTP_BUILD_EXAMPLES=OFF -DMTP_WITH_ASIO=OFF -DMTP_WITH_MPI=OFF
 run_ctest no-hwloc "$root/nohwloc"
 
 step "7. fuzzing the affinity spec parser (bounded)"
