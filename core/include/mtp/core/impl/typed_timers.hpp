@@ -48,18 +48,6 @@ template <class Rep, class Period>
   return true;
 }
 
-/// Runs `r` on worker `w` as a post: the hooks, the trace and the statistics of any message;
-/// a failure (unknown id, a throwing handler) goes to the diagnostic hook.
-template <class W, class R>
-void run_as_post(W& w, const R& r) noexcept {
-  result<response_t<R>> out;
-  request_op<R>{}.apply(w, r, out);
-  if (out.has_error()) {
-    w.report_with(diagnostic::kind::post_failed, [&] { return out.error().message(); }, out.error());
-  }
-  w.finish_messages(1, false);
-}
-
 /// A timer scheduled through the pool (post_after, post_at, post_every). `Periodic`: it fires
 /// every `period`, skipping the ticks it could not keep (no burst after a stall).
 template <class W, class R, bool Periodic>
@@ -115,6 +103,7 @@ struct pool_timer final : timer_node {
       return;
     }
     run_as_post(w, t.request);
+    w.finish_messages(1, false);  // not counted against a bounded queue: it never was
     if constexpr (Periodic) {
       const std::int64_t now = timer_ticks(std::chrono::steady_clock::now());
       if (__builtin_add_overflow(t.deadline, t.period, &t.deadline)) {
@@ -161,7 +150,9 @@ struct item_timeout final : timeout_node {
     // The handler may destroy the timeout (and so this node): it runs on a copy, and nothing
     // touches the node afterwards.
     const R request = t.request;
-    run_as_post(static_cast<W&>(*base), request);
+    auto& w = static_cast<W&>(*base);
+    run_as_post(w, request);
+    w.finish_messages(1, false);
   }
 };
 

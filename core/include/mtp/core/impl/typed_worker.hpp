@@ -414,21 +414,26 @@ void run_single(worker_base& base, envelope& e) noexcept {
 
 /// The queue entry point of a posted request; `Inline`: the request is in the envelope, else
 /// the envelope holds a pointer to a heap copy that this function frees.
+/// Runs `r` on worker `w` as a post: the hooks, the trace and the statistics of any message;
+/// a failure (unknown id, a throwing handler) goes to the diagnostic hook. The caller counts
+/// the message (finish_messages).
+template <class W, class R>
+void run_as_post(W& w, const R& r) noexcept {
+  result<response_t<R>> out;
+  request_op<R>{}.apply(w, r, out);
+  if (out.has_error()) {
+    w.report_with(diagnostic::kind::post_failed, [&] { return out.error().message(); }, out.error());
+  }
+}
+
 template <class W, class R, bool Inline>
 void run_posted(worker_base& base, envelope& e) noexcept {
   auto& w = static_cast<W&>(base);
-  auto run = [&w](const R& r) {
-    result<response_t<R>> out;
-    request_op<R>{}.apply(w, r, out);
-    if (out.has_error()) {
-      w.report_with(diagnostic::kind::post_failed, [&] { return out.error().message(); }, out.error());
-    }
-  };
   if constexpr (Inline) {
-    run(e.read<R>());
+    run_as_post(w, e.read<R>());
   } else {
     const std::unique_ptr<R> owned(e.read<R*>());
-    run(*owned);
+    run_as_post(w, *owned);
   }
   w.finish_messages(1, true);
 }
