@@ -53,12 +53,13 @@ std::string demangle(const char* name) {
 
 bool on_communication_thread() noexcept { return t_comm_thread; }
 
-void describe(const std::exception_ptr& e, std::string& type, std::string& what) {
+int describe(const std::exception_ptr& e, int here, std::string& type, std::string& what) {
   try {
     std::rethrow_exception(e);
   } catch (const remote_error& r) {  // passed on from a further rank: keep its parts
     type = r.type_name();
     what = r.remote_what();
+    return r.rank();
   } catch (const std::exception& x) {
     type = demangle(typeid(x).name());
     what = x.what();
@@ -67,6 +68,7 @@ void describe(const std::exception_ptr& e, std::string& type, std::string& what)
     type = t != nullptr ? demangle(t->name()) : std::string("unknown exception");
     what.clear();
   }
+  return here;
 }
 
 class channel {

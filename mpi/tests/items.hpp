@@ -2,6 +2,7 @@
 // Items and requests shared by the MPI tests.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -69,6 +70,39 @@ struct forward {  // adds `amount` to item `to` through the pool that runs the h
   using response_type = int;
 };
 
+struct relay {  // calls boom on item `to` through the pool that runs the handler: the error
+                // passes through this rank on its way back
+  mtp::id_t id;
+  mtp::id_t to;
+  using response_type = int;
+};
+
+// Larger than a thread's stack (8 MiB): trivially copyable, so it travels as its bytes.
+inline constexpr std::size_t k_bulk_bytes = std::size_t{16} << 20;
+struct bulk {  // the item answers a checksum of the bytes
+  mtp::id_t id;
+  std::array<std::uint8_t, k_bulk_bytes> bytes;
+  using response_type = std::uint64_t;
+};
+struct bulk_block {  // 4 MiB: decoding more than one copy of it on a stack would not fit
+  std::array<std::uint8_t, std::size_t{4} << 20> bytes;
+};
+struct bulk_reply {  // the item answers a block filled from `seed`
+  mtp::id_t id;
+  std::uint32_t seed;
+  using response_type = bulk_block;
+};
+// The pattern both ends compute, and its checksum (FNV-1a).
+inline std::uint8_t bulk_byte(std::uint32_t seed, std::size_t i) {
+  return static_cast<std::uint8_t>((i * 2654435761u + seed) >> 7);
+}
+template <std::size_t N>
+std::uint64_t checksum(const std::array<std::uint8_t, N>& bytes) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (const std::uint8_t b : bytes) h = (h ^ b) * 1099511628211ull;
+  return h;
+}
+
 struct item {
   item(mtp::id_t id, long start, std::string name) : id_(id), total_(start), name_(std::move(name)) {
     if (start < 0) throw std::domain_error("negative start for " + name_);
@@ -88,6 +122,13 @@ struct item {
   int handle(const hold&);
   int handle(const release&);
   int handle(const forward&);
+  int handle(const relay&);
+  std::uint64_t handle(const bulk& b) const { return checksum(b.bytes); }
+  bulk_block handle(const bulk_reply& r) const {
+    bulk_block b;
+    for (std::size_t i = 0; i < b.bytes.size(); ++i) b.bytes[i] = bulk_byte(r.seed, i);
+    return b;
+  }
   // Members for pool.call<&item::...>.
   [[nodiscard]] long scaled(long k) const { return total_ * k; }
   [[nodiscard]] std::string named(const std::string& suffix) const { return name_ + suffix; }

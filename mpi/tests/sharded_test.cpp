@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// mtp::mpi::sharded_pool across ranks: run under mpirun with 2 and 4 ranks.
+// mtp::mpi::sharded_pool across ranks: run under mpirun with 2, 3 and 4 ranks.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -105,6 +105,7 @@ int mtp_mpi_test::item::handle(const forward& f) {
   pool.post(add{f.to, f.amount}).value();
   return &pool == g_this_pool.load() ? 1 : 0;
 }
+int mtp_mpi_test::item::handle(const relay& r) { return mtp::mpi::this_pool<item>().send(boom{r.to}); }
 
 TEST(Sharded, ItemsReachTheirOwnPoolWithThisPool) {
   pool_t other(small());  // a second pool of the same item type: each item must find its own
@@ -571,6 +572,55 @@ TEST(Sharded, ConcurrentSendersShadowModel) {
 // Shutdown while traffic is in flight: every rank keeps async batches of slow requests going
 // from two threads while the main thread shuts down. Every callback runs exactly once, with a
 // value or pool_stopped; calls after shutdown get pool_stopped; nothing hangs.
+// An error passed on by a further rank keeps the rank it was thrown on: rank 0 calls an item on
+// the last rank whose handler calls an item on rank 1 (at 2 ranks: on rank 0), which throws.
+TEST(Sharded, RemoteErrorNamesTheRankItWasThrownOn) {
+  pool_t pool(small());
+  const int ranks = pool.ranks();
+  const auto last = static_cast<mtp::id_t>(ranks - 1);
+  const mtp::id_t thrower = ranks > 2 ? 1 : 0;
+  if (pool.rank() == 0) {
+    pool.create(last, 0L);
+    pool.create(thrower, 0L);
+    try {
+      (void)pool.send(relay{last, thrower});
+      ADD_FAILURE() << "no exception";
+    } catch (const mtp::mpi::remote_error& e) {
+      EXPECT_EQ(e.rank(), static_cast<int>(thrower)) << e.what();
+      EXPECT_EQ(e.type_name(), "std::invalid_argument") << e.what();
+      EXPECT_EQ(e.remote_what(), "boom " + std::to_string(thrower));
+    }
+  }
+  pool.barrier();
+}
+
+// A trivially copyable request larger than a thread's stack crosses ranks (it is decoded on the
+// heap, never on the stack), and so does a large response; the bytes arrive intact.
+TEST(Sharded, LargeTriviallyCopyableValuesCrossRanks) {
+  pool_t pool(small());
+  const auto last = static_cast<mtp::id_t>(pool.ranks() - 1);
+  if (pool.rank() == 0) pool.create(last, 0L);
+  pool.barrier();
+  if (pool.rank() == 0) {
+    std::vector<bulk> requests(1);  // 16 MiB, on the heap
+    requests[0].id = last;
+    for (std::size_t i = 0; i < k_bulk_bytes; ++i) requests[0].bytes[i] = bulk_byte(7, i);
+    const auto sums = pool.send_batch(requests);
+    ASSERT_EQ(sums.size(), 1u);
+    EXPECT_EQ(sums[0].value(), checksum(requests[0].bytes));
+
+    const auto blocks = pool.send_batch(std::vector<bulk_reply>{{last, 3}, {last, 4}});
+    ASSERT_EQ(blocks.size(), 2u);
+    for (std::uint32_t k = 0; k < 2; ++k) {
+      const auto& b = blocks[k].value().bytes;
+      std::size_t wrong = 0;
+      for (std::size_t i = 0; i < b.size(); ++i) wrong += b[i] != bulk_byte(3 + k, i) ? 1 : 0;
+      EXPECT_EQ(wrong, 0u) << "reply " << k;
+    }
+  }
+  pool.barrier();
+}
+
 TEST(Sharded, ShutdownWhileTrafficInFlight) {
   pool_t pool(small());
   const int ranks = pool.ranks();

@@ -127,8 +127,9 @@ void unpin_communication_thread(std::uint64_t token);
 /// calls complete: blocking calls there would wait for themselves).
 [[nodiscard]] bool on_communication_thread() noexcept;
 
-/// The name and what() of the exception `e` (the demangled dynamic type).
-void describe(const std::exception_ptr& e, std::string& type, std::string& what);
+/// The name and what() of the exception `e` (the demangled dynamic type), and the rank it was
+/// thrown on: a remote_error passed on keeps its own; any other exception, `here`.
+int describe(const std::exception_ptr& e, int here, std::string& type, std::string& what);
 
 }  // namespace impl
 }  // namespace mtp::mpi

@@ -43,6 +43,7 @@
 #include <cstdio>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
@@ -175,12 +176,14 @@ struct call_state {
 
 // A remote share waiting for its reply.
 struct pending {
-  virtual void on_reply(wire::reader& in, std::uint32_t n, int source) = 0;
+  virtual void on_reply(wire::reader& in, std::uint32_t n) = 0;
   virtual ~pending() = default;
 };
 
+// A result on the wire: [u8 0][value], or [u8 1][u8 code][u64 id][u8 has exception]
+// then [i32 rank thrown on][type][what].
 template <class T>
-void put_result(wire::writer& w, const result<T>& r) {
+void put_result(wire::writer& w, const result<T>& r, int here) {
   if (r.has_value()) {
     w.pod(std::uint8_t{0});
     if constexpr (!std::is_void_v<T>) wire::put(w, r.value());
@@ -193,35 +196,45 @@ void put_result(wire::writer& w, const result<T>& r) {
   w.pod(static_cast<std::uint8_t>(e.exception ? 1 : 0));
   if (e.exception) {
     std::string type, what;
-    describe(e.exception, type, what);
+    w.pod(static_cast<std::int32_t>(describe(e.exception, here, type, what)));
     w.str(type);
     w.str(what);
   }
 }
 
+// Reads a result into `slot`; a large value goes through the heap, not the stack.
 template <class T>
-result<T> get_result(wire::reader& in, int source) {
+void read_result(wire::reader& in, result<T>& slot) {
   if (in.pod<std::uint8_t>() == 0) {
-    if constexpr (std::is_void_v<T>) return unit{};
-    else return wire::get<T>(in);
+    if constexpr (std::is_void_v<T>) {
+      slot.emplace();
+    } else if constexpr (std::is_trivially_copyable_v<T> && sizeof(T) > wire::k_stack_max) {
+      wire::decoded<T> v(1);
+      v.read(in);
+      slot.emplace(*v.begin());
+    } else {
+      slot.emplace(wire::get<T>(in));
+    }
+    return;
   }
   error e;
   e.code = static_cast<errc>(in.pod<std::uint8_t>());
   e.id = in.pod<std::uint64_t>();
   if (in.pod<std::uint8_t>() != 0) {
+    const int thrown_on = in.pod<std::int32_t>();
     std::string type = in.str();
     std::string what = in.str();
-    e.exception = std::make_exception_ptr(remote_error(source, std::move(type), std::move(what)));
+    e.exception = std::make_exception_ptr(remote_error(thrown_on, std::move(type), std::move(what)));
   }
-  return e;
+  slot.set_error(std::move(e));
 }
 
 template <class T>
 struct remote_share final : pending {
   std::shared_ptr<call_state<T>> state;
   std::vector<std::uint32_t> index;  // where each response goes
-  void on_reply(wire::reader& in, std::uint32_t n, int source) override {
-    for (std::uint32_t i = 0; i < n && i < index.size(); ++i) state->results[index[i]] = get_result<T>(in, source);
+  void on_reply(wire::reader& in, std::uint32_t n) override {
+    for (std::uint32_t i = 0; i < n && i < index.size(); ++i) read_result(in, state->results[index[i]]);
     state->arrive();
   }
 };
@@ -241,7 +254,7 @@ class sharded_base : public channel_client {
         p.reset(it->second);
         pending_.erase(it);
       }
-      p->on_reply(in, h.count, source);
+      p->on_reply(in, h.count);
       return;
     }
     const auto entry = op_registry().find(h.op);
@@ -357,7 +370,7 @@ class sharded_base : public channel_client {
   void reply(int source, std::uint64_t call, const std::vector<result<T>>& rs) {
     wire::writer w = start_message(kind::reply, 0, static_cast<std::uint32_t>(rs.size()), call);
     w.reserve(sizeof(header) + rs.size() * (1 + sizeof(result<T>)));
-    for (const auto& r : rs) put_result(w, r);
+    for (const auto& r : rs) put_result(w, r, rank_);
     send_bytes(channel_, source, std::move(w.bytes()));
     done_.fetch_add(1, std::memory_order_release);
   }
@@ -900,18 +913,18 @@ class sharded_pool final : private impl::sharded_base {
 
  private:
   // ---- Operations, registered at start-up under a key shared by every rank -------------------
-  // Decodes a share of n requests with `decode(in)` and hands it to the local pool; the
-  // completion replies. Cancellable until then (remember / forget).
+  // Decodes a share of n requests with `decode(decoded)` (each adds one, in place on the heap)
+  // and hands it to the local pool; the completion replies. Cancellable until then
+  // (remember / forget).
   template <class R, class Decode>
   static void serve_share(impl::sharded_base& base, int source, std::uint64_t call, std::uint32_t n, Decode decode) {
     auto& self = static_cast<sharded_pool&>(base);
     using T = response_t<R>;
     mtp::async_handle h;
     try {
-      std::vector<R> decoded;  // (not an iota view: clang 14 cannot use libstdc++ 12's)
-      decoded.reserve(n);
-      for (std::uint32_t i = 0; i < n; ++i) decoded.push_back(decode());
-      h = self.pool_.send_batch_async(decoded, [&self, source, call](std::vector<result<T>>&& rs) {
+      wire::decoded<R> decoded(n);
+      for (std::uint32_t i = 0; i < n; ++i) decode(decoded);
+      h = self.pool_.send_batch_async(moved(decoded), [&self, source, call](std::vector<result<T>>&& rs) {
         self.reply(source, call, rs);
         self.forget(source, call);
       });
@@ -922,10 +935,15 @@ class sharded_pool final : private impl::sharded_base {
     }
     self.remember(source, call, std::move(h));
   }
+  // The decoded requests as a range that moves them out.
+  template <class R>
+  static auto moved(wire::decoded<R>& d) {
+    return std::ranges::subrange(std::make_move_iterator(d.begin()), std::make_move_iterator(d.end()));
+  }
   template <class R>
   struct call_op {
     static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
-      serve_share<R>(base, source, call, n, [&in] { return wire::get<R>(in); });
+      serve_share<R>(base, source, call, n, [&in](wire::decoded<R>& d) { d.read(in); });
     }
     static inline const std::uint64_t key = impl::register_op<call_op>(&serve, false);
   };
@@ -934,9 +952,11 @@ class sharded_pool final : private impl::sharded_base {
   struct method_op {
     using C = mtp::method_call<decltype(Member)>;
     static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
-      serve_share<C>(base, source, call, n, [&in] {
-        const auto id = in.pod<id_t>();
-        return C{id, Member, impl::args_of<typename C::traits::args>::get(in)};
+      serve_share<C>(base, source, call, n, [&in](wire::decoded<C>& d) {
+        d.emplace([&in] {
+          const auto id = in.pod<id_t>();
+          return C{id, Member, impl::args_of<typename C::traits::args>::get(in)};
+        });
       });
     }
     static inline const std::uint64_t key = impl::register_op<method_op>(&serve, false);
@@ -945,14 +965,18 @@ class sharded_pool final : private impl::sharded_base {
   struct post_op {
     static void serve(impl::sharded_base& base, int, std::uint64_t, wire::reader& in, std::uint32_t n) {
       auto& self = static_cast<sharded_pool&>(base);
-      auto left = std::make_shared<std::atomic<std::uint32_t>>(n);
-      for (std::uint32_t i = 0; i < n; ++i) {
-        (void)self.pool_.send_async(wire::get<R>(in), [&self, left](result<response_t<R>>&& r) {
-          if (r.has_error()) self.report_post(r.error());
-          if (left->fetch_sub(1, std::memory_order_acq_rel) == 1) self.served();
-        });
+      if (n == 0) {
+        self.served();
+        return;
       }
-      if (n == 0) self.served();
+      wire::decoded<R> decoded(n);
+      for (std::uint32_t i = 0; i < n; ++i) decoded.read(in);
+      (void)self.pool_.send_batch_async(moved(decoded), [&self](std::vector<result<response_t<R>>>&& rs) {
+        for (const auto& r : rs) {
+          if (r.has_error()) self.report_post(r.error());
+        }
+        self.served();
+      });
     }
     static inline const std::uint64_t key = impl::register_op<post_op>(&serve, false);
   };

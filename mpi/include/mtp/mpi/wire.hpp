@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <sstream>
 #include <stdexcept>
@@ -144,6 +145,48 @@ T get(reader& r) {
     return v;
   }
 }
+
+/// Trivially copyable values larger than this are decoded on the heap, never on the stack: a
+/// request may be megabytes, and a thread's stack (the communication thread's too) is 8 MiB.
+inline constexpr std::size_t k_stack_max = 4096;
+
+/// Values decoded in place into one heap block, none of them copied through the stack;
+/// destroyed with it. Sized once; read() or emplace() adds the next value.
+template <class T>
+class decoded {
+ public:
+  explicit decoded(std::size_t capacity) : data_(std::allocator<T>().allocate(capacity)), capacity_(capacity) {}
+  decoded(const decoded&) = delete;
+  decoded& operator=(const decoded&) = delete;
+  ~decoded() {
+    std::destroy_n(data_, size_);
+    std::allocator<T>().deallocate(data_, capacity_);
+  }
+  /// Decodes the next value from `r`; precondition: fewer than capacity values so far.
+  void read(reader& r) {
+    static_assert(cannot_cross_ranks<T>::ok);
+    if constexpr (std::is_trivially_copyable_v<T>) {
+      // T is an implicit-lifetime type: copying its bytes into the storage begins its life.
+      std::memcpy(static_cast<void*>(data_ + size_), r.take(sizeof(T)), sizeof(T));
+    } else {
+      ::new (static_cast<void*>(data_ + size_)) T(get<T>(r));
+    }
+    ++size_;
+  }
+  /// Adds `make()`, built in place (a prvalue: no copy).
+  template <class F>
+  void emplace(F&& make) {
+    ::new (static_cast<void*>(data_ + size_)) T(std::forward<F>(make)());
+    ++size_;
+  }
+  [[nodiscard]] T* begin() const noexcept { return std::launder(data_); }
+  [[nodiscard]] T* end() const noexcept { return begin() + size_; }
+
+ private:
+  T* data_;
+  std::size_t capacity_;
+  std::size_t size_ = 0;
+};
 
 /// Constructor arguments: each element on its own (trivially copyable ones as bytes).
 template <class... A>
