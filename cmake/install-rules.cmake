@@ -5,6 +5,9 @@
 #   target_link_libraries(app PRIVATE mtp::mtp)
 # or
 #   g++ -std=c++20 app.cpp $(pkg-config --cflags --libs messaging_thread_pool)
+# and, for the MPI adapter (component mtp_mpi_development),
+#   find_package(messaging_thread_pool 0.2 REQUIRED COMPONENTS mpi)
+#   target_link_libraries(app PRIVATE mtp::mpi)
 include(CMakePackageConfigHelpers)
 
 set(MTP_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/messaging_thread_pool
@@ -103,3 +106,61 @@ install(FILES ${PROJECT_BINARY_DIR}/messaging_thread_pool.pc
   COMPONENT mtp_development)
 
 install(FILES LICENSE DESTINATION ${MTP_INSTALL_DOCDIR} COMPONENT mtp_development)
+
+# ---- The MPI adapter: a component of its own -------------------------------------------------
+# Component mtp_mpi_development (Debian: messaging-thread-pool-mpi-dev), so that users of the
+# core do not need MPI: its headers, libmtp_mpi.a, its own exported targets file
+# (mtp-mpi-targets.cmake, loaded by find_package(messaging_thread_pool COMPONENTS mpi) through
+# mtp-mpi.cmake, which finds MPI and cereal first) and messaging_thread_pool_mpi.pc. Without it
+# the core install stays whole: the config file then reports the component as not installed.
+if(TARGET mtp_mpi)
+  # Which MPI the static library was compiled against: its headers fix the ABI (an MPI_Comm is
+  # a pointer in Open MPI, an int in MPICH), so consumers must use the same implementation.
+  set(_mtp_mpi_paths "${MPI_CXX_INCLUDE_DIRS};${MPI_CXX_LIBRARIES};${MPI_CXX_COMPILER}")
+  if(_mtp_mpi_paths MATCHES "openmpi")
+    set(_mtp_mpi_pc ompi-cxx)
+    set(_mtp_mpi_deb libopenmpi-dev)
+  elseif(_mtp_mpi_paths MATCHES "mpich")
+    set(_mtp_mpi_pc mpich)
+    set(_mtp_mpi_deb libmpich-dev)
+  else()
+    set(_mtp_mpi_pc "")
+    set(_mtp_mpi_deb mpi-default-dev)
+  endif()
+  set(MTP_PC_MPI_REQUIRES "${_mtp_mpi_pc}" CACHE STRING
+    "pkg-config module of the MPI mtp::mpi is built with, for messaging_thread_pool_mpi.pc (empty: compile with mpicxx)")
+  set(MTP_DEB_MPI_PACKAGE "${_mtp_mpi_deb}" CACHE STRING
+    "Debian package of the MPI mtp::mpi is built with (a Depends of messaging-thread-pool-mpi-dev)")
+
+  install(DIRECTORY mpi/include/
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+    COMPONENT mtp_mpi_development)
+  install(TARGETS mtp_mpi
+    EXPORT mtp-mpi-targets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT mtp_mpi_development)
+  install(EXPORT mtp-mpi-targets
+    NAMESPACE mtp::
+    DESTINATION ${MTP_INSTALL_CMAKEDIR}
+    COMPONENT mtp_mpi_development)
+  configure_file(cmake/mtp-mpi.cmake.in ${PROJECT_BINARY_DIR}/mtp-mpi.cmake @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/mtp-mpi.cmake
+    DESTINATION ${MTP_INSTALL_CMAKEDIR}
+    COMPONENT mtp_mpi_development)
+
+  # pkg-config: the core's module, the MPI implementation's module (the Debian name of the
+  # one built with: Open MPI's ompi-cxx, MPICH's mpich) and cereal's directory when it is not
+  # one the compiler searches anyway (cereal has no .pc file).
+  set(MTP_PC_MPI_REQUIRES_LINE "messaging_thread_pool = ${PROJECT_VERSION}")
+  if(MTP_PC_MPI_REQUIRES)
+    string(APPEND MTP_PC_MPI_REQUIRES_LINE ", ${MTP_PC_MPI_REQUIRES}")
+  endif()
+  set(MTP_PC_MPI_CFLAGS "-I\${includedir}")
+  if(NOT MTP_CEREAL_INCLUDE_DIR IN_LIST CMAKE_CXX_IMPLICIT_INCLUDE_DIRECTORIES)
+    string(APPEND MTP_PC_MPI_CFLAGS " -I${MTP_CEREAL_INCLUDE_DIR}")
+  endif()
+  configure_file(cmake/messaging_thread_pool_mpi.pc.in
+    ${PROJECT_BINARY_DIR}/messaging_thread_pool_mpi.pc @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/messaging_thread_pool_mpi.pc
+    DESTINATION ${MTP_INSTALL_PKGCONFIGDIR}
+    COMPONENT mtp_mpi_development)
+endif()

@@ -3,6 +3,10 @@
 # with -DCMAKE_INSTALL_PREFIX=/usr; tools/test-debs.sh builds and checks them):
 #   messaging-thread-pool-dev    component mtp_development: headers, static libraries, CMake
 #                                package, pkg-config file, licence
+#   messaging-thread-pool-mpi-dev  component mtp_mpi_development: mtp::mpi's headers, static
+#                                library, CMake component `mpi` and pkg-config file (when the
+#                                build found MPI and cereal); depends on messaging-thread-pool-dev
+#                                of the same version, the MPI it was built with, and cereal
 #   messaging-thread-pool-tools  component tools: mtp-topology (with MTP_BUILD_TOOLS)
 
 # What a consumer of the development package needs besides it. hwloc: the static library
@@ -25,6 +29,10 @@ endforeach()
 
 install(FILES LICENSE DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/messaging-thread-pool-tools
   COMPONENT tools)
+if(TARGET mtp_mpi)
+  install(FILES LICENSE DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/messaging-thread-pool-mpi-dev
+    COMPONENT mtp_mpi_development)
+endif()
 
 set(CPACK_PACKAGE_NAME messaging-thread-pool)
 set(CPACK_PACKAGE_VENDOR "The messaging_thread_pool authors")
@@ -36,6 +44,9 @@ set(CPACK_PACKAGING_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
 
 set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_COMPONENTS_ALL mtp_development)
+if(TARGET mtp_mpi)
+  list(APPEND CPACK_COMPONENTS_ALL mtp_mpi_development)
+endif()
 if(MTP_BUILD_TOOLS)
   list(APPEND CPACK_COMPONENTS_ALL tools)
 endif()
@@ -47,6 +58,17 @@ set(CPACK_DEBIAN_MTP_DEVELOPMENT_PACKAGE_NAME messaging-thread-pool-dev)
 set(CPACK_DEBIAN_MTP_DEVELOPMENT_PACKAGE_DEPENDS "${_mtp_deb_depends}")
 set(CPACK_COMPONENT_MTP_DEVELOPMENT_DESCRIPTION
   "${PROJECT_DESCRIPTION}: headers, static libraries, CMake package and pkg-config file")
+
+# The MPI adapter. Its dependency on the core package is CPack's component dependency, so
+# that it names the exact version (messaging-thread-pool-dev (= X.Y.Z)).
+if(TARGET mtp_mpi)
+  set(CPACK_DEBIAN_ENABLE_COMPONENT_DEPENDS ON)
+  set(CPACK_DEBIAN_MTP_MPI_DEVELOPMENT_PACKAGE_NAME messaging-thread-pool-mpi-dev)
+  set(CPACK_COMPONENT_MTP_MPI_DEVELOPMENT_DEPENDS mtp_development)
+  set(CPACK_DEBIAN_MTP_MPI_DEVELOPMENT_PACKAGE_DEPENDS "${MTP_DEB_MPI_PACKAGE}, libcereal-dev")
+  set(CPACK_COMPONENT_MTP_MPI_DEVELOPMENT_DESCRIPTION
+    "${PROJECT_DESCRIPTION}: mtp::mpi, one pool over the ranks of an MPI job (headers, static library, CMake component mpi, pkg-config file)")
+endif()
 
 set(CPACK_DEBIAN_TOOLS_PACKAGE_NAME messaging-thread-pool-tools)
 set(CPACK_DEBIAN_TOOLS_PACKAGE_SECTION utils)

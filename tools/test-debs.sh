@@ -3,7 +3,11 @@
 # Builds the Debian packages (cpack -G DEB in a Release build directory) and checks them in a
 # fresh, minimal Debian 12 root: apt installs the .debs (with their Depends) and a compiler,
 # then the consumer in tests/package/consumer is built and run against the installed packages
-# only, with find_package and with pkg-config; mtp-topology must run.
+# only, with find_package and with pkg-config; mtp-topology must run. The core packages are
+# installed first, without MPI: the consumer must build, and asking for the mpi component must
+# fail naming its package. Then messaging-thread-pool-mpi-dev (when built: the build found MPI
+# and cereal) is installed with what it depends on, and tests/package/consumer_mpi is built with
+# find_package(... COMPONENTS mpi) and with pkg-config and run on 2 ranks.
 #
 # Usage: bash tools/test-debs.sh
 #   MTP_DEB_BUILD_DIR   build directory (default: build-debs)
@@ -91,15 +95,23 @@ cp /etc/resolv.conf "$run/etc/resolv.conf" 2>/dev/null || true
 mkdir -p "$run/work/debs"
 cp "${debs[@]}" "$run/work/debs/"
 cp -r "$src/tests/package/consumer" "$run/work/consumer"
+cp -r "$src/tests/package/consumer_mpi" "$run/work/consumer_mpi"
 
 say "installing the packages in a fresh Debian 12 root and building the consumer"
 chroot "$run" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
   DEBIAN_FRONTEND=noninteractive /bin/bash -euo pipefail -c '
   cd /work
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends ./debs/*.deb g++ cmake make pkg-config \
+  core_debs=()
+  for deb in ./debs/*.deb; do
+    [[ $deb == */messaging-thread-pool-mpi-dev_* ]] || core_debs+=("$deb")
+  done
+  apt-get install -y -qq --no-install-recommends "${core_debs[@]}" g++ cmake make pkg-config \
     >/tmp/apt.log 2>&1 || { cat /tmp/apt.log; exit 1; }
   echo "-- installed: $(dpkg-query -W -f="\${Package} \${Version}  " "messaging-thread-pool-*")"
+  if [[ -e /usr/include/mpi.h ]] || command -v mpirun >/dev/null; then
+    echo "MPI is installed with the core packages alone" >&2; exit 1
+  fi
   mtp-topology --version
   mtp-topology --spec none -w 2 >/dev/null
   echo "-- consumer with find_package"
@@ -108,5 +120,25 @@ chroot "$run" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
   ./build/consumer
   echo "-- consumer with pkg-config"
   bash consumer/build-with-pkg-config.sh out
+
+  mpi_deb=(./debs/messaging-thread-pool-mpi-dev_*.deb)
+  if [[ ! -e ${mpi_deb[0]} ]]; then
+    echo "-- no messaging-thread-pool-mpi-dev (the build found no MPI or no cereal)"
+    exit 0
+  fi
+  echo "-- find_package(... COMPONENTS mpi) without messaging-thread-pool-mpi-dev fails, naming it"
+  if cmake -S consumer_mpi -B build-mpi-missing >/tmp/missing.log 2>&1 ||
+     ! grep -q "Debian: messaging-thread-pool-mpi-dev" /tmp/missing.log; then
+    cat /tmp/missing.log; exit 1
+  fi
+  apt-get install -y -qq --no-install-recommends "${mpi_deb[@]}" >/tmp/apt.log 2>&1 ||
+    { cat /tmp/apt.log; exit 1; }
+  echo "-- installed: $(dpkg-query -W -f="\${Package} \${Version}  " messaging-thread-pool-mpi-dev)"
+  echo "-- MPI consumer with find_package, 2 ranks"
+  cmake -S consumer_mpi -B build-mpi -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build-mpi >/dev/null
+  bash consumer_mpi/run.sh build-mpi/consumer_mpi
+  echo "-- MPI consumer with pkg-config, 2 ranks"
+  bash consumer_mpi/build-with-pkg-config.sh out-mpi
 '
 say "the packages work ($(( $(date +%s) - start )) s)"
