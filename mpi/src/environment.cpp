@@ -15,12 +15,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <string>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <typeinfo>
 #include <utility>
+#include <vector>
 
 namespace mtp::mpi {
 
@@ -42,6 +44,14 @@ namespace impl {
 namespace {
 constexpr int k_tag = 1;
 constexpr int k_bundle_tag = 2;  // several messages in one: [u32 count] then [u32 size, bytes] each
+// A message larger than the piece size (MPI counts are int: 2 GiB at most) travels as its size
+// (k_large_tag: a u64) and then its pieces (k_piece_tag); a source's messages arrive in order,
+// and nothing else from that source comes between them (they are sent together).
+constexpr int k_large_tag = 3;
+constexpr int k_piece_tag = 4;
+constexpr std::size_t k_max_piece = std::size_t{1} << 30;
+// Buffers larger than this are given back rather than kept for the next message.
+constexpr std::size_t k_keep_max = std::size_t{64} << 20;
 thread_local bool t_comm_thread = false;
 
 std::string demangle(const char* name) {
@@ -79,6 +89,12 @@ class channel {
   MPI_Request dup = MPI_REQUEST_NULL;
   std::atomic<long long> sent{0};  // counted when queued, so a queued message is "in flight"
   long long received = 0;           // communication thread only
+  struct assembly {
+    std::unique_ptr<char[]> bytes;  // the whole message (left uninitialised: the pieces fill it)
+    std::size_t size = 0;
+    std::size_t filled = 0;  // by the pieces so far
+  };
+  std::map<int, assembly> assembling;  // by source: a large message arriving in pieces
   // Termination (communication thread only, except the flags read under the engine mutex).
   bool ready = false;
   bool close_requested = false;
@@ -99,19 +115,22 @@ struct outgoing {
   int dest;
   std::vector<char> bytes;
 };
-struct group {  // the outgoing messages of one pass for one channel and destination
+struct group {  // outgoing messages of one pass for one channel and destination
   channel* c;
   int dest;
   std::vector<std::size_t> members;
+  std::size_t bytes;  // as a bundle
 };
 struct in_transit {
   MPI_Request req;
   std::vector<char> bytes;
+  std::vector<MPI_Request> pieces;       // a large message: the requests of its size and pieces
+  std::unique_ptr<std::uint64_t> size;  // a large message: its size, being sent
 };
 
 class engine {
  public:
-  engine() : spin_(spin_from_env()), thread_([this] { run(); }) {
+  engine() : spin_(spin_from_env()), piece_(piece_from_env()), thread_([this] { run(); }) {
     CPU_ZERO(&initial_);
     (void)pthread_getaffinity_np(thread_.native_handle(), sizeof initial_, &initial_);
   }
@@ -199,7 +218,7 @@ class engine {
     return b;
   }
   void recycle(std::vector<char>&& b) {
-    if (b.capacity() < 4096) return;  // small ones cost nothing to allocate
+    if (b.capacity() < 4096 || b.capacity() > k_keep_max) return;  // small ones cost nothing to allocate
     std::lock_guard lock(spare_m_);
     if (spare_.size() >= k_spare) {
       auto smallest = std::min_element(spare_.begin(), spare_.end(),
@@ -274,13 +293,20 @@ class engine {
         busy = true;
         groups.clear();
         for (std::size_t i = 0; i < out.size(); ++i) {
-          auto g = std::find_if(groups.begin(), groups.end(),
+          // The last group for this destination, if the message fits in it (a bundle stays
+          // within one piece; groups for one destination are sent in order).
+          const std::size_t size = out[i].bytes.size();
+          auto g = std::find_if(groups.rbegin(), groups.rend(),
                                 [&](const group& x) { return x.c == out[i].c && x.dest == out[i].dest; });
-          if (g == groups.end()) groups.push_back({out[i].c, out[i].dest, {i}});
-          else g->members.push_back(i);
+          if (g != groups.rend() && g->bytes + size + 2 * sizeof(std::uint32_t) <= piece_) {
+            g->members.push_back(i);
+            g->bytes += size + sizeof(std::uint32_t);
+          } else {
+            groups.push_back({out[i].c, out[i].dest, {i}, sizeof(std::uint32_t) + size});
+          }
         }
         for (const group& g : groups) {
-          in_transit t{MPI_REQUEST_NULL, {}};
+          in_transit t{MPI_REQUEST_NULL, {}, {}, {}};
           int tag = k_tag;
           if (g.members.size() == 1) {
             t.bytes = std::move(out[g.members[0]].bytes);
@@ -303,7 +329,11 @@ class engine {
               recycle(std::move(out[i].bytes));
             }
           }
-          MPI_Isend(t.bytes.data(), static_cast<int>(t.bytes.size()), MPI_BYTE, g.dest, tag, g.c->comm, &t.req);
+          if (t.bytes.size() <= piece_) {
+            MPI_Isend(t.bytes.data(), static_cast<int>(t.bytes.size()), MPI_BYTE, g.dest, tag, g.c->comm, &t.req);
+          } else {
+            send_pieces(t, g);
+          }
           ++mpi_messages_;
           messages_ += g.members.size();
           transit.push_back(std::move(t));
@@ -313,6 +343,9 @@ class engine {
       for (std::size_t i = 0; i < transit.size();) {
         int done = 0;
         MPI_Test(&transit[i].req, &done, MPI_STATUS_IGNORE);
+        if (done && !transit[i].pieces.empty()) {
+          MPI_Testall(static_cast<int>(transit[i].pieces.size()), transit[i].pieces.data(), &done, MPI_STATUSES_IGNORE);
+        }
         if (done) {
           recycle(std::move(transit[i].bytes));
           transit[i] = std::move(transit.back());
@@ -332,9 +365,14 @@ class engine {
           if (!flag) break;
           int n = 0;
           MPI_Get_count(&st, MPI_BYTE, &n);
+          busy = true;
+          if (st.MPI_TAG == k_large_tag || st.MPI_TAG == k_piece_tag) {
+            receive_piece(c, msg, st, n);
+            continue;
+          }
+          if (bytes.capacity() > k_keep_max) std::vector<char>().swap(bytes);
           bytes.resize(static_cast<std::size_t>(n));  // one buffer, reused for every message
           MPI_Mrecv(bytes.data(), n, MPI_BYTE, &msg, &st);
-          busy = true;
           if (st.MPI_TAG != k_bundle_tag) {
             ++c->received;
             c->client->on_message(st.MPI_SOURCE, bytes.data(), bytes.size());
@@ -436,8 +474,60 @@ class engine {
     const char* v = std::getenv("MTP_MPI_SPIN_US");
     return std::chrono::microseconds(v != nullptr ? std::atol(v) : 0);
   }
+  // MTP_MPI_PIECE_BYTES: the largest MPI message, from 4 KiB to 1 GiB (default 1 GiB); larger
+  // messages go in pieces. Ranks need not agree on it: a receiver takes pieces of any size.
+  static std::size_t piece_from_env() {
+    const char* v = std::getenv("MTP_MPI_PIECE_BYTES");
+    const long long n = v != nullptr ? std::atoll(v) : 0;
+    if (n <= 0) return k_max_piece;
+    return std::clamp(static_cast<std::size_t>(n), std::size_t{4096}, k_max_piece);
+  }
+
+  // Sends t.bytes (larger than a piece) to g.dest: its size, then its pieces.
+  void send_pieces(in_transit& t, const group& g) const {
+    const std::size_t total = t.bytes.size();
+    const std::size_t count = (total + piece_ - 1) / piece_;
+    t.size = std::make_unique<std::uint64_t>(total);  // stays put while the vector of transits moves
+    t.pieces.resize(count);
+    MPI_Isend(t.size.get(), sizeof(std::uint64_t), MPI_BYTE, g.dest, k_large_tag, g.c->comm, &t.req);
+    for (std::size_t k = 0; k < count; ++k) {
+      const std::size_t at = k * piece_;
+      const int n = static_cast<int>(std::min(piece_, total - at));
+      MPI_Isend(t.bytes.data() + at, n, MPI_BYTE, g.dest, k_piece_tag, g.c->comm, &t.pieces[k]);
+    }
+  }
+  // Receives a large message's size or one of its pieces from st.MPI_SOURCE; the last piece
+  // completes the message, which then goes to the channel's client.
+  static void receive_piece(channel* c, MPI_Message& msg, MPI_Status& st, int n) {
+    const int source = st.MPI_SOURCE;
+    channel::assembly& a = c->assembling[source];
+    if (st.MPI_TAG == k_large_tag) {
+      std::uint64_t size = 0;
+      MPI_Mrecv(&size, static_cast<int>(sizeof size), MPI_BYTE, &msg, &st);
+      a.size = static_cast<std::size_t>(size);
+      a.bytes.reset(new char[a.size]);  // NOLINT: every piece lands in place, nothing to zero first
+      a.filled = 0;
+      return;
+    }
+    if (n < 0 || a.filled + static_cast<std::size_t>(n) > a.size) {  // not sent by this library: dropped
+      std::vector<char> dropped(static_cast<std::size_t>(std::max(n, 0)));
+      MPI_Mrecv(dropped.data(), n, MPI_BYTE, &msg, &st);
+      c->assembling.erase(source);
+      std::fprintf(stderr, "mtp::mpi: rank %d sent a piece beyond its message; ignored\n", source);
+      return;
+    }
+    MPI_Mrecv(a.bytes.get() + a.filled, n, MPI_BYTE, &msg, &st);
+    a.filled += static_cast<std::size_t>(n);
+    if (a.filled < a.size) return;
+    const std::unique_ptr<char[]> message = std::move(a.bytes);
+    const std::size_t size = a.size;
+    c->assembling.erase(source);
+    ++c->received;
+    c->client->on_message(source, message.get(), size);
+  }
 
   std::chrono::microseconds spin_;
+  std::size_t piece_;
   unsigned long long messages_ = 0;      // communication thread only
   unsigned long long mpi_messages_ = 0;  // communication thread only
   std::mutex m_;

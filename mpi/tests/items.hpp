@@ -92,6 +92,19 @@ struct bulk_reply {  // the item answers a block filled from `seed`
   std::uint32_t seed;
   using response_type = bulk_block;
 };
+// Just over 2 GiB, more than one MPI message can count (int): travels in pieces.
+inline constexpr std::size_t k_huge_words = ((std::size_t{1} << 31) + 4096) / 8;
+struct huge {  // the item answers the sum of the words
+  mtp::id_t id;
+  std::array<std::uint64_t, k_huge_words> words;
+  using response_type = std::uint64_t;
+};
+inline std::uint64_t huge_sum(const std::array<std::uint64_t, k_huge_words>& words) {
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i < words.size(); ++i) sum += words[i] * (i | 1);  // order matters
+  return sum;
+}
+
 // The pattern both ends compute, and its checksum (FNV-1a).
 inline std::uint8_t bulk_byte(std::uint32_t seed, std::size_t i) {
   return static_cast<std::uint8_t>((i * 2654435761u + seed) >> 7);
@@ -124,6 +137,7 @@ struct item {
   int handle(const forward&);
   int handle(const relay&);
   std::uint64_t handle(const bulk& b) const { return checksum(b.bytes); }
+  std::uint64_t handle(const huge& h) const { return huge_sum(h.words); }
   bulk_block handle(const bulk_reply& r) const {
     bulk_block b;
     for (std::size_t i = 0; i < b.bytes.size(); ++i) b.bytes[i] = bulk_byte(r.seed, i);

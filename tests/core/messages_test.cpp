@@ -4,6 +4,10 @@
 // families (mtp::one_of) mix kinds of requests in one batch.
 #include "pool_test_util.hpp"
 
+#include <mtp/testing.hpp>
+
+#include <chrono>
+#include <future>
 #include <memory>
 #include <span>
 #include <string>
@@ -38,6 +42,7 @@ class notebook {
   std::string twice(const std::string& s) const { return s + s; }
   int bump(int x) { return x + 1; }  // an overload set differing in constness
   int bump(int x) const { return x + 2; }
+  int bump_by(int x) { return x + 1; }
 
  private:
   std::vector<std::string> notes_;
@@ -110,6 +115,39 @@ TEST(Messages, OverloadedMembersArePickedBySignature) {
   EXPECT_EQ(pool.call(4, static_cast<int (notebook::*)(int) const>(&notebook::twice), 5), 10);
   constexpr auto pick = mtp::overload<int(int) const>(&notebook::twice);
   static_assert(std::is_same_v<decltype(pick), int (notebook::*const)(int) const>);
+}
+
+// The member as a template argument: a request holding only the id and the arguments, which
+// every form takes (blocking, timed, async, batch, post), and pool.call<&Item::member>.
+static_assert(std::is_same_v<mtp::member_call<&notebook::note>::traits::args, std::tuple<std::string>>);
+static_assert(mtp::handles<notebook, mtp::member_call<&notebook::last>>);
+static_assert(mtp::is_member_call_v<mtp::member_call<&notebook::sum>> && !mtp::is_method_call_v<mtp::member_call<&notebook::sum>>);
+static_assert(sizeof(mtp::member_call<&notebook::bump_by>) < sizeof(mtp::call_t<&notebook::bump_by>),
+              "no member pointer inside");
+
+TEST(Messages, MemberCallsNameTheMemberAtCompileTime) {
+  using namespace std::chrono_literals;
+  mtp::thread_pool<notebook> pool(mtp_test::options(2));
+  pool.create(4);
+  pool.call<&notebook::note>(4, "first");  // the view becomes an owned string
+  EXPECT_EQ(pool.call<&notebook::last>(4), "first");
+  EXPECT_EQ(pool.send(mtp::make_call<&notebook::bump_by>(4, 5), 10s), 6);
+  const std::vector<mtp::member_call<&notebook::sum>> batch{mtp::make_call<&notebook::sum>(4, std::vector<int>{1, 2}),
+                                                            mtp::make_call<&notebook::sum>(4, std::vector<int>{3})};
+  const auto sums = pool.send_batch(batch);
+  ASSERT_EQ(sums.size(), 2u);
+  EXPECT_EQ(sums[0].value(), 3);
+  EXPECT_EQ(sums[1].value(), 3);
+  std::promise<std::string> last;
+  EXPECT_TRUE(pool.post(mtp::make_call<&notebook::note>(4, "second")).has_value());
+  (void)pool.send_async(mtp::make_call<&notebook::last>(4), [&](mtp::result<std::string>&& r) { last.set_value(r.value()); });
+  EXPECT_EQ(last.get_future().get(), "second");
+  EXPECT_EQ(mtp::make_call<&notebook::note>(1, "x"), mtp::make_call<&notebook::note>(1, std::string("x")));
+  EXPECT_NE(mtp::make_call<&notebook::note>(1, "x"), mtp::make_call<&notebook::note>(1, "y"));
+  mtp::mock_pool<notebook> mock;
+  mock.expect(mtp::make_call<&notebook::bump_by>(4, 1), 7);
+  EXPECT_EQ(mock.call<&notebook::bump_by>(4, 1), 7);
+  mock.verify();
 }
 
 TEST(Messages, MethodMessagesCompareTheirArguments) {

@@ -44,6 +44,11 @@ std::span<const T> gather(Range&& range, std::vector<T>& storage) {
 template <class R>
 inline constexpr bool is_method_call_v = impl::is_method_call<R>;
 
+/// Whether R is a mtp::member_call (make_call<&Item::member>): only the id and the arguments,
+/// so it can cross processes.
+template <class R>
+inline constexpr bool is_member_call_v = impl::is_member_call<R>;
+
 /// Compiles only when Item answers R; otherwise fails with the pool's own message, which
 /// names both types (and says so when R is no request at all).
 template <class Item, class R>

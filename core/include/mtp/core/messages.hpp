@@ -9,6 +9,9 @@
 //
 // Method message: no message type at all; `mtp::make_call(id, &counter::increment, 5)` names
 // a member function and its arguments, and `pool.call(id, &counter::increment, 5)` sends it.
+// With the member as a template argument, `mtp::make_call<&counter::increment>(id, 5)` and
+// `pool.call<&counter::increment>(id, 5)`, the message holds no member pointer: the spelling
+// that every pool takes, mtp::mpi's sharded pool included.
 // A method message owns its arguments, since it runs later on another thread:
 //  - a parameter taken by value, by const reference or by rvalue reference is stored as a
 //    value and handed to the member function from there;
@@ -229,6 +232,39 @@ template <class F, class... A>
   }
 }
 
+/// A method message that names its member function at compile time:
+/// `mtp::make_call<&counter::add>(7, 5)`, the type `mtp::member_call<&counter::add>`. It holds
+/// only the id and the arguments (stored as make_call stores them), no member pointer: the
+/// same request works on every pool, mtp::mpi's sharded pool included (a member pointer is an
+/// address, which differs between processes), and with every form (send, send with a
+/// timeout, send_async, post, batches, timers). Equality-comparable when its arguments are.
+template <auto M>
+  requires std::is_member_function_pointer_v<decltype(M)>
+struct member_call {
+  using traits = impl::member_traits<decltype(M)>;
+  using item_type = typename traits::item;
+  /// The member function's return type; a reference becomes a copy of the referred value.
+  using response_type = std::remove_cvref_t<typename traits::ret>;
+  static constexpr auto member = M;
+
+  id_t id;
+  typename traits::args args;
+
+  friend bool operator==(const member_call& a, const member_call& b)
+    requires traits::comparable
+  {
+    return a.id == b.id && a.args == b.args;
+  }
+};
+
+/// Builds a member_call: `make_call<&counter::add>(7, 5)` (arguments as make_call takes them).
+template <auto M, class... A>
+  requires std::is_member_function_pointer_v<decltype(M)>
+[[nodiscard]] member_call<M> make_call(id_t id, A&&... args) {
+  method_call<decltype(M)> m = make_call(id, M, std::forward<A>(args)...);
+  return member_call<M>{m.id, std::move(m.args)};
+}
+
 /// One element of a create batch whose items get different constructor arguments.
 template <class... Args>
 struct create_request {
@@ -241,16 +277,24 @@ template <class T>
 inline constexpr bool is_method_call = false;
 template <class F>
 inline constexpr bool is_method_call<method_call<F>> = true;
+template <class T>
+inline constexpr bool is_member_call = false;
+template <auto M>
+inline constexpr bool is_member_call<member_call<M>> = true;
 
-template <class Item, class F, class... P>
-decltype(auto) invoke_stored(Item& item, const method_call<F>& m, params<P...>) {
-  return std::apply([&](const auto&... a) -> decltype(auto) { return (item.*m.fn)(pass_stored<P>(a)...); }, m.args);
+template <class Item, class F, class Args, class... P>
+decltype(auto) invoke_stored(Item& item, F fn, const Args& args, params<P...>) {
+  return std::apply([&](const auto&... a) -> decltype(auto) { return (item.*fn)(pass_stored<P>(a)...); }, args);
 }
 
 // Calls a method message's member function with its stored arguments.
 template <class Item, class F>
 decltype(auto) invoke_method(Item& item, const method_call<F>& m) {
-  return invoke_stored(item, m, typename member_traits<F>::parameters{});
+  return invoke_stored(item, m.fn, m.args, typename member_traits<F>::parameters{});
+}
+template <class Item, auto M>
+decltype(auto) invoke_method(Item& item, const member_call<M>& m) {
+  return invoke_stored(item, M, m.args, typename member_traits<decltype(M)>::parameters{});
 }
 }  // namespace impl
 
@@ -372,6 +416,9 @@ inline constexpr bool is_method_of = false;
 template <class F, class Item>
 inline constexpr bool is_method_of<method_call<F>, Item> =
     std::is_base_of_v<typename member_traits<F>::item, Item>;
+template <auto M, class Item>
+inline constexpr bool is_method_of<member_call<M>, Item> =
+    std::is_base_of_v<typename member_traits<decltype(M)>::item, Item>;
 
 template <class Item, class R>
 concept handles_one = request<R> && (impl::is_method_of<R, Item> || requires(Item& item, const R& r) {
@@ -393,14 +440,14 @@ namespace impl {
 // Runs request r on item; the one place the message styles meet.
 template <class Item, class R>
 decltype(auto) dispatch(Item& item, const R& r) {
-  if constexpr (is_method_call<R>) return invoke_method(item, r);
+  if constexpr (is_method_call<R> || is_member_call<R>) return invoke_method(item, r);
   else if constexpr (is_family<R>) return dispatch_family(item, r);
   else return item.handle(r);
 }
 
 template <class Item, class R>
 constexpr void check_handles_one() {
-  if constexpr (is_method_call<R>) {
+  if constexpr (is_method_call<R> || is_member_call<R>) {
     static_assert(is_method_of<R, Item>, "mtp: this method message names a member function of another class");
   } else {
     static_assert(requires(Item& item, const R& r) { item.handle(r); },

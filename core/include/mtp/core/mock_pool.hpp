@@ -272,6 +272,11 @@ class mock_pool {
   decltype(auto) call(id_t id, F fn, A&&... args) {
     return send(make_call(id, fn, std::forward<A>(args)...));
   }
+  template <auto Member, class... A>
+    requires std::is_member_function_pointer_v<decltype(Member)>
+  decltype(auto) call(id_t id, A&&... args) {
+    return send(make_call<Member>(id, std::forward<A>(args)...));
+  }
 
   template <std::ranges::contiguous_range Range>
   std::vector<result<impl::response_of_t<std::ranges::range_value_t<Range>>>> send_batch(const Range& requests) {

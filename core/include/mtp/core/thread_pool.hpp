@@ -176,6 +176,14 @@ class thread_pool {
   decltype(auto) call(id_t id, F fn, A&&... args) {
     return send(make_call(id, fn, std::forward<A>(args)...));
   }
+  /// The same with the member as a template argument, the spelling mtp::mpi's sharded pool
+  /// takes too: `pool.call<&counter::increment>(id, 5)`. The timed and asynchronous forms
+  /// take the request: `pool.send(mtp::make_call<&counter::increment>(id, 5), 10ms)`.
+  template <auto Member, class... A>
+    requires std::is_member_function_pointer_v<decltype(Member)>
+  decltype(auto) call(id_t id, A&&... args) {
+    return send(make_call<Member>(id, std::forward<A>(args)...));
+  }
 
   /// Sends a batch (any mix of ids, any number per id) and waits. Responses come back in
   /// request order. The batch is split per worker and each worker gets its whole share in one

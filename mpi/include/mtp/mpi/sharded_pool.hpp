@@ -43,7 +43,6 @@
 #include <cstdio>
 #include <deque>
 #include <functional>
-#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
@@ -516,11 +515,21 @@ class sharded_base : public channel_client {
   std::size_t timers_sweep_at_ = 64;
 };
 
+template <class Tuple>
+inline constexpr bool no_pointers = true;
+template <class... S>
+inline constexpr bool no_pointers<std::tuple<S...>> = (!std::is_pointer_v<S> && ...);
+
 template <class R>
 constexpr void check_remote_request() {
   static_assert(!mtp::is_method_call_v<R>,
                 "mtp::mpi: method messages (make_call) hold a member function pointer, which differs between "
                 "processes; use pool.call<&Item::member>(id, args...) or an explicit message struct");
+  if constexpr (mtp::is_member_call_v<R>) {
+    static_assert(no_pointers<typename R::traits::args>,
+                  "mtp::mpi: this member function takes a pointer, which would cross ranks as an address; take a "
+                  "value (std::string, ...) instead");
+  }
   static_assert(wire::cannot_cross_ranks<R>::ok);
   if constexpr (!std::is_void_v<response_t<R>>) static_assert(wire::cannot_cross_ranks<response_t<R>>::ok);
 }
@@ -547,14 +556,6 @@ struct timed_box {  // where a timed caller waits for its asynchronous call
     }
     return cv.wait_until(lock, deadline, [&] { return done; });
   }
-};
-
-// Wire form of pool.call<M>: the id, then the arguments.
-template <class Tuple>
-struct args_of;
-template <class... S>
-struct args_of<std::tuple<S...>> {
-  static std::tuple<S...> get(wire::reader& in) { return wire::get_tuple<S...>(in); }
 };
 
 }  // namespace impl
@@ -762,7 +763,7 @@ class sharded_pool final : private impl::sharded_base {
     std::vector<result<T>> out;
     out.reserve(all.size());
     const auto fail_all = [&](errc code) {
-      for (const R& r : all) out.push_back(error{code, id_of(r), {}});
+      for (const R& r : all) out.emplace_back(error{code, id_of(r), {}});
       return std::move(out);
     };
     if (impl::on_communication_thread()) return fail_all(errc::would_deadlock);
@@ -779,26 +780,15 @@ class sharded_pool final : private impl::sharded_base {
   }
 
   /// A method call on the item `id`, wherever it lives: `pool.call<&counter::add>(7, 5)` runs
-  /// `item.add(5)` and returns what it returns. The member is a template argument, so that
-  /// every rank names it the same way (a member function pointer is an address, which differs
-  /// between processes); the arguments cross ranks as constructor arguments do. Throws as
-  /// send.
+  /// `item.add(5)` and returns what it returns; the same as
+  /// `send(mtp::make_call<&counter::add>(7, 5))`, whose request (mtp::member_call) every form
+  /// takes (timed, async, batches, post). The member is a template argument, so that every
+  /// rank names it the same way (a member function pointer is an address, which differs
+  /// between processes); the id and the arguments cross ranks. Throws as send.
   template <auto Member, class... A>
     requires std::is_member_function_pointer_v<decltype(Member)>
   auto call(id_t id, A&&... args) {
-    using C = mtp::method_call<decltype(Member)>;
-    mtp::require_handles<Item, C>();
-    check_arguments<std::decay_t<A>...>();
-    const C m = mtp::make_call(id, Member, std::forward<A>(args)...);
-    if (serves_here(id)) return locally(id, [&] { return pool_.send(m); });
-    return std::move(run<typename C::response_type>(
-                          std::span<const C>(&m, 1), [](const C& c) { return c.id; },
-                          [&](std::span<const C> local) { return pool_.send_batch(local); }, method_op<Member>::key,
-                          [](wire::writer& w, const C& c) {
-                            w.pod(c.id);
-                            wire::put_tuple(w, c.args);
-                          })[0])
-        .value();
+    return send(mtp::make_call<Member>(id, std::forward<A>(args)...));
   }
 
   /// Fire and forget. Local: the pool's post. Remote: queued for the owning rank, whose
@@ -913,53 +903,34 @@ class sharded_pool final : private impl::sharded_base {
 
  private:
   // ---- Operations, registered at start-up under a key shared by every rank -------------------
-  // Decodes a share of n requests with `decode(decoded)` (each adds one, in place on the heap)
-  // and hands it to the local pool; the completion replies. Cancellable until then
-  // (remember / forget).
-  template <class R, class Decode>
-  static void serve_share(impl::sharded_base& base, int source, std::uint64_t call, std::uint32_t n, Decode decode) {
+  // Decodes a share of n requests (in place, on the heap) and hands it to the local pool; the
+  // completion replies. Cancellable until then (remember / forget).
+  template <class R>
+  static void serve_share(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
     auto& self = static_cast<sharded_pool&>(base);
     using T = response_t<R>;
     mtp::async_handle h;
     try {
       wire::decoded<R> decoded(n);
-      for (std::uint32_t i = 0; i < n; ++i) decode(decoded);
-      h = self.pool_.send_batch_async(moved(decoded), [&self, source, call](std::vector<result<T>>&& rs) {
+      for (std::uint32_t i = 0; i < n; ++i) decoded.read(in);
+      h = self.pool_.send_batch_async(decoded.moved(), [&self, source, call](std::vector<result<T>>&& rs) {
         self.reply(source, call, rs);
         self.forget(source, call);
       });
     } catch (...) {  // a request that would not decode (or no memory): the whole share fails
-      std::vector<result<T>> failed(n, result<T>(error{errc::handler_failed, 0, std::current_exception()}));
+      std::vector<result<T>> failed(n);
+      for (auto& f : failed) f.set_error(error{errc::handler_failed, 0, std::current_exception()});
       self.reply(source, call, failed);
       return;
     }
     self.remember(source, call, std::move(h));
   }
-  // The decoded requests as a range that moves them out.
-  template <class R>
-  static auto moved(wire::decoded<R>& d) {
-    return std::ranges::subrange(std::make_move_iterator(d.begin()), std::make_move_iterator(d.end()));
-  }
   template <class R>
   struct call_op {
     static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
-      serve_share<R>(base, source, call, n, [&in](wire::decoded<R>& d) { d.read(in); });
+      serve_share<R>(base, source, call, in, n);
     }
     static inline const std::uint64_t key = impl::register_op<call_op>(&serve, false);
-  };
-  // pool.call<Member>: the key names the member, the same in every process.
-  template <auto Member>
-  struct method_op {
-    using C = mtp::method_call<decltype(Member)>;
-    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
-      serve_share<C>(base, source, call, n, [&in](wire::decoded<C>& d) {
-        d.emplace([&in] {
-          const auto id = in.pod<id_t>();
-          return C{id, Member, impl::args_of<typename C::traits::args>::get(in)};
-        });
-      });
-    }
-    static inline const std::uint64_t key = impl::register_op<method_op>(&serve, false);
   };
   template <class R>
   struct post_op {
@@ -971,7 +942,7 @@ class sharded_pool final : private impl::sharded_base {
       }
       wire::decoded<R> decoded(n);
       for (std::uint32_t i = 0; i < n; ++i) decoded.read(in);
-      (void)self.pool_.send_batch_async(moved(decoded), [&self](std::vector<result<response_t<R>>>&& rs) {
+      (void)self.pool_.send_batch_async(decoded.moved(), [&self](std::vector<result<response_t<R>>>&& rs) {
         for (const auto& r : rs) {
           if (r.has_error()) self.report_post(r.error());
         }
@@ -1109,8 +1080,10 @@ class sharded_pool final : private impl::sharded_base {
   bool launch(const std::shared_ptr<impl::call_state<T>>& state, std::span<const X> all, IdOf id_of, Local local_fn,
               std::uint64_t op, Encode encode, bool async) {
     if (!enter()) {
-      state->results.assign(all.size(), result<T>());
-      for (std::size_t i = 0; i < all.size(); ++i) state->results[i] = error{errc::pool_stopped, id_of(all[i]), {}};
+      // Results are filled in place (set_error): a temporary result may be larger than a stack.
+      state->results.clear();
+      state->results.resize(all.size());
+      for (std::size_t i = 0; i < all.size(); ++i) state->results[i].set_error(error{errc::pool_stopped, id_of(all[i]), {}});
       state->arrive();
       return false;
     }
@@ -1125,7 +1098,7 @@ class sharded_pool final : private impl::sharded_base {
     std::vector<std::vector<std::uint32_t>> by_rank(static_cast<std::size_t>(ranks_));
     for (int r = 0; r < ranks_; ++r) by_rank[static_cast<std::size_t>(r)].reserve(counts[static_cast<std::size_t>(r)]);
     for (std::size_t i = 0; i < all.size(); ++i) {
-      if (routes[i] < 0) state->results[i] = error{errc::invalid_route, id_of(all[i]), {}};
+      if (routes[i] < 0) state->results[i].set_error(error{errc::invalid_route, id_of(all[i]), {}});
       else by_rank[static_cast<std::size_t>(routes[i])].push_back(static_cast<std::uint32_t>(i));
     }
     std::uint32_t shares = 0;
@@ -1167,13 +1140,13 @@ class sharded_pool final : private impl::sharded_base {
   std::vector<result<T>> run(std::span<const X> all, IdOf id_of, LocalBatch local_batch, std::uint64_t op, Encode encode) {
     if (impl::on_communication_thread()) {  // it would wait for itself
       std::vector<result<T>> out;
-      for (const X& x : all) out.push_back(error{errc::would_deadlock, id_of(x), {}});
+      for (const X& x : all) out.emplace_back(error{errc::would_deadlock, id_of(x), {}});
       return out;
     }
     if (all_local(all, id_of)) {  // the whole call is this rank's: the local pool's own path
       if (!enter()) {
         std::vector<result<T>> out;
-        for (const X& x : all) out.push_back(error{errc::pool_stopped, id_of(x), {}});
+        for (const X& x : all) out.emplace_back(error{errc::pool_stopped, id_of(x), {}});
         return out;
       }
       gate_guard g{this};

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <sstream>
@@ -37,6 +38,8 @@
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
 
+#include <mtp/core/forwarding.hpp>
+#include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
 
 namespace mtp::mpi::wire {
@@ -101,9 +104,22 @@ inline constexpr bool by_cereal =
     cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value &&
     cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value;
 
+template <class T>
+inline constexpr bool serializable_member_call = false;
+
 /// Whether T can cross ranks.
 template <class T>
-inline constexpr bool serializable = std::is_trivially_copyable_v<T> || by_cereal<T>;
+inline constexpr bool serializable = std::is_trivially_copyable_v<T> || by_cereal<T> || serializable_member_call<T>;
+
+// A member_call crosses as its id and then each argument.
+template <class... S>
+inline constexpr bool all_serializable = (serializable<S> && ...);
+template <class Tuple>
+inline constexpr bool tuple_serializable = false;
+template <class... S>
+inline constexpr bool tuple_serializable<std::tuple<S...>> = all_serializable<S...>;
+template <auto M>
+inline constexpr bool serializable_member_call<member_call<M>> = tuple_serializable<typename member_call<M>::traits::args>;
 
 /// The compile error for a type that cannot cross ranks: the instantiation names it.
 template <class T>
@@ -115,11 +131,19 @@ struct cannot_cross_ranks {
   static constexpr bool ok = serializable<T>;
 };
 
+template <class... A>
+void put_tuple(writer& w, const std::tuple<A...>& t);
+template <class Tuple>
+Tuple get_args(reader& r);
+
 template <class T>
 void put(writer& w, const T& v) {
   static_assert(cannot_cross_ranks<T>::ok);
   if constexpr (std::is_trivially_copyable_v<T>) {
     w.pod(v);
+  } else if constexpr (is_member_call_v<T>) {
+    w.pod(v.id);
+    put_tuple(w, v.args);
   } else {
     std::ostringstream os(std::ios::binary);
     {
@@ -135,6 +159,9 @@ T get(reader& r) {
   static_assert(cannot_cross_ranks<T>::ok);
   if constexpr (std::is_trivially_copyable_v<T>) {
     return r.pod<T>();
+  } else if constexpr (is_member_call_v<T>) {
+    const auto id = r.pod<id_t>();
+    return T{id, get_args<typename T::traits::args>(r)};
   } else {
     static_assert(std::is_default_constructible_v<T>,
                   "mtp::mpi: a type that crosses ranks through cereal needs a default constructor");
@@ -151,7 +178,7 @@ T get(reader& r) {
 inline constexpr std::size_t k_stack_max = 4096;
 
 /// Values decoded in place into one heap block, none of them copied through the stack;
-/// destroyed with it. Sized once; read() or emplace() adds the next value.
+/// destroyed with it. Sized once; read() adds the next value.
 template <class T>
 class decoded {
  public:
@@ -173,14 +200,18 @@ class decoded {
     }
     ++size_;
   }
-  /// Adds `make()`, built in place (a prvalue: no copy).
-  template <class F>
-  void emplace(F&& make) {
-    ::new (static_cast<void*>(data_ + size_)) T(std::forward<F>(make)());
-    ++size_;
-  }
   [[nodiscard]] T* begin() const noexcept { return std::launder(data_); }
   [[nodiscard]] T* end() const noexcept { return begin() + size_; }
+
+  /// The values as a range that moves them out. (Not std::ranges::subrange, which clang 14
+  /// cannot instantiate with libstdc++ 12 here.)
+  struct moving {
+    std::move_iterator<T*> first, last;
+    [[nodiscard]] std::move_iterator<T*> begin() const { return first; }
+    [[nodiscard]] std::move_iterator<T*> end() const { return last; }
+    [[nodiscard]] std::size_t size() const { return static_cast<std::size_t>(last - first); }
+  };
+  [[nodiscard]] moving moved() const { return {std::move_iterator<T*>(begin()), std::move_iterator<T*>(end())}; }
 
  private:
   T* data_;
@@ -196,6 +227,17 @@ void put_tuple(writer& w, const std::tuple<A...>& t) {
 template <class... A>
 std::tuple<A...> get_tuple(reader& r) {
   return std::tuple<A...>{get<A>(r)...};  // braces: evaluated left to right
+}
+template <class Tuple>
+struct args_reader;
+template <class... A>
+struct args_reader<std::tuple<A...>> {
+  static std::tuple<A...> get(reader& r) { return get_tuple<A...>(r); }
+};
+/// A tuple type's elements, as put_tuple wrote them.
+template <class Tuple>
+Tuple get_args(reader& r) {
+  return args_reader<Tuple>::get(r);
 }
 
 }  // namespace mtp::mpi::wire
