@@ -376,6 +376,24 @@ void pool_core::destroy(std::unique_ptr<pool_core>& core) noexcept {
   if (pool->begin_closing()) self->close_when_senders_left_ = true;
 }
 
+bool pool_core::quiescent() const noexcept {
+  // Two passes. A worker is quiet in a pass when its queue is drained and it rests (an even
+  // activity count); the pool is quiescent when every worker is quiet in both passes with the
+  // same counts. Counts only grow, so equal sums mean that no worker changed between its two
+  // samples. Nothing can hide: a message that one worker pushed to another before resting
+  // shows in the second pass (its pushed count, or the other worker's count, has moved),
+  // since that pass reads after the first saw the pusher rest.
+  std::uint64_t sums[2] = {0, 0};
+  for (std::uint64_t& sum : sums) {
+    for (const auto& w : workers_) {
+      const std::uint64_t sample = w->quiescent_sample();
+      if ((sample & 1) != 0) return false;
+      sum += sample;
+    }
+  }
+  return sums[0] == sums[1];
+}
+
 bool pool_core::senders_inside() const noexcept {
   // seq_cst: pairs with leave(); once zero with the gate closed, no sender can enqueue again.
   return (gate_.load(std::memory_order_seq_cst) & ~k_gate_closed) != 0;

@@ -148,6 +148,7 @@ std::size_t worker_base::drain(std::size_t limit) noexcept {
 
 void worker_base::run_loop() noexcept {
   for (;;) {
+    start_work();  // before anything is popped (quiescent_sample)
     if (drain(k_bulk) != 0) {
       queue_.hand_back_spare();  // senders that took the last batch of nodes get a kept one
       // Housekeeping is due under load too (one clock read per round, only while it is on).
@@ -157,6 +158,7 @@ void worker_base::run_loop() noexcept {
     }
     mark_idle();
     housekeeping_if_due();
+    rest();  // the queue was empty, and the timers due have run
     if (close_when_senders_left_) [[unlikely]] close_if_senders_left();
     if (stop_seen_) {
       // Every sender left the gate before the stop marker was pushed, so what is still queued

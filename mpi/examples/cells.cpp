@@ -4,8 +4,9 @@
 // different ranks whenever there are several). Nobody drives the rounds: in round r every
 // cell posts its temperature to both neighbours through mtp::mpi::this_pool<cell>(), and a
 // cell that has both neighbours' values for its round computes its next temperature and posts
-// again, until the last round. Rank 0 creates the cells, starts round 0 with one batch, then
-// polls a batch of `status` requests until every cell has finished.
+// again, until the last round. Rank 0 creates the cells and starts round 0 with one batch;
+// then every rank calls quiesce(), which returns once no post between cells is in flight or
+// queued anywhere: every cell has finished. Rank 0 then reads the cells once.
 //
 // The arithmetic is in integers: the heat flowing over an edge is (hot - cold) / 4, computed
 // identically by the two cells of the edge, so the total heat is conserved exactly and the
@@ -23,7 +24,6 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <mtp/mpi/sharded_pool.hpp>
@@ -164,8 +164,8 @@ outcome serial(const config& c) {
   return o;
 }
 
-// Rank 0's part: create the cells (spread over the ranks), start them, wait until they are done.
-outcome run(mtp::mpi::sharded_pool<cell>& pool, const config& c) {
+// Rank 0's part: create the cells (spread over the ranks) and start them.
+void start_cells(mtp::mpi::sharded_pool<cell>& pool, const config& c) {
   std::vector<mtp::id_t> ids(c.cells);
   for (std::uint64_t i = 0; i < c.cells; ++i) ids[i] = i;
   for (const auto& r : pool.create_batch(ids, c.cells, c.rounds, c.seed)) r.value();
@@ -173,29 +173,21 @@ outcome run(mtp::mpi::sharded_pool<cell>& pool, const config& c) {
   std::vector<start> starts(c.cells);
   for (std::uint64_t i = 0; i < c.cells; ++i) starts[i] = {i};
   for (const auto& r : pool.send_batch(starts)) r.value();  // from here the cells drive themselves
+}
 
-  // Completion: ask every cell where it is until all have done every round. A barrier would
-  // not do: barrier() does not flush messages, so posts between cells may still be in flight
-  // (or queued on their cell's rank) when it returns. Only a reply tells that a cell is done.
+// Rank 0's part, after quiesce(): every cell must have done every round.
+std::optional<outcome> collect(mtp::mpi::sharded_pool<cell>& pool, const config& c) {
   std::vector<status> asks(c.cells);
   for (std::uint64_t i = 0; i < c.cells; ++i) asks[i] = {i};
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  for (;;) {
-    const auto states = pool.send_batch(asks);
-    const bool done = std::all_of(states.begin(), states.end(),
-                                  [&](const mtp::result<cell_state>& s) { return s.value().round == c.rounds; });
-    if (done) {
-      outcome o;
-      for (const auto& s : states) o.add(s.value().temperature);
-      return o;
+  outcome o;
+  for (const auto& s : pool.send_batch(asks)) {
+    if (s.value().round != c.rounds) {
+      std::fprintf(stderr, "cells: a cell is at round %u of %u after quiesce()\n", s.value().round, c.rounds);
+      return std::nullopt;
     }
-    if (std::chrono::steady_clock::now() > give_up) {
-      std::fprintf(stderr, "cells: not done after 30 s\n");
-      std::fflush(stderr);
-      std::_Exit(1);  // mpirun then ends the other ranks
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    o.add(s.value().temperature);
   }
+  return o;
 }
 
 config parse(int argc, char** argv) {
@@ -246,13 +238,15 @@ int main(int argc, char** argv) {
   o.local.workers = 2;
   mtp::mpi::sharded_pool<cell> pool(o);  // collective
   int rc = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (env.rank() == 0) start_cells(pool, c);
+  pool.quiesce();  // collective: every post between cells has landed, on every rank
   if (env.rank() == 0) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const outcome out = run(pool, c);
-    rc = report("mpi", env.size(), c, out, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    const std::optional<outcome> out = collect(pool, c);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rc = out ? report("mpi", env.size(), c, *out, seconds) : 1;
   }
-  // The other ranks must keep serving their cells until rank 0 has seen the end: from
-  // shutdown() on, their cells' posts would fail with pool_stopped.
+  // The other ranks keep serving until rank 0 has read the cells.
   pool.barrier();
   return rc;
 }

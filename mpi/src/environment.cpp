@@ -106,6 +106,16 @@ class channel {
   // Barriers asked by users: 0 none, 1 asked, 2 running, 3 passed.
   int barrier_state = 0;
   MPI_Request barrier = MPI_REQUEST_NULL;
+  // Quiescence asked by users: 0 none, 1 asked, 2 running, 3 reached (under the engine mutex).
+  // Rounds of sums of (sent, received), each joined once this rank is idle, until two rounds
+  // in a row agree and sent == received: counts only grow, so equal sums mean no rank sent or
+  // received anything between its two joins, and nothing is in flight.
+  int quiesce_state = 0;
+  bool quiesce_reducing = false;  // communication thread only, from here on
+  MPI_Request quiesce_req = MPI_REQUEST_NULL;
+  long long quiesce_in[2] = {0, 0};
+  long long quiesce_out[2] = {0, 0};
+  long long quiesce_last[2] = {-1, -1};
 };
 
 namespace {
@@ -200,6 +210,15 @@ class engine {
     if (sleeping) wake_.notify_one();
   }
 
+  void quiesce(channel* c) {
+    std::unique_lock lock(m_);
+    c->quiesce_state = 1;
+    quiescing_.push_back(c);
+    wake_.notify_one();
+    users_.wait(lock, [&] { return c->quiesce_state == 3; });
+    c->quiesce_state = 0;
+  }
+
   void barrier(channel* c) {
     std::unique_lock lock(m_);
     c->barrier_state = 1;
@@ -245,7 +264,7 @@ class engine {
   void run() {
     t_comm_thread = true;
     std::vector<outgoing> out;
-    std::vector<channel*> starting, live, ending, waiting;
+    std::vector<channel*> starting, live, ending, waiting, settling;
     std::vector<in_transit> transit;
     std::vector<group> groups;
     std::vector<char> bytes;
@@ -263,6 +282,12 @@ class engine {
         opening_.clear();
         for (channel* c : closing_) ending.push_back(c);
         closing_.clear();
+        for (channel* c : quiescing_) {
+          c->quiesce_state = 2;
+          c->quiesce_last[0] = c->quiesce_last[1] = -1;
+          settling.push_back(c);
+        }
+        quiescing_.clear();
         for (channel* c : barriers_) {
           MPI_Ibarrier(c->comm, &c->barrier);
           c->barrier_state = 2;
@@ -407,6 +432,39 @@ class engine {
           ++it;
         }
       }
+      // Quiescence (see channel): rounds of sums joined while this rank is idle.
+      for (auto it = settling.begin(); it != settling.end();) {
+        channel* c = *it;
+        bool reached = false;
+        if (c->quiesce_reducing) {
+          int done = 0;
+          MPI_Test(&c->quiesce_req, &done, MPI_STATUS_IGNORE);
+          if (done) {
+            c->quiesce_reducing = false;
+            busy = true;
+            reached = c->quiesce_out[0] == c->quiesce_out[1] && c->quiesce_out[0] == c->quiesce_last[0] &&
+                      c->quiesce_out[1] == c->quiesce_last[1];
+            c->quiesce_last[0] = c->quiesce_out[0];
+            c->quiesce_last[1] = c->quiesce_out[1];
+          }
+        }
+        if (!reached && !c->quiesce_reducing && c->client->idle()) {
+          c->quiesce_in[0] = c->sent.load(std::memory_order_relaxed);
+          c->quiesce_in[1] = c->received;
+          MPI_Iallreduce(c->quiesce_in, c->quiesce_out, 2, MPI_LONG_LONG, MPI_SUM, c->comm, &c->quiesce_req);
+          c->quiesce_reducing = true;
+        }
+        if (reached) {
+          {
+            std::lock_guard lock(m_);
+            c->quiesce_state = 3;
+          }
+          users_.notify_all();
+          it = settling.erase(it);
+        } else {
+          ++it;
+        }
+      }
       // Termination: a round of sums (messages sent, received) once this rank is quiescent;
       // when every rank has joined a round and the sums agree, nothing is in flight anywhere.
       for (auto it = ending.begin(); it != ending.end();) {
@@ -449,12 +507,14 @@ class engine {
       if (idle < spin_) continue;  // poll without a system call: a reply is usually close behind
       // Sends still in transit need this thread to progress them (large messages go in pieces).
       if (idle < std::chrono::microseconds(200) || !transit.empty() || !ending.empty() || !starting.empty() ||
-          !waiting.empty()) {
+          !waiting.empty() || !settling.empty()) {
         std::this_thread::yield();
         continue;
       }
       std::unique_lock lock(m_);
-      if (!outbox_.empty() || !opening_.empty() || !closing_.empty() || !barriers_.empty() || stop_) continue;
+      if (!outbox_.empty() || !opening_.empty() || !closing_.empty() || !barriers_.empty() || !quiescing_.empty() ||
+          stop_)
+        continue;
       sleeping_ = true;
       wake_.wait_for(lock, idle < std::chrono::milliseconds(20) ? std::chrono::microseconds(50)
                                                                  : std::chrono::microseconds(1000));
@@ -539,6 +599,7 @@ class engine {
   std::vector<channel*> opening_;
   std::vector<channel*> closing_;
   std::vector<channel*> barriers_;
+  std::vector<channel*> quiescing_;
   static constexpr std::size_t k_spare = 8;
   std::mutex spare_m_;
   std::vector<std::vector<char>> spare_;
@@ -563,6 +624,7 @@ void open_channel(channel_client& client, channel*& slot) { the_engine().open(cl
 void send_bytes(channel* c, int dest, std::vector<char>&& bytes) { the_engine().send(c, dest, std::move(bytes)); }
 void close_channel(channel* c) { the_engine().close(c); }
 void barrier(channel* c) { the_engine().barrier(c); }
+void quiesce(channel* c) { the_engine().quiesce(c); }
 std::vector<char> take_buffer() { return g_engine ? g_engine->take() : std::vector<char>{}; }
 std::uint64_t pin_communication_thread(const std::vector<unsigned>& cpus, std::string& why) {
   return the_engine().pin(cpus, why);

@@ -77,6 +77,17 @@ struct relay {  // calls boom on item `to` through the pool that runs the handle
   using response_type = int;
 };
 
+struct hop {  // adds 1 to the item's total, then posts hop{id + 1 (mod `items`), left - 1}
+  mtp::id_t id;
+  mtp::id_t items;
+  std::uint32_t left;
+  using response_type = void;
+};
+struct quiesce_inside {  // the handler calls quiesce() on its own pool: answers the error code
+  mtp::id_t id;
+  using response_type = int;
+};
+
 // Larger than a thread's stack (8 MiB): trivially copyable, so it travels as its bytes.
 inline constexpr std::size_t k_bulk_bytes = std::size_t{16} << 20;
 struct bulk {  // the item answers a checksum of the bytes
@@ -136,6 +147,8 @@ struct item {
   int handle(const release&);
   int handle(const forward&);
   int handle(const relay&);
+  void handle(const hop&);
+  int handle(const quiesce_inside&);
   std::uint64_t handle(const bulk& b) const { return checksum(b.bytes); }
   std::uint64_t handle(const huge& h) const { return huge_sum(h.words); }
   bulk_block handle(const bulk_reply& r) const {

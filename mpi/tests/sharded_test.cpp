@@ -110,6 +110,18 @@ int mtp_mpi_test::item::handle(const forward& f) {
   return &pool == g_this_pool.load() ? 1 : 0;
 }
 int mtp_mpi_test::item::handle(const relay& r) { return mtp::mpi::this_pool<item>().send(boom{r.to}); }
+void mtp_mpi_test::item::handle(const hop& h) {
+  ++total_;
+  if (h.left > 0) (void)mtp::mpi::this_pool<item>().post(hop{(h.id + 1) % h.items, h.items, h.left - 1});
+}
+int mtp_mpi_test::item::handle(const quiesce_inside&) {
+  try {
+    mtp::mpi::this_pool<item>().quiesce();
+    return 0;
+  } catch (const mtp::pool_error& e) {
+    return static_cast<int>(e.code());
+  }
+}
 
 TEST(Sharded, ItemsReachTheirOwnPoolWithThisPool) {
   pool_t other(small());  // a second pool of the same item type: each item must find its own
@@ -690,6 +702,39 @@ TEST(Sharded, GenericCodeRunsOnBothPoolsInOneSpelling) {
     const std::vector<long> expect = exercise(plain, ids);
     EXPECT_EQ(exercise(pool, ids), expect);
     EXPECT_EQ(expect.size(), 6u + 2 + 6 + 2);
+  }
+  pool.barrier();
+}
+
+// Items post to each other across ranks (chains of hops from every rank); quiesce() returns
+// only once every hop has run everywhere, and can be called again.
+TEST(Sharded, QuiesceWaitsForItemsPostingAcrossRanks) {
+  pool_t pool(small());
+  const int ranks = pool.ranks();
+  const mtp::id_t items = 13;  // not a multiple of the ranks: chains cross ranks unevenly
+  std::vector<mtp::id_t> ids;
+  for (mtp::id_t i = 0; i < items; ++i) ids.push_back(i);
+  if (pool.rank() == 0) {
+    for (const auto& r : pool.create_batch(ids, 0L)) ASSERT_TRUE(r.has_value());
+  }
+  pool.barrier();
+  std::vector<get> gets;
+  for (const mtp::id_t id : ids) gets.push_back({id});
+  const std::uint32_t chains = 6;
+  const std::uint32_t hops = 60;
+  for (int round = 1; round <= 2; ++round) {
+    for (std::uint32_t c = 0; c < chains; ++c) {
+      const auto start = static_cast<mtp::id_t>(static_cast<std::uint32_t>(pool.rank()) * chains + c) % items;
+      ASSERT_TRUE(pool.post(hop{start, items, hops}).has_value());
+    }
+    pool.quiesce();
+    long total = 0;
+    for (const auto& r : pool.send_batch(gets)) total += r.value();
+    EXPECT_EQ(total, static_cast<long>(round) * ranks * chains * (hops + 1)) << "round " << round;
+    pool.barrier();  // every rank has read the totals before the next round starts
+  }
+  if (pool.rank() == 0) {
+    EXPECT_EQ(pool.send(quiesce_inside{0}), static_cast<int>(errc::would_deadlock));
   }
   pool.barrier();
 }

@@ -427,6 +427,13 @@ class thread_pool {
   /// The placement the workers were started with (its notes say e.g. "workers share CPUs").
   [[nodiscard]] const mtp::placement& placement() const noexcept { return core_->placement(); }
 
+  /// Whether the pool is quiescent now: no message is queued on any worker and none runs
+  /// (housekeeping and due timers included). Work starts only from a message, so once no
+  /// thread outside the pool sends, a true answer stays true until a timer fires or someone
+  /// sends again; while outside threads send it is a sample. It reads each worker twice and
+  /// stops or slows none of them (mtp::mpi's sharded pool builds quiescence across ranks on it).
+  [[nodiscard]] bool quiescent() const noexcept { return core_->quiescent(); }
+
   /// A snapshot of every worker; does not stop or slow the workers.
   [[nodiscard]] pool_stats stats() const {
     pool_stats s;

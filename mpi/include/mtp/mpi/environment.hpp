@@ -95,6 +95,9 @@ class channel_client {
   /// During shutdown: this rank has nothing in flight (no call of its own outstanding, every
   /// request it received answered).
   [[nodiscard]] virtual bool quiescent() const = 0;
+  /// For quiesce(): nothing in flight on this rank (as quiescent()) and the local pool
+  /// quiescent (no message queued or running, items' messages to each other included).
+  [[nodiscard]] virtual bool idle() const = 0;
 
  protected:
   ~channel_client() = default;
@@ -113,6 +116,9 @@ std::vector<char> take_buffer();
 /// Collective: returns once every rank has called it for this channel (MPI_Ibarrier on the
 /// communication thread).
 void barrier(channel* c);
+/// Collective: returns once no message of the channel is in flight or being served anywhere
+/// and every rank's client is idle(), found by two rounds of sums with the same counts.
+void quiesce(channel* c);
 /// Collective: waits until every rank has asked and every message of the channel has been
 /// received and answered (counting termination), then frees the channel.
 void close_channel(channel* c);

@@ -65,6 +65,7 @@
 #include <mtp/core/messages.hpp>
 #include <mtp/core/options.hpp>
 #include <mtp/core/result.hpp>
+#include <mtp/core/this_worker.hpp>
 #include <mtp/core/thread_pool.hpp>
 #include <mtp/mpi/environment.hpp>
 #include <mtp/mpi/wire.hpp>
@@ -280,6 +281,14 @@ class sharded_base : public channel_client {
     return stopping_.load(std::memory_order_seq_cst) && inflight_.load(std::memory_order_seq_cst) == 0 &&
            done_.load(std::memory_order_acquire) == started_.load(std::memory_order_acquire);
   }
+  // seq_cst / acquire: as in quiescent(); the local pool is asked last, so that a message its
+  // items sent before it went quiet is already counted above.
+  [[nodiscard]] bool idle() const override {
+    return inflight_.load(std::memory_order_seq_cst) == 0 &&
+           done_.load(std::memory_order_acquire) == started_.load(std::memory_order_acquire) && local_quiescent();
+  }
+  /// Whether the local pool is quiescent (thread_pool::quiescent()).
+  [[nodiscard]] virtual bool local_quiescent() const noexcept = 0;
 
   /// What a remote timer's handle keeps of its pool: the pool, until it shuts down.
   struct timer_link {
@@ -339,6 +348,7 @@ class sharded_base : public channel_client {
     return true;
   }
   void leave() noexcept { inflight_.fetch_sub(1, std::memory_order_seq_cst); }
+  [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_seq_cst); }
   struct gate_guard {
     sharded_base* p;
     ~gate_guard() { if (p) p->leave(); }
@@ -891,6 +901,20 @@ class sharded_pool final : private impl::sharded_base {
     impl::barrier(channel_);
   }
 
+  /// Collective (every rank, in the same order as barrier() and shutdown()): returns once no
+  /// message is in flight or queued anywhere, on every rank: every request and post sent
+  /// through this pool, by callers or by items (to items on any rank), has run, and no item
+  /// runs a message. The analogue of Charm++'s quiescence detection: let items post to each
+  /// other across ranks, then quiesce() to know that everything has landed. Timers that have
+  /// not fired are not in flight. Call it while no other thread of the rank sends (what such a
+  /// thread sends may delay it, or run after it returns). Throws pool_error would_deadlock on
+  /// the communication thread or a worker of this pool, pool_stopped after shutdown.
+  void quiesce() {
+    if (impl::on_communication_thread() || on_own_worker()) error{errc::would_deadlock, 0, {}}.raise();
+    if (stopping()) error{errc::pool_stopped, 0, {}}.raise();
+    impl::quiesce(channel_);
+  }
+
   /// Collective; see the guarantees at the top of this file. Idempotent.
   void shutdown() {
     std::lock_guard lock(shutdown_m_);
@@ -1050,6 +1074,17 @@ class sharded_pool final : private impl::sharded_base {
     static_assert((!std::is_pointer_v<std::decay_t<A>> && ...),
                   "mtp::mpi: a constructor argument that is a pointer (a string literal, say) would cross ranks "
                   "as an address; pass a value (std::string, ...) instead");
+  }
+
+  [[nodiscard]] bool local_quiescent() const noexcept override { return pool_.quiescent(); }
+  // Whether the calling thread is one of the local pool's workers.
+  [[nodiscard]] bool on_own_worker() const noexcept {
+    if (!mtp::this_worker::is_worker()) return false;
+    try {
+      return &mtp::this_pool<Item>() == &pool_;
+    } catch (...) {  // a worker of a pool of another type
+      return false;
+    }
   }
 
   // Whether a single call for `id` goes straight to the local pool: the id is this rank's, and

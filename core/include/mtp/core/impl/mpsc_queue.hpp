@@ -64,8 +64,9 @@ class mpsc_queue {
     queue_node* const done = head_;
     head_ = next;  // `next` is the new dummy; its envelope stays in place until the next pop
     recycle(done);
-    // relaxed: a statistic; single writer.
-    popped_.store(popped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    // release: whoever reads this count (acquire) also sees the worker's turn to work, stored
+    // before the pop (worker_base::quiescent_sample). Single writer: load + store.
+    popped_.store(popped_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     return &next->e;
   }
   /// Consumer: whether nothing is linked past the head (a cut list reads as empty).
@@ -78,6 +79,12 @@ class mpsc_queue {
 
   /// Envelopes pushed and not yet popped (approximate: two counters read one after the other).
   [[nodiscard]] std::size_t depth() const noexcept;
+  /// Whether every envelope pushed so far has been popped, read popped-then-pushed: popped
+  /// with acquire (see pop()).
+  [[nodiscard]] bool drained() const noexcept {
+    const std::uint64_t out = popped_.load(std::memory_order_acquire);
+    return pushed_.load(std::memory_order_relaxed) == out;  // relaxed: ordered by the caller's reads
+  }
 
  private:
   static constexpr std::size_t k_free_batch = 64;  // used nodes handed back per batch

@@ -109,6 +109,13 @@ class worker_base {
   [[nodiscard]] bool exited() const noexcept {
     return exited_.load(std::memory_order_relaxed);  // a sample for the stall detector
   }
+  /// A sample for pool_core::quiescent(): the worker's activity count, even when it rests
+  /// (its queue found empty, no message running), odd when it works or its queue holds an
+  /// envelope. The queue is read first, then the count (see mpsc_queue::pop()).
+  [[nodiscard]] std::uint64_t quiescent_sample() const noexcept {
+    if (!queue_.drained()) return 1;
+    return activity_.load(std::memory_order_acquire);  // acquire: see what it did before resting
+  }
   /// Messages started so far; the stall detector watches it move.
   [[nodiscard]] std::uint64_t messages_started() const noexcept {
     return started_.load(std::memory_order_relaxed);  // a sample for the stall detector
@@ -178,6 +185,17 @@ class worker_base {
   void set_item_count(std::size_t n) noexcept {
     items_.store(n, std::memory_order_relaxed);  // single writer; a statistic only
   }
+  /// Worker thread: about to look for messages (odd activity), or done with them (even).
+  void start_work() noexcept {
+    const std::uint64_t a = activity_.load(std::memory_order_relaxed);
+    // release: a reader that sees the new count sees everything before it.
+    if ((a & 1) == 0) activity_.store(a + 1, std::memory_order_release);
+  }
+  void rest() noexcept {
+    const std::uint64_t a = activity_.load(std::memory_order_relaxed);
+    // release: what the worker did (the messages it pushed) is seen by whoever sees it rest.
+    if ((a & 1) != 0) activity_.store(a + 1, std::memory_order_release);
+  }
   /// Worker thread: no message runs now.
   void mark_idle() noexcept {
     idle_.store(true, std::memory_order_relaxed);  // single writer; read by current_id() and the stall detector
@@ -230,6 +248,10 @@ class worker_base {
 
   // The stall detector's samples and the statistics, written by the worker per message.
   alignas(k_cache_line) std::atomic<id_t> current_id_{0};
+  // Even while the worker rests, odd while it works (quiescent_sample): it turns odd before
+  // the worker pops anything and even once it has found its queue empty and run its
+  // housekeeping. Single writer; release stores (a plain store on x86).
+  std::atomic<std::uint64_t> activity_{0};
   std::atomic<std::uint64_t> started_{0};
   std::atomic<bool> idle_{true};
   std::atomic<bool> exited_{false};
@@ -320,6 +342,8 @@ class pool_core {
   /// way `core` is null afterwards.
   static void destroy(std::unique_ptr<pool_core>& core) noexcept;
 
+  /// Whether no worker runs a message or has one queued, over two passes (see pool_core.cpp).
+  [[nodiscard]] bool quiescent() const noexcept;
   [[nodiscard]] std::size_t worker_count() const noexcept { return workers_.size(); }
   [[nodiscard]] worker_base& worker(std::size_t k) const noexcept { return *workers_[k]; }
   [[nodiscard]] const mtp::placement& placement() const noexcept { return placement_; }
