@@ -4,17 +4,34 @@
 //   mpirun -np 2 mpi_bench     round trip (ranks 0 and 1) and the batch
 //   mpirun -np 4 mpi_bench     the batch over 4 ranks (the round trip still uses ranks 0, 1)
 //
+// Then, with at least 2 ranks, comparisons taken as the median of repetitions, the two sides
+// interleaved in each repetition (the spread is the lowest and highest repetition):
+//   - a 16 MiB trivially copyable request (rank 0 -> item on rank 1, send_batch) beside an
+//     MPI_Send + MPI_Recv round trip of the same bytes, and the same 16 MiB through cereal;
+//   - one batch of 100,000 small requests over every rank, and the same requests split over
+//     the ranks sent at once, beside a plain mtp::thread_pool running the same requests;
+//   - context switches per round trip (getrusage) beside those of the MPI ping-pong.
+// Options: --iters N (round trips, 5000), --batch N and --items N (the batch per rank, 10000
+// over 1000 items), --big-batch N (100000), --reps N (repetitions of the comparisons, 15),
+// --large-iters N (16 MiB round trips per repetition, 4).
+//
 // Baselines call MPI on MPI_COMM_WORLD from the main thread while the communication thread
 // serves the pool on its own communicators, so the environment asks for MPI_THREAD_MULTIPLE.
 #include <mpi.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <mtp/core/thread_pool.hpp>
@@ -34,10 +51,39 @@ struct echo {
   std::uint64_t payload[6];
   using response_type = std::uint64_t;
 };
+constexpr std::size_t k_large = std::size_t{16} << 20;
+// 16 MiB, trivially copyable: crosses ranks as its bytes. Never on a stack: built in a vector.
+struct large {
+  mtp::id_t id;
+  std::array<std::uint8_t, k_large> bytes;
+  using response_type = std::uint64_t;
+};
+// The same 16 MiB through cereal.
+struct large_cereal {
+  mtp::id_t id;
+  std::vector<std::uint8_t> bytes;
+  using response_type = std::uint64_t;
+  template <class A>
+  void serialize(A& a) { a(id, bytes); }
+};
+
+// A small checksum that reads one byte of every page and the last: the item's answer to a
+// large request, computed by the MPI baseline's receiver too.
+std::uint64_t checksum(const std::uint8_t* p, std::size_t n) {
+  std::uint64_t s = n;
+  for (std::size_t i = 0; i < n; i += 4096) s = s * 31 + p[i];
+  return s * 31 + p[n - 1];
+}
+void fill_pattern(std::uint8_t* p, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<std::uint8_t>(i * 131 + (i >> 12));
+}
+
 struct counter {
   counter(mtp::id_t, std::int64_t start) : total(start) {}
   std::int64_t handle(const add& a) { return total += a.amount; }
   std::uint64_t handle(const echo& e) { return e.payload[0] + static_cast<std::uint64_t>(total); }
+  std::uint64_t handle(const large& l) { return checksum(l.bytes.data(), l.bytes.size()); }
+  std::uint64_t handle(const large_cereal& l) { return checksum(l.bytes.data(), l.bytes.size()); }
   std::int64_t total;
 };
 
@@ -51,30 +97,96 @@ double max_all(double v) {
 }
 
 constexpr std::size_t k_header = sizeof(mtp::mpi::impl::header);
+volatile std::uint64_t g_sink = 0;  // keeps measured copies from being optimised away
 
+// The median of repetitions, with the lowest and highest.
+struct spread {
+  double median, lo, hi;
+};
+spread summarise(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  if (n == 0) return {0, 0, 0};
+  return {n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v.front(), v.back()};
+}
+
+// Context switches of the whole process so far (every thread: caller, communication thread,
+// workers): voluntary (the thread blocked) and involuntary (preempted; a sched_yield that gave
+// the CPU away counts here too).
+struct switches {
+  double voluntary, involuntary;
+};
+switches context_switches() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return {static_cast<double>(u.ru_nvcsw), static_cast<double>(u.ru_nivcsw)};
+}
+
+// Ranks other than 0 wait here, without taking a CPU, while rank 0 measures on its own;
+// rank 0 lets them go with release_others. On MPI_COMM_WORLD, from the main thread.
+constexpr int k_release_tag = 99;
+void wait_for_rank0() {
+  char token = 0;
+  MPI_Request rq = MPI_REQUEST_NULL;
+  MPI_Irecv(&token, 1, MPI_BYTE, 0, k_release_tag, MPI_COMM_WORLD, &rq);
+  for (int done = 0;;) {
+    MPI_Test(&rq, &done, MPI_STATUS_IGNORE);
+    if (done) return;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+void release_others(int ranks) {
+  char token = 1;
+  for (int r = 1; r < ranks; ++r) MPI_Send(&token, 1, MPI_BYTE, r, k_release_tag, MPI_COMM_WORLD);
+}
+
+// Thread hand-offs in one remote round trip (mpi/include/mtp/mpi/sharded_pool.hpp and
+// mpi/src/environment.cpp): 4. (1) The caller queues the message (send_bytes) and waits on
+// its call_state; the communication thread of rank 0 sends it. (2) Rank 1's communication
+// thread receives it (on_message, serve_share) and hands it to a worker with
+// send_batch_async. (3) The worker runs the handler and, in the completion, queues the reply
+// for rank 1's communication thread, which sends it. (4) Rank 0's communication thread
+// receives the reply (on_reply) and wakes the caller (call_state::arrive). The ping-pong has
+// none: each rank's main thread sends and receives itself.
 void round_trip(mtp::mpi::sharded_pool<counter>& pool, int rank, int iters) {
   // Bytes on the wire for one request and its reply.
   const int req_bytes = static_cast<int>(k_header + sizeof(echo));
   const int rep_bytes = static_cast<int>(k_header + 1 + sizeof(std::uint64_t));
   double pool_ns = 0, mpi_ns = 0;
+  // Context switches per round trip of this rank's process, 4 per repetition: pool voluntary,
+  // pool involuntary, ping-pong voluntary, ping-pong involuntary.
+  std::vector<double> csw;
   for (int rep = 0; rep < 3; ++rep) {
+    double c[4] = {0, 0, 0, 0};
     // The pool's own barrier: a rank waiting inside an MPI call would compete with the
     // communication thread for MPI's progress lock (MPI_THREAD_MULTIPLE).
     pool.barrier();
+    echo e{1, {1, 2, 3, 4, 5, 6}};
     if (rank == 0) {
-      echo e{1, {1, 2, 3, 4, 5, 6}};
       for (int i = 0; i < 200; ++i) (void)pool.send(e);  // warm up
+    }
+    pool.barrier();  // rank 1 counts its context switches over the timed loop only
+    const switches s0 = context_switches();
+    if (rank == 0) {
       const auto t0 = clock_type::now();
       for (int i = 0; i < iters; ++i) (void)pool.send(e);
       const double ns = seconds_since(t0) * 1e9 / iters;
       pool_ns = rep == 0 ? ns : std::min(pool_ns, ns);
     }
-    pool.barrier();
+    if (rank != 0) pool.barrier();
+    const switches s1 = context_switches();
+    if (rank == 0) pool.barrier();
+    c[0] = (s1.voluntary - s0.voluntary) / iters;
+    c[1] = (s1.involuntary - s0.involuntary) / iters;
     std::vector<char> a(static_cast<std::size_t>(req_bytes)), b(static_cast<std::size_t>(rep_bytes));
     if (rank <= 1) {
       auto t0 = clock_type::now();
+      switches m0{};
       for (int i = 0; i < iters + 200; ++i) {
-        if (i == 200) t0 = clock_type::now();
+        if (i == 200) {
+          m0 = context_switches();
+          t0 = clock_type::now();
+        }
         if (rank == 0) {
           MPI_Send(a.data(), req_bytes, MPI_BYTE, 1, 7, MPI_COMM_WORLD);
           MPI_Recv(b.data(), rep_bytes, MPI_BYTE, 1, 8, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
@@ -84,13 +196,132 @@ void round_trip(mtp::mpi::sharded_pool<counter>& pool, int rank, int iters) {
         }
       }
       const double ns = seconds_since(t0) * 1e9 / iters;
+      const switches m1 = context_switches();
       mpi_ns = rep == 0 ? ns : std::min(mpi_ns, ns);
+      c[2] = (m1.voluntary - m0.voluntary) / iters;
+      c[3] = (m1.involuntary - m0.involuntary) / iters;
     }
+    csw.insert(csw.end(), c, c + 4);
+  }
+  // Rank 1's figures to rank 0.
+  std::vector<double> far(csw.size(), 0.0);
+  if (rank == 1) {
+    MPI_Send(csw.data(), static_cast<int>(csw.size()), MPI_DOUBLE, 0, 9, MPI_COMM_WORLD);
+  } else if (rank == 0) {
+    MPI_Recv(far.data(), static_cast<int>(far.size()), MPI_DOUBLE, 1, 9, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
   }
   if (rank == 0) {
     std::printf("round trip (rank 0 -> item on rank 1, %d + %d bytes): sharded_pool %.0f ns, MPI ping-pong %.0f ns, "
                 "ratio %.2fx\n",
                 req_bytes, rep_bytes, pool_ns, mpi_ns, pool_ns / mpi_ns);
+    auto med = [](const std::vector<double>& v, std::size_t k) {  // the k-th figure of every repetition
+      std::vector<double> x;
+      for (std::size_t i = k; i < v.size(); i += 4) x.push_back(v[i]);
+      return summarise(x);
+    };
+    std::printf("  context switches per round trip (getrusage, whole process, median of %zu [lowest - highest]):\n",
+                csw.size() / 4);
+    const char* names[2] = {"rank 0 (caller)", "rank 1 (item)  "};
+    for (int w = 0; w < 2; ++w) {
+      const std::vector<double>& v = w == 0 ? csw : far;
+      const spread pv = med(v, 0), pi = med(v, 1), mv = med(v, 2), mi = med(v, 3);
+      std::printf("    %s sharded_pool %.2f voluntary [%.2f - %.2f] + %.2f involuntary [%.2f - %.2f]; "
+                  "MPI ping-pong %.2f [%.2f - %.2f] + %.2f [%.2f - %.2f]\n",
+                  names[w], pv.median, pv.lo, pv.hi, pi.median, pi.lo, pi.hi, mv.median, mv.lo, mv.hi, mi.median, mi.lo,
+                  mi.hi);
+    }
+  }
+}
+
+// A 16 MiB request from rank 0 to an item on rank 1 and its checksum back, beside MPI_Send of
+// the same 16 MiB and MPI_Recv of a reply of the pool's size; then the same through cereal.
+// Each repetition runs `iters` round trips of each, in turn (the first of the three turns).
+void large_round_trip(mtp::mpi::sharded_pool<counter>& pool, int rank, int reps, int iters) {
+  const int rep_bytes = static_cast<int>(k_header + 1 + sizeof(std::uint64_t));
+  std::vector<large> req(1);  // on the heap: `std::vector<large>{...}` would build it on the stack first
+  std::vector<large_cereal> creq(1);
+  std::vector<std::uint8_t> raw(k_large), copy(k_large);
+  std::vector<char> reply(static_cast<std::size_t>(rep_bytes));
+  std::uint64_t expect = 0;
+  if (rank == 0) {
+    req[0].id = 1;
+    fill_pattern(req[0].bytes.data(), k_large);
+    creq[0].id = 1;
+    creq[0].bytes.assign(req[0].bytes.begin(), req[0].bytes.end());
+    std::copy(req[0].bytes.begin(), req[0].bytes.end(), raw.begin());
+    expect = checksum(raw.data(), k_large);
+  }
+  bool wrong = false;
+  auto pool_trips = [&](auto& requests, int n) {
+    pool.barrier();
+    const auto t0 = clock_type::now();
+    if (rank == 0) {
+      for (int i = 0; i < n; ++i) {
+        auto rs = pool.send_batch(requests);
+        if (!rs[0].has_value() || rs[0].value() != expect) wrong = true;
+      }
+    }
+    const double s = seconds_since(t0);
+    pool.barrier();
+    return s;
+  };
+  auto mpi_trips = [&](int n) {
+    pool.barrier();
+    const auto t0 = clock_type::now();
+    for (int i = 0; i < n; ++i) {
+      if (rank == 0) {
+        MPI_Send(raw.data(), static_cast<int>(k_large), MPI_BYTE, 1, 10, MPI_COMM_WORLD);
+        MPI_Recv(reply.data(), rep_bytes, MPI_BYTE, 1, 11, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        std::uint64_t sum = 0;
+        std::memcpy(&sum, reply.data() + k_header + 1, sizeof sum);
+        if (sum != expect) wrong = true;
+      } else if (rank == 1) {
+        MPI_Recv(raw.data(), static_cast<int>(k_large), MPI_BYTE, 0, 10, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        const std::uint64_t sum = checksum(raw.data(), k_large);
+        std::memcpy(reply.data() + k_header + 1, &sum, sizeof sum);
+        MPI_Send(reply.data(), rep_bytes, MPI_BYTE, 0, 11, MPI_COMM_WORLD);
+      }
+    }
+    return seconds_since(t0);
+  };
+  // Warm up: buffers, page faults, the operations' first use.
+  (void)pool_trips(req, 1);
+  (void)mpi_trips(1);
+  (void)pool_trips(creq, 1);
+  std::vector<double> pool_ms, mpi_ms, cereal_ms, ratio, cereal_ratio, memcpy_ms;
+  for (int rep = 0; rep < reps; ++rep) {
+    double p = 0, m = 0, c = 0;
+    for (int k = 0; k < 3; ++k) {  // the order turns each repetition
+      switch ((k + rep) % 3) {
+        case 0: p = pool_trips(req, iters) * 1e3 / iters; break;
+        case 1: m = mpi_trips(iters) * 1e3 / iters; break;
+        default: c = pool_trips(creq, iters) * 1e3 / iters; break;
+      }
+    }
+    pool_ms.push_back(p);
+    mpi_ms.push_back(m);
+    cereal_ms.push_back(c);
+    ratio.push_back(p / m);
+    cereal_ratio.push_back(c / m);
+    if (rank == 0) {  // one copy of the 16 MiB on this rank, for scale
+      const auto t0 = clock_type::now();
+      std::memcpy(copy.data(), raw.data(), k_large);
+      memcpy_ms.push_back(seconds_since(t0) * 1e3);
+      g_sink = g_sink + copy[k_large / 2];
+    }
+  }
+  if (rank == 0) {
+    const spread p = summarise(pool_ms), m = summarise(mpi_ms), c = summarise(cereal_ms), r = summarise(ratio),
+                 cr = summarise(cereal_ratio), mc = summarise(memcpy_ms);
+    std::printf("large request (rank 0 -> item on rank 1, 16 MiB + %zu bytes there, %d bytes back), median of %d x %d "
+                "round trips [lowest - highest]:\n",
+                k_header + sizeof(mtp::id_t), rep_bytes, reps, iters);
+    std::printf("  sharded_pool, trivially copyable  %8.2f ms  [%.2f - %.2f]\n", p.median, p.lo, p.hi);
+    std::printf("  MPI_Send + MPI_Recv               %8.2f ms  [%.2f - %.2f]\n", m.median, m.lo, m.hi);
+    std::printf("  sharded_pool, through cereal      %8.2f ms  [%.2f - %.2f]\n", c.median, c.lo, c.hi);
+    std::printf("  one memcpy of 16 MiB on rank 0    %8.2f ms  [%.2f - %.2f]\n", mc.median, mc.lo, mc.hi);
+    std::printf("  ratio to MPI: trivially copyable %.2fx [%.2f - %.2f], cereal %.2fx [%.2f - %.2f]%s\n", r.median,
+                r.lo, r.hi, cr.median, cr.lo, cr.hi, wrong ? "  (A CHECKSUM WAS WRONG)" : "");
   }
 }
 
@@ -173,6 +404,156 @@ void run_batch(mtp::mpi::sharded_pool<counter>& pool, int rank, int ranks, std::
   }
 }
 
+// One process's plain pool, its workers placed on every CPU of the machine (the main thread
+// may run on all of them while the pool starts, then gets its own CPUs back) or on rank 0's own
+// CPUs. `where` says where its workers run.
+std::unique_ptr<mtp::thread_pool<counter>> plain_pool(std::size_t items, bool every_cpu, std::string& where) {
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  (void)sched_getaffinity(0, sizeof mine, &mine);
+  if (every_cpu) {
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long c = 0; c < n && c < CPU_SETSIZE; ++c) CPU_SET(static_cast<int>(c), &all);
+    (void)sched_setaffinity(0, sizeof all, &all);
+    mtp::refresh_topology();
+  }
+  mtp::pool_options o;
+  o.workers = 2;
+  auto pool = std::make_unique<mtp::thread_pool<counter>>(o);
+  if (every_cpu) {
+    (void)sched_setaffinity(0, sizeof mine, &mine);
+    mtp::refresh_topology();
+  }
+  where.clear();
+  for (const auto& w : pool->placement().workers) {  // "0,1": worker 0 on CPU 0, worker 1 on CPU 1
+    if (!where.empty()) where += ',';
+    if (w.cpus.empty()) where += '*';  // not pinned
+    for (std::size_t k = 0; k < w.cpus.size(); ++k) {
+      if (k != 0) where += '+';
+      where += std::to_string(w.cpus[k]);
+    }
+  }
+  std::vector<mtp::id_t> ids(items);
+  for (std::size_t i = 0; i < items; ++i) ids[i] = i;
+  (void)pool->create_batch(ids, std::int64_t{0});
+  return pool;
+}
+
+// `total` small requests (the ids of run_batch, over `items` items on every rank), sent
+//   (a) by rank 0 alone as one send_batch (its own share runs on its local pool),
+//   (b) split over the ranks, each rank sending its part as one send_batch at once,
+// beside a plain pool in one process running the same `total` requests as one send_batch,
+// with its workers on every CPU of the machine and on rank 0's own CPUs (the other ranks
+// sleep meanwhile).
+void batch_vs_plain(mtp::mpi::sharded_pool<counter>& pool, int rank, int ranks, std::size_t total, std::size_t items,
+                    int reps) {
+  std::vector<add> all(total);
+  for (std::size_t i = 0; i < total; ++i) all[i] = {static_cast<mtp::id_t>((i * 7) % items), 1};
+  const std::size_t from = total * static_cast<std::size_t>(rank) / static_cast<std::size_t>(ranks);
+  const std::size_t to = total * static_cast<std::size_t>(rank + 1) / static_cast<std::size_t>(ranks);
+  const std::vector<add> part(all.begin() + static_cast<long>(from), all.begin() + static_cast<long>(to));
+  std::unique_ptr<mtp::thread_pool<counter>> plain_all, plain_own;
+  std::string where_all, where_own;
+  if (rank == 0) {
+    plain_own = plain_pool(items, false, where_own);  // first: a later plan may count the CPUs of
+    plain_all = plain_pool(items, true, where_all);   // every thread of the process as allowed
+    if (where_own == where_all) plain_own.reset();    // ranks not bound to CPUs: the same pool
+  }
+  int two_plain = plain_own ? 1 : 0;
+  MPI_Bcast(&two_plain, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  bool failed = false;
+  auto one_caller = [&] {
+    pool.barrier();
+    double s = 0;
+    if (rank == 0) {
+      const auto t0 = clock_type::now();
+      auto rs = pool.send_batch(all);
+      s = seconds_since(t0);
+      failed = failed || rs.size() != total || !rs.front().has_value() || !rs.back().has_value();
+    }
+    pool.barrier();
+    return s;
+  };
+  auto every_rank = [&] {
+    pool.barrier();
+    const auto t0 = clock_type::now();
+    auto rs = pool.send_batch(part);
+    const double mine = seconds_since(t0);
+    pool.barrier();  // every rank's batch is answered before any rank enters MPI itself
+    failed = failed || !rs.back().has_value();
+    return max_all(mine);
+  };
+  auto plain = [&](mtp::thread_pool<counter>* p) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    double s = 0;
+    if (rank == 0) {
+      const auto t0 = clock_type::now();
+      auto rs = p->send_batch(all);
+      s = seconds_since(t0);
+      failed = failed || !rs.back().has_value();
+      release_others(ranks);
+    } else {
+      wait_for_rank0();
+    }
+    return s;
+  };
+  (void)one_caller();  // warm up
+  (void)every_rank();
+  (void)plain(plain_all.get());
+  if (two_plain != 0) (void)plain(plain_own.get());
+  std::vector<double> one, every, p_all, p_own, r_one, r_every, r_one_own, r_every_own;
+  for (int rep = 0; rep < reps; ++rep) {
+    // The order turns each repetition, so that no side always follows the same one.
+    double t[4] = {0, 0, 0, 0};
+    for (int k = 0; k < 4; ++k) {
+      switch ((k + rep) % 4) {
+        case 0: t[0] = one_caller(); break;
+        case 1: t[1] = every_rank(); break;
+        case 2: t[2] = plain(plain_all.get()); break;
+        default: t[3] = two_plain != 0 ? plain(plain_own.get()) : 0; break;
+      }
+    }
+    if (two_plain == 0) t[3] = t[2];
+    const double n = static_cast<double>(total);
+    one.push_back(t[0] * 1e9 / n);
+    every.push_back(t[1] * 1e9 / n);
+    p_all.push_back(t[2] * 1e9 / n);
+    p_own.push_back(t[3] * 1e9 / n);
+    r_one.push_back(t[0] / t[2]);
+    r_every.push_back(t[1] / t[2]);
+    r_one_own.push_back(t[0] / t[3]);
+    r_every_own.push_back(t[1] / t[3]);
+  }
+  if (rank == 0) {
+    const spread a = summarise(one), b = summarise(every), pa = summarise(p_all), po = summarise(p_own);
+    const spread ra = summarise(r_one), rb = summarise(r_every), rao = summarise(r_one_own),
+                 rbo = summarise(r_every_own);
+    std::printf("batch of %zu requests over %zu items on %d ranks, median of %d [lowest - highest]:\n", total, items,
+                ranks, reps);
+    std::printf("  sharded_pool, one send_batch from rank 0      %6.1f ns/request  [%.1f - %.1f]\n", a.median, a.lo,
+                a.hi);
+    std::printf("  sharded_pool, each rank its part at once      %6.1f ns/request  [%.1f - %.1f]\n", b.median, b.lo,
+                b.hi);
+    std::printf("  plain pool, one process, worker CPUs %-9s %6.1f ns/request  [%.1f - %.1f]\n", where_all.c_str(),
+                pa.median, pa.lo, pa.hi);
+    if (two_plain != 0) {
+      std::printf("  plain pool, one process, worker CPUs %-9s %6.1f ns/request  [%.1f - %.1f]\n", where_own.c_str(),
+                  po.median, po.lo, po.hi);
+    }
+    std::printf("  ratio to the plain pool on worker CPUs %s: one caller %.2fx [%.2f - %.2f], every rank %.2fx "
+                "[%.2f - %.2f]\n",
+                where_all.c_str(), ra.median, ra.lo, ra.hi, rb.median, rb.lo, rb.hi);
+    if (two_plain != 0) {
+      std::printf("  ratio to the plain pool on worker CPUs %s: one caller %.2fx [%.2f - %.2f], every rank %.2fx "
+                  "[%.2f - %.2f]\n",
+                  where_own.c_str(), rao.median, rao.lo, rao.hi, rbo.median, rbo.lo, rbo.hi);
+    }
+    if (failed) std::printf("  A BATCH FAILED\n");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -181,12 +562,15 @@ int main(int argc, char** argv) {
     if (env.rank() == 0) std::printf("the baselines need MPI_THREAD_MULTIPLE; MPI provides %s\n", to_string(env.provided()));
     return 0;
   }
-  int iters = 5000;
-  std::size_t n = 10000, items = 1000;
+  int iters = 5000, reps = 15, large_iters = 4;
+  std::size_t n = 10000, items = 1000, big_batch = 100000;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--iters") == 0) iters = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--batch") == 0) n = std::strtoull(argv[++i], nullptr, 10);
     else if (std::strcmp(argv[i], "--items") == 0) items = std::strtoull(argv[++i], nullptr, 10);
+    else if (std::strcmp(argv[i], "--big-batch") == 0) big_batch = std::strtoull(argv[++i], nullptr, 10);
+    else if (std::strcmp(argv[i], "--reps") == 0) reps = std::max(1, std::atoi(argv[++i]));
+    else if (std::strcmp(argv[i], "--large-iters") == 0) large_iters = std::max(1, std::atoi(argv[++i]));
   }
   {
     mtp::mpi::sharded_options o;
@@ -204,6 +588,10 @@ int main(int argc, char** argv) {
     pool.barrier();
     if (env.size() >= 2) round_trip(pool, env.rank(), iters);
     run_batch(pool, env.rank(), env.size(), n, items);
+    if (env.size() >= 2) {
+      large_round_trip(pool, env.rank(), reps, large_iters);
+      batch_vs_plain(pool, env.rank(), env.size(), big_batch, items, reps);
+    }
     MPI_Barrier(MPI_COMM_WORLD);
   }
   return 0;
