@@ -6,7 +6,8 @@
 // cell that has both neighbours' values for its round computes its next temperature and posts
 // again, until the last round. Rank 0 creates the cells and starts round 0 with one batch;
 // then every rank calls quiesce(), which returns once no post between cells is in flight or
-// queued anywhere: every cell has finished. Rank 0 then reads the cells once.
+// queued anywhere: every cell has finished. Rank 0 then folds the cells' final states with
+// one reduce() (a broadcast to every cell, one message per rank).
 //
 // The arithmetic is in integers: the heat flowing over an edge is (hot - cold) / 4, computed
 // identically by the two cells of the edge, so the total heat is conserved exactly and the
@@ -175,19 +176,25 @@ void start_cells(mtp::mpi::sharded_pool<cell>& pool, const config& c) {
   for (const auto& r : pool.send_batch(starts)) r.value();  // from here the cells drive themselves
 }
 
-// Rank 0's part, after quiesce(): every cell must have done every round.
+// Rank 0's part, after quiesce(): every cell's final state, folded in id order by one
+// broadcast (one message per rank, whatever the number of cells); each must have done every
+// round.
 std::optional<outcome> collect(mtp::mpi::sharded_pool<cell>& pool, const config& c) {
-  std::vector<status> asks(c.cells);
-  for (std::uint64_t i = 0; i < c.cells; ++i) asks[i] = {i};
-  outcome o;
-  for (const auto& s : pool.send_batch(asks)) {
-    if (s.value().round != c.rounds) {
-      std::fprintf(stderr, "cells: a cell is at round %u of %u after quiesce()\n", s.value().round, c.rounds);
-      return std::nullopt;
-    }
-    o.add(s.value().temperature);
+  struct tally {
+    outcome o;
+    std::uint64_t unfinished = 0;
+  };
+  const tally t = pool.reduce(status{0}, tally{}, [&](tally acc, cell_state s) {
+    if (s.round != c.rounds) ++acc.unfinished;
+    acc.o.add(s.temperature);
+    return acc;
+  });
+  if (t.unfinished != 0) {
+    std::fprintf(stderr, "cells: %llu cells had not done every round after quiesce()\n",
+                 static_cast<unsigned long long>(t.unfinished));
+    return std::nullopt;
   }
-  return o;
+  return t.o;
 }
 
 config parse(int argc, char** argv) {

@@ -83,6 +83,11 @@ struct hop {  // adds 1 to the item's total, then posts hop{id + 1 (mod `items`)
   std::uint32_t left;
   using response_type = void;
 };
+struct weigh {  // answers total * scale / (id + 3): a double that depends on the item
+  mtp::id_t id;
+  double scale;
+  using response_type = double;
+};
 struct quiesce_inside {  // the handler calls quiesce() on its own pool: answers the error code
   mtp::id_t id;
   using response_type = int;
@@ -149,6 +154,9 @@ struct item {
   int handle(const relay&);
   void handle(const hop&);
   int handle(const quiesce_inside&);
+  [[nodiscard]] double handle(const weigh& w) const {
+    return static_cast<double>(total_) * w.scale / (static_cast<double>(id_) + 3.0);
+  }
   std::uint64_t handle(const bulk& b) const { return checksum(b.bytes); }
   std::uint64_t handle(const huge& h) const { return huge_sum(h.words); }
   bulk_block handle(const bulk_reply& r) const {

@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: MIT
 # Runs an example once without MPI (its reference: a plain pool, or a plain loop) and then with
-# 1, 2 and 4 ranks; fails unless every run exits 0 and prints the same checksum line.
+# 1, 2, 3 and 4 ranks; fails unless every run exits 0 and prints the same checksum line.
 # cmake -DNAME=... -DMPIEXEC=... -DEXE=... -DREFERENCE="--flag" [-DARGS="--a 1 --b 2"] -P same_checksum.cmake
 separate_arguments(args UNIX_COMMAND "${ARGS}")
 separate_arguments(reference_args UNIX_COMMAND "${REFERENCE}")
 set(first "")
-foreach(mode without-mpi 1 2 4)
+foreach(mode without-mpi 1 2 3 4)
   if(mode STREQUAL "without-mpi")
     execute_process(COMMAND ${EXE} ${reference_args} ${args} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
   else()

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <mutex>
@@ -735,6 +736,52 @@ TEST(Sharded, QuiesceWaitsForItemsPostingAcrossRanks) {
   }
   if (pool.rank() == 0) {
     EXPECT_EQ(pool.send(quiesce_inside{0}), static_cast<int>(errc::would_deadlock));
+  }
+  pool.barrier();
+}
+
+// Broadcast and reduction over every item on every rank, after items posted to each other
+// (quiescence): the floating-point sum, folded in id order, is bit-identical to a plain loop
+// whatever the number of ranks; removed items drop out; failures are not lost.
+TEST(Sharded, BroadcastAndReduceOverEveryItem) {
+  pool_t pool(small());
+  const int ranks = pool.ranks();
+  const mtp::id_t items = 29;
+  std::vector<long> totals(items);
+  for (mtp::id_t i = 0; i < items; ++i) totals[i] = static_cast<long>(7 * i + 1);
+  if (pool.rank() == 0) {
+    for (mtp::id_t i = 0; i < items; ++i) pool.create(i, totals[i]);
+  }
+  pool.barrier();
+  const std::uint32_t hops = 40;
+  (void)pool.post(hop{static_cast<mtp::id_t>(pool.rank()), items, hops});
+  pool.quiesce();
+  for (int r = 0; r < ranks; ++r) {  // what the chains added: one per hop, starting at item r
+    for (std::uint32_t k = 0; k <= hops; ++k) ++totals[(static_cast<mtp::id_t>(r) + k) % items];
+  }
+  double expected = 0.5;
+  for (mtp::id_t i = 0; i < items; ++i) expected += static_cast<double>(totals[i]) * 0.1 / (static_cast<double>(i) + 3.0);
+
+  if (pool.rank() == ranks - 1) {  // any rank may broadcast; here the last
+    const auto all = pool.broadcast(weigh{0, 0.1});
+    ASSERT_EQ(all.size(), items);
+    for (mtp::id_t i = 0; i < items; ++i) {
+      EXPECT_EQ(all[i].first, i);
+      EXPECT_EQ(all[i].second.value(), static_cast<double>(totals[i]) * 0.1 / (static_cast<double>(i) + 3.0));
+    }
+    const double sum = pool.reduce(weigh{0, 0.1}, 0.5, [](double acc, double x) { return acc + x; });
+    EXPECT_EQ(std::memcmp(&sum, &expected, sizeof sum), 0) << sum << " against " << expected << ": not bit-identical";
+    // Every item's failure arrives; reduce throws the first.
+    const auto failed = pool.broadcast(boom{0});
+    ASSERT_EQ(failed.size(), items);
+    for (const auto& [id, r] : failed) EXPECT_TRUE(r.has_error()) << id;
+    EXPECT_THROW((void)pool.reduce(boom{0}, 0, [](int a, int b) { return a + b; }), std::exception);
+    // Removed items drop out.
+    EXPECT_TRUE(pool.remove(3));
+    EXPECT_TRUE(pool.remove(items - 1));
+    EXPECT_EQ(pool.broadcast(get{0}).size(), items - 2);
+    pool.create(3, 0L);  // back again
+    EXPECT_EQ(pool.broadcast(get{0}).size(), items - 1);
   }
   pool.barrier();
 }

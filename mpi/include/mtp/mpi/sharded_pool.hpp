@@ -239,6 +239,49 @@ struct remote_share final : pending {
   }
 };
 
+// The responses of a broadcast: every item's (id, result), gathered from every rank.
+template <class T>
+struct broadcast_state {
+  std::mutex m;
+  std::condition_variable cv;
+  int left = 0;  // ranks still to answer
+  std::vector<id_t> ids;  // ids[i] answered results[i]
+  std::vector<result<T>> results;
+
+  void add(std::span<const id_t> part_ids, std::vector<result<T>>&& part) {
+    std::lock_guard lock(m);  // notify under the lock: the waiter may return at once
+    ids.insert(ids.end(), part_ids.begin(), part_ids.end());
+    for (auto& r : part) results.push_back(std::move(r));
+    if (--left == 0) cv.notify_all();
+  }
+  // Waits for every rank, then returns every (id, result) in ascending id order. (An index
+  // is sorted, not the results: each result moves once.)
+  std::vector<std::pair<id_t, result<T>>> take() {
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return left == 0; });
+    std::vector<std::uint32_t> order(ids.size());
+    for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) { return ids[a] < ids[b]; });
+    std::vector<std::pair<id_t, result<T>>> out;
+    out.reserve(order.size());
+    for (const std::uint32_t i : order) out.emplace_back(ids[i], std::move(results[i]));
+    return out;
+  }
+};
+template <class T>
+struct broadcast_share final : pending {
+  std::shared_ptr<broadcast_state<T>> state;
+  void on_reply(wire::reader& in, std::uint32_t n) override {
+    std::vector<id_t> ids(n);
+    std::vector<result<T>> part(n);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      ids[i] = in.pod<id_t>();
+      read_result(in, part[i]);
+    }
+    state->add(ids, std::move(part));
+  }
+};
+
 // The part of the pool the communication thread sees.
 class sharded_base : public channel_client {
  public:
@@ -384,6 +427,17 @@ class sharded_base : public channel_client {
     done_.fetch_add(1, std::memory_order_release);
   }
   void served() noexcept { done_.fetch_add(1, std::memory_order_release); }
+  // A broadcast's reply: each item's id, then its result.
+  template <class T>
+  void reply_items(int source, std::uint64_t call, const std::vector<id_t>& ids, const std::vector<result<T>>& rs) {
+    wire::writer w = start_message(kind::reply, 0, static_cast<std::uint32_t>(rs.size()), call);
+    for (std::size_t i = 0; i < rs.size(); ++i) {
+      w.pod(ids[i]);
+      put_result(w, rs[i], rank_);
+    }
+    send_bytes(channel_, source, std::move(w.bytes()));
+    done_.fetch_add(1, std::memory_order_release);
+  }
 
   // The serving side of cancellation: the local handle of each share being served, by (source
   // rank, call number), until it completes. A share that completes before it was remembered
@@ -679,7 +733,12 @@ class sharded_pool final : private impl::sharded_base {
   template <class... A>
   void create(id_t id, A&&... args) {
     check_arguments<A...>();
-    if (serves_here(id)) return locally(id, [&] { pool_.create(id, std::forward<A>(args)...); });
+    if (serves_here(id)) {
+      return locally(id, [&] {
+        pool_.create(id, std::forward<A>(args)...);
+        note_created(id);
+      });
+    }
     std::vector<result<void>> out = create_remote_one<std::decay_t<A>...>(id, std::forward<A>(args)...);
     out[0].value();
   }
@@ -693,7 +752,7 @@ class sharded_pool final : private impl::sharded_base {
     using Op = create_op<std::decay_t<A>...>;
     const std::tuple<std::decay_t<A>...> copy(args...);
     return run<void>(all, [](id_t id) { return id; },
-                     [&](std::span<const id_t> local) { return pool_.create_batch(local, args...); },
+                     [&](std::span<const id_t> local) { return note_created(local, pool_.create_batch(local, args...)); },
                      Op::key, [&](wire::writer& w, id_t id) {
                        w.pod(id);
                        wire::put_tuple(w, copy);
@@ -714,7 +773,8 @@ class sharded_pool final : private impl::sharded_base {
     std::vector<id_t> storage;
     const std::span<const id_t> all = mtp::gather<id_t>(std::forward<Ids>(ids), storage);
     return run<void>(all, [](id_t id) { return id; },
-                     [&](std::span<const id_t> local) { return pool_.remove_batch(local); }, remove_op::key,
+                     [&](std::span<const id_t> local) { return note_removed(local, pool_.remove_batch(local)); },
+                     remove_op::key,
                      [](wire::writer& w, id_t id) { w.pod(id); });
   }
 
@@ -799,6 +859,49 @@ class sharded_pool final : private impl::sharded_base {
     requires std::is_member_function_pointer_v<decltype(Member)>
   auto call(id_t id, A&&... args) {
     return send(mtp::make_call<Member>(id, std::forward<A>(args)...));
+  }
+
+  /// Sends a copy of `r` to every item of the pool, on every rank (each copy's `id` set to its
+  /// item's), and returns every item's (id, result) in ascending id order. One message to
+  /// each other rank and one reply from it, whatever the number of items. "Every item" is
+  /// every item created through this pool (on any rank) and not removed through it: items
+  /// created while the broadcast travels may or may not get it. Blocking; throws
+  /// pool_error(pool_stopped, would_deadlock) as send_batch.
+  template <request R>
+  std::vector<std::pair<id_t, result<response_t<R>>>> broadcast(const R& r) {
+    mtp::require_handles<Item, R>();
+    impl::check_remote_request<R>();
+    static_assert(requires(R& x, id_t id) { x.id = id; },
+                  "mtp::mpi: broadcast sets each copy's id: the request's `id` must be assignable");
+    using T = response_t<R>;
+    if (impl::on_communication_thread()) error{errc::would_deadlock, 0, {}}.raise();
+    if (!enter()) error{errc::pool_stopped, 0, {}}.raise();
+    gate_guard g{this};
+    auto state = std::make_shared<impl::broadcast_state<T>>();
+    state->left = ranks_;
+    for (int dest = 0; dest < ranks_; ++dest) {
+      if (dest == rank_) continue;
+      const std::uint64_t call = next_call();
+      wire::writer w = start_message(impl::kind::call, broadcast_op<R>::key, 1, call);
+      wire::put(w, r);
+      auto p = std::make_unique<impl::broadcast_share<T>>();
+      p->state = state;
+      send_call(dest, call, std::move(p), std::move(w));
+    }
+    const std::vector<id_t> ids = local_ids();
+    state->add(ids, pool_.send_batch(addressed(r, ids)));
+    return state->take();
+  }
+
+  /// A broadcast whose responses are folded by `op` in ascending id order, starting from
+  /// `init`: `acc = op(std::move(acc), response)`. The order is fixed, so the result is the
+  /// same, bit for bit, with any number of ranks (floating-point sums included). If an item
+  /// failed, throws its error (the first in id order) once every item has answered.
+  template <request R, class T, class Op>
+    requires std::invocable<Op&, T&&, response_t<R>&&>
+  T reduce(const R& r, T init, Op op) {
+    for (auto& [id, result] : broadcast(r)) init = op(std::move(init), std::move(result).value());
+    return init;
   }
 
   /// Fire and forget. Local: the pool's post. Remote: queued for the owning rank, whose
@@ -956,6 +1059,32 @@ class sharded_pool final : private impl::sharded_base {
     }
     static inline const std::uint64_t key = impl::register_op<call_op>(&serve, false);
   };
+  // A broadcast: the request once; answered with every local item's (id, result).
+  template <class R>
+  struct broadcast_op {
+    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t) {
+      auto& self = static_cast<sharded_pool&>(base);
+      using T = response_t<R>;
+      try {
+        wire::decoded<R> r(1);
+        r.read(in);
+        auto ids = std::make_shared<const std::vector<id_t>>(self.local_ids());
+        if (ids->empty()) {
+          self.reply_items(source, call, *ids, std::vector<result<T>>{});
+          return;
+        }
+        (void)self.pool_.send_batch_async(addressed(*r.begin(), *ids),
+                                          [&self, source, call, ids](std::vector<result<T>>&& rs) {
+                                            self.reply_items(source, call, *ids, rs);
+                                          });
+      } catch (...) {  // the request would not decode, or no memory: one error stands for this rank
+        std::vector<result<T>> failed(1);
+        failed[0].set_error(error{errc::handler_failed, 0, std::current_exception()});
+        self.reply_items(source, call, std::vector<id_t>{0}, failed);
+      }
+    }
+    static inline const std::uint64_t key = impl::register_op<broadcast_op>(&serve, false);
+  };
   template <class R>
   struct post_op {
     static void serve(impl::sharded_base& base, int, std::uint64_t, wire::reader& in, std::uint32_t n) {
@@ -1043,7 +1172,10 @@ class sharded_pool final : private impl::sharded_base {
         const auto id = in.pod<id_t>();
         reqs.push_back({id, wire::get_tuple<A...>(in)});
       }
-      self.reply(source, call, self.pool_.create_batch(reqs));
+      std::vector<id_t> ids;
+      ids.reserve(reqs.size());
+      for (const auto& r : reqs) ids.push_back(r.id);
+      self.reply(source, call, self.note_created(ids, self.pool_.create_batch(reqs)));
     }
     static inline const std::uint64_t key = impl::register_op<create_op>(&serve, true);
   };
@@ -1052,7 +1184,7 @@ class sharded_pool final : private impl::sharded_base {
       auto& self = static_cast<sharded_pool&>(base);
       std::vector<id_t> ids(n);
       for (auto& id : ids) id = in.pod<id_t>();
-      self.reply(source, call, self.pool_.remove_batch(ids));
+      self.reply(source, call, self.note_removed(ids, self.pool_.remove_batch(ids)));
     }
     static inline const std::uint64_t key = impl::register_op<remove_op>(&serve, true);
   };
@@ -1077,6 +1209,48 @@ class sharded_pool final : private impl::sharded_base {
   }
 
   [[nodiscard]] bool local_quiescent() const noexcept override { return pool_.quiescent(); }
+
+  // ---- The ids of this rank's items, for broadcast -----------------------------------------
+  // Appended to as items are created and removed through this pool (amortised O(1) each);
+  // a broadcast sorts both lists and takes the multiset difference (an id removed and created
+  // again appears twice in created_ and once in removed_).
+  void note_created(id_t id) {
+    std::lock_guard lock(ids_m_);
+    created_.push_back(id);
+  }
+  std::vector<result<void>> note_created(std::span<const id_t> ids, std::vector<result<void>>&& rs) {
+    std::lock_guard lock(ids_m_);
+    for (std::size_t i = 0; i < rs.size(); ++i) {
+      if (rs[i].has_value()) created_.push_back(ids[i]);
+    }
+    return std::move(rs);
+  }
+  std::vector<result<void>> note_removed(std::span<const id_t> ids, std::vector<result<void>>&& rs) {
+    std::lock_guard lock(ids_m_);
+    for (std::size_t i = 0; i < rs.size(); ++i) {
+      if (rs[i].has_value()) removed_.push_back(ids[i]);
+    }
+    return std::move(rs);
+  }
+  // This rank's items now, in ascending id order.
+  std::vector<id_t> local_ids() {
+    std::lock_guard lock(ids_m_);
+    std::sort(created_.begin(), created_.end());
+    std::sort(removed_.begin(), removed_.end());
+    std::vector<id_t> alive;
+    alive.reserve(created_.size() - std::min(created_.size(), removed_.size()));
+    std::set_difference(created_.begin(), created_.end(), removed_.begin(), removed_.end(), std::back_inserter(alive));
+    created_ = alive;
+    removed_.clear();
+    return alive;
+  }
+  // Copies of `r`, one per id, each with the id set.
+  template <class R>
+  static std::vector<R> addressed(const R& r, const std::vector<id_t>& ids) {
+    std::vector<R> out(ids.size(), r);
+    for (std::size_t i = 0; i < ids.size(); ++i) out[i].id = ids[i];
+    return out;
+  }
   // Whether the calling thread is one of the local pool's workers.
   [[nodiscard]] bool on_own_worker() const noexcept {
     if (!mtp::this_worker::is_worker()) return false;
@@ -1240,6 +1414,9 @@ class sharded_pool final : private impl::sharded_base {
   std::function<void(const diagnostic&)> on_diag_;  // before pool_, which takes the options
   std::chrono::nanoseconds spin_;                   // how long a blocked caller polls
   mtp::thread_pool<Item> pool_;
+  std::mutex ids_m_;
+  std::vector<id_t> created_;  // under ids_m_; see local_ids()
+  std::vector<id_t> removed_;
   std::mutex shutdown_m_;
   bool closed_ = false;
   std::uint64_t pin_token_ = 0;  // the communication thread runs on the CPUs kept for callers
