@@ -786,6 +786,38 @@ TEST(Sharded, BroadcastAndReduceOverEveryItem) {
   pool.barrier();
 }
 
+// Bounded queues push back across ranks as they do locally: a blocking or timed batch of 200
+// requests to one item on another rank waits for room (no queue_full); only the
+// non-blocking forms answer queue_full.
+TEST(Sharded, BoundedQueuesPushBackAcrossRanks) {
+  auto o = small();
+  o.local.queue_capacity = 4;
+  pool_t pool(o);
+  const auto last = static_cast<mtp::id_t>(pool.ranks() - 1);
+  if (pool.rank() == 0) {
+    pool.create(last, 0L);
+    std::vector<slow> batch(200, slow{last, 20});
+    const auto count_full = [](const auto& rs) {
+      std::size_t full = 0;
+      for (const auto& r : rs) full += r.has_error() && r.error().code == errc::queue_full ? 1 : 0;
+      return full;
+    };
+    const auto blocking = pool.send_batch(batch);
+    ASSERT_EQ(blocking.size(), 200u);
+    EXPECT_EQ(count_full(blocking), 0u) << "a blocking batch waits for room on the remote rank";
+    for (const auto& r : blocking) EXPECT_TRUE(r.has_value() && r.value() == 20);
+    const auto timed = pool.send_batch(batch, std::chrono::seconds(30));
+    EXPECT_EQ(count_full(timed), 0u) << "a timed batch waits for room within its deadline";
+    for (const auto& r : timed) EXPECT_TRUE(r.has_value());
+    EXPECT_EQ(pool.send(slow{last, 1}), 1);
+    // The non-blocking form does not wait: what finds no room gets queue_full.
+    std::promise<std::size_t> full;
+    (void)pool.send_batch_async(batch, [&](std::vector<mtp::result<int>>&& rs) { full.set_value(count_full(rs)); });
+    EXPECT_GT(full.get_future().get(), 0u);
+  }
+  pool.barrier();
+}
+
 TEST(Sharded, ShutdownWhileTrafficInFlight) {
   pool_t pool(small());
   const int ranks = pool.ranks();

@@ -689,6 +689,7 @@ class sharded_pool final : private impl::sharded_base {
       : router_(std::move(options.router)),
         on_diag_(options.local.on_diagnostic),
         spin_(options.local.caller_spin),
+        bounded_(options.local.queue_capacity > 0),
         pool_(std::move(options.local)) {
     {
       std::lock_guard lock(registry_m_);  // before the channel opens: other ranks may send at once
@@ -800,9 +801,11 @@ class sharded_pool final : private impl::sharded_base {
     impl::check_remote_request<R>();
     std::vector<R> storage;
     const std::span<const R> all = mtp::gather<R>(std::forward<Range>(requests), storage);
+    // With bounded queues the owner waits for room, as the local pool would (call_wait_op).
     return run<response_t<R>>(all, [](const R& r) { return static_cast<id_t>(r.id); },
-                              [&](std::span<const R> local) { return pool_.send_batch(local); }, call_op<R>::key,
-                              [](wire::writer& w, const R& r) { wire::put(w, r); });
+                              [&](std::span<const R> local) { return pool_.send_batch(local); },
+                              bounded_ ? call_wait_op<R>::key : call_op<R>::key,
+                              [](wire::writer& w, const R& r) { wire::put(w, r); }, bounded_ ? k_wait_forever : -1);
   }
 
   /// As send, giving up after `timeout`: then throws pool_error(timed_out). The request is
@@ -843,7 +846,8 @@ class sharded_pool final : private impl::sharded_base {
       return pool_.send_batch(all, timeout);
     }
     auto box = std::make_shared<impl::timed_box<T>>();
-    async_handle handle = send_batch_async(all, [box](std::vector<result<T>>&& rs) { box->put(std::move(rs)); });
+    async_handle handle = bounded_ ? send_batch_waiting_for_room(all, deadline, box)
+                                   : send_batch_async(all, [box](std::vector<result<T>>&& rs) { box->put(std::move(rs)); });
     if (box->wait_until(deadline)) return std::move(box->results);
     handle.cancel();  // late responses land in the box, which nobody reads
     return fail_all(errc::timed_out);
@@ -1059,6 +1063,58 @@ class sharded_pool final : private impl::sharded_base {
     }
     static inline const std::uint64_t key = impl::register_op<call_op>(&serve, false);
   };
+  // A share that may wait for room in a bounded queue until its caller's deadline: served on
+  // the control thread (which may block, in arrival order per source) with the local pool's
+  // blocking or timed batch. Entries: [i64 nanoseconds it may wait, k_wait_forever: no
+  // deadline] then the requests.
+  template <class R>
+  struct call_wait_op {
+    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
+      auto& self = static_cast<sharded_pool&>(base);
+      using T = response_t<R>;
+      try {
+        const auto wait_ns = in.pod<std::int64_t>();
+        wire::decoded<R> decoded(n);
+        for (std::uint32_t i = 0; i < n; ++i) decoded.read(in);
+        const std::span<const R> requests(decoded.begin(), n);
+        self.reply(source, call,
+                   wait_ns == k_wait_forever ? self.pool_.send_batch(requests)
+                                             : self.pool_.send_batch(requests, std::chrono::nanoseconds(wait_ns)));
+      } catch (...) {  // a request that would not decode (or no memory): the whole share fails
+        std::vector<result<T>> failed(n);
+        for (auto& f : failed) f.set_error(error{errc::handler_failed, 0, std::current_exception()});
+        self.reply(source, call, failed);
+      }
+    }
+    static inline const std::uint64_t key = impl::register_op<call_wait_op>(&serve, true);
+  };
+  static constexpr std::int64_t k_wait_forever = std::numeric_limits<std::int64_t>::max();
+
+  // The timed batch with bounded queues: remote shares wait for room on their rank until the
+  // deadline (call_wait_op), the local share waits here, on the caller's thread; `box` gets
+  // the results. The returned handle withdraws what has not started.
+  template <class R, class T>
+  async_handle send_batch_waiting_for_room(std::span<const R> all, std::chrono::steady_clock::time_point deadline,
+                                           const std::shared_ptr<impl::timed_box<T>>& box) {
+    const auto left = [deadline] {
+      return std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                           deadline - std::chrono::steady_clock::now())
+                                           .count());
+    };
+    auto state = std::make_shared<impl::call_state<T>>();
+    state->on_done = [box](std::vector<result<T>>&& rs) { box->put(std::move(rs)); };
+    state->control.pool = this;
+    launch<T>(
+        state, all, [](const R& r) { return static_cast<id_t>(r.id); },
+        [&](std::span<const R> local, const std::shared_ptr<impl::call_state<T>>& s, std::vector<std::uint32_t> index) {
+          std::vector<result<T>> rs = pool_.send_batch(local, std::chrono::nanoseconds(left()));
+          for (std::size_t i = 0; i < rs.size(); ++i) s->results[index[i]] = std::move(rs[i]);
+          s->arrive();
+        },
+        call_wait_op<R>::key, [](wire::writer& w, const R& r) { wire::put(w, r); }, true, left());
+    return async_handle(std::shared_ptr<impl::cancel_control>(state, &state->control));
+  }
+
   // A broadcast: the request once; answered with every local item's (id, result).
   template <class R>
   struct broadcast_op {
@@ -1287,7 +1343,7 @@ class sharded_pool final : private impl::sharded_base {
   // remote entry of operation `op`. For the blocking forms (wait), the caller waits here.
   template <class T, class X, class IdOf, class Local, class Encode>
   bool launch(const std::shared_ptr<impl::call_state<T>>& state, std::span<const X> all, IdOf id_of, Local local_fn,
-              std::uint64_t op, Encode encode, bool async) {
+              std::uint64_t op, Encode encode, bool async, std::int64_t wait_ns = -1) {
     if (!enter()) {
       // Results are filled in place (set_error): a temporary result may be larger than a stack.
       state->results.clear();
@@ -1318,6 +1374,7 @@ class sharded_pool final : private impl::sharded_base {
       if (index.empty() || r == rank_) continue;
       const std::uint64_t call = next_call();
       wire::writer w = start_message(impl::kind::call, op, static_cast<std::uint32_t>(index.size()), call);
+      if (wait_ns >= 0) w.pod(wait_ns);  // a call_wait_op: how long the owner may wait for room
       w.reserve(sizeof(impl::header) + index.size() * (sizeof(X) + sizeof(id_t)));
       for (std::uint32_t i : index) encode(w, all[i]);
       auto p = std::make_unique<impl::remote_share<T>>();
@@ -1346,7 +1403,8 @@ class sharded_pool final : private impl::sharded_base {
 
   // The blocking form of launch: the local share runs on the pool's blocking batch.
   template <class T, class X, class IdOf, class LocalBatch, class Encode>
-  std::vector<result<T>> run(std::span<const X> all, IdOf id_of, LocalBatch local_batch, std::uint64_t op, Encode encode) {
+  std::vector<result<T>> run(std::span<const X> all, IdOf id_of, LocalBatch local_batch, std::uint64_t op, Encode encode,
+                             std::int64_t wait_ns = -1) {
     if (impl::on_communication_thread()) {  // it would wait for itself
       std::vector<result<T>> out;
       for (const X& x : all) out.emplace_back(error{errc::would_deadlock, id_of(x), {}});
@@ -1369,7 +1427,7 @@ class sharded_pool final : private impl::sharded_base {
           for (std::size_t i = 0; i < rs.size(); ++i) s->results[index[i]] = std::move(rs[i]);
           s->arrive();
         },
-        op, encode, false);
+        op, encode, false, wait_ns);
     state->wait(spin_);
     if (entered) leave();
     return std::move(state->results);
@@ -1413,6 +1471,7 @@ class sharded_pool final : private impl::sharded_base {
   std::function<int(id_t, int)> router_;
   std::function<void(const diagnostic&)> on_diag_;  // before pool_, which takes the options
   std::chrono::nanoseconds spin_;                   // how long a blocked caller polls
+  bool bounded_;  // the local pools have bounded queues: blocking and timed calls wait for room
   mtp::thread_pool<Item> pool_;
   std::mutex ids_m_;
   std::vector<id_t> created_;  // under ids_m_; see local_ids()
