@@ -30,7 +30,7 @@ enum class errc : std::uint8_t {
   pool_stopped,        ///< The pool is shut down (or shutting down); the request was not sent.
   would_deadlock,      ///< A blocking call from a worker into its own worker.
   invalid_route,       ///< The user's router returned a worker index out of range.
-  queue_full,          ///< try_/post forms on a bounded queue: the worker's queue had no room.
+  queue_full,          ///< A non-blocking form (post, send_async, submit_batch, ...) on a bounded queue: no room.
   timed_out,           ///< The deadline passed before the response arrived.
   cancelled,           ///< The caller cancelled an asynchronous request before it started.
   out_of_memory,       ///< Memory ran out while an error was recorded, and so had the reserve

@@ -240,13 +240,8 @@ class thread_pool {
     return run_timed(mtp::gather<R>(std::forward<Range>(requests), storage), deadline);
   }
 
-  /// Starts a batch and returns at once; the handle's wait() returns the responses in
-  /// request order. One caller can keep several batches, or several pools, busy this way.
-  /// It never blocks: on a bounded queue with no room, the requests that do not fit get
-  /// errc::queue_full. From a worker of this pool, requests for that worker's own items are
-  /// queued behind the current message (the handle's wait() there throws would_deadlock
-  /// until they have run).
-  /// As submit_batch(std::vector), from any input range of requests (copied into the batch).
+  /// As submit_batch(std::vector) below, from any input range of requests (copied into the
+  /// batch).
   template <request_range Range>
     requires(!std::same_as<std::remove_cvref_t<Range>, std::vector<std::ranges::range_value_t<Range>>>)
   batch<response_t<std::ranges::range_value_t<Range>>> submit_batch(Range&& requests) {
@@ -255,6 +250,12 @@ class thread_pool {
     for (auto&& r : requests) owned.emplace_back(std::forward<decltype(r)>(r));
     return submit_batch(std::move(owned));
   }
+  /// Starts a batch and returns at once; the handle's wait() returns the responses in
+  /// request order. One caller can keep several batches, or several pools, busy this way.
+  /// It never blocks: on a bounded queue with no room, the requests that do not fit get
+  /// errc::queue_full. From a worker of this pool, requests for that worker's own items are
+  /// queued behind the current message (the handle's wait() there throws would_deadlock
+  /// until they have run).
   template <class R>
   batch<impl::response_of_t<R>> submit_batch(std::vector<R> requests) {
     impl::check_handles<Item, R>();
