@@ -282,8 +282,10 @@ class ticker {
     }
   }
   int handle(const touch_session&) {
-    timeout_.rearm(20ms);  // the session pattern: every message pushes the timeout back
+    // Read the clock before the re-arm: the deadline is at least 20 ms after this point (read
+    // after it, a thread pre-empted between the two lines would see the timeout fire "early").
     last_rearm_ = std::chrono::steady_clock::now();
+    timeout_.rearm(20ms);  // the session pattern: every message pushes the timeout back
     return ++touches_;
   }
   void handle(const idle&) {
