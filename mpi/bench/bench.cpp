@@ -11,9 +11,18 @@
 //   - one batch of 100,000 small requests over every rank, and the same requests split over
 //     the ranks sent at once, beside a plain mtp::thread_pool running the same requests;
 //   - context switches per round trip (getrusage) beside those of the MPI ping-pong.
+// Then, on a second pool of 10,000 items spread over the ranks (created once):
+//   - pool.reduce over every item from rank 0, beside a send_batch of the same 10,000
+//     per-item requests (ids 0..N-1) built and folded by the caller;
+//   - pool.quiesce() on an idle pool beside pool.barrier(), and a chain of 1,000 hops from
+//     item to item (id + 1) % N, each posted by the item's handler through this_pool, from
+//     its start to quiesce()'s return beside the time the chain took (its last hop's time).
 // Options: --iters N (round trips, 5000), --batch N and --items N (the batch per rank, 10000
 // over 1000 items), --big-batch N (100000), --reps N (repetitions of the comparisons, 15),
-// --large-iters N (16 MiB round trips per repetition, 4).
+// --large-iters N (16 MiB round trips per repetition, 4), --coll-items N (10000), --hops N
+// (1000). --count FORM (none, reduce, batch, quiesce, barrier, chain) runs only FORM,
+// --count-reps times (10), on the second pool: with MTP_MPI_STATS=1, the messages each rank
+// sent, printed at exit, less those of --count none, are FORM's.
 //
 // Baselines call MPI on MPI_COMM_WORLD from the main thread while the communication thread
 // serves the pool on its own communicators, so the environment asks for MPI_THREAD_MULTIPLE.
@@ -24,6 +33,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -554,6 +564,218 @@ void batch_vs_plain(mtp::mpi::sharded_pool<counter>& pool, int rank, int ranks, 
   }
 }
 
+// ---- Collectives: broadcast / reduce, quiesce ----------------------------------------------
+
+struct value {
+  mtp::id_t id;
+  using response_type = double;
+};
+struct hop {
+  mtp::id_t id;
+  std::int32_t left;
+  using response_type = void;
+};
+std::size_t g_nodes = 10000;  // the items of the second pool, the same on every rank
+// When the last hop of a chain ran (steady_clock, ns since its epoch), on the rank of its
+// item; 0 elsewhere. Ranks on one machine share steady_clock (CLOCK_MONOTONIC).
+std::atomic<std::int64_t> g_chain_end{0};
+
+struct node {
+  explicit node(mtp::id_t id) : mass(1.0 + static_cast<double>(id % 7) * 0.125), speed(0.5 + static_cast<double>(id % 13)) {}
+  double handle(const value&) const { return 0.5 * mass * speed * speed; }
+  void handle(const hop& h) {
+    if (h.left > 0) {
+      (void)mtp::mpi::this_pool<node>().post(hop{(h.id + 1) % g_nodes, h.left - 1});
+    } else {
+      g_chain_end.store(clock_type::now().time_since_epoch().count(), std::memory_order_release);
+    }
+  }
+  double mass, speed;
+};
+
+// Element-wise max over ranks of each rank's per-repetition figures, to rank 0.
+std::vector<double> max_to_rank0(const std::vector<double>& v) {
+  std::vector<double> out(v.size(), 0.0);
+  MPI_Reduce(v.data(), out.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+  return out;
+}
+
+void create_nodes(mtp::mpi::sharded_pool<node>& pool, int rank) {
+  if (rank == 0) {
+    std::vector<mtp::id_t> ids(g_nodes);
+    for (std::size_t i = 0; i < g_nodes; ++i) ids[i] = i;
+    for (const auto& r : pool.create_batch(ids)) r.value();
+  }
+  pool.barrier();
+}
+
+double add_up(double acc, double e) { return acc + e; }
+
+// Rank 0: pool.reduce over every item, beside send_batch of the same N requests (ids 0..N-1),
+// folded by the caller in id order. The other ranks serve meanwhile (inside barrier()).
+void reduce_vs_batch(mtp::mpi::sharded_pool<node>& pool, int rank, int ranks, int reps) {
+  const std::size_t n = g_nodes;
+  std::vector<value> reqs(n);
+  for (std::size_t i = 0; i < n; ++i) reqs[i].id = i;
+  double by_reduce = 0, by_batch = 0;
+  bool failed = false;
+  auto reduce_side = [&] {
+    pool.barrier();
+    double s = 0;
+    if (rank == 0) {
+      const auto t0 = clock_type::now();
+      by_reduce = pool.reduce(value{}, 0.0, add_up);
+      s = seconds_since(t0);
+    }
+    pool.barrier();
+    return s;
+  };
+  auto batch_side = [&] {
+    pool.barrier();
+    double s = 0;
+    if (rank == 0) {
+      const auto t0 = clock_type::now();
+      auto rs = pool.send_batch(reqs);
+      double acc = 0.0;
+      for (auto& r : rs) {
+        if (!r.has_value()) {
+          failed = true;
+          continue;
+        }
+        acc = add_up(acc, r.value());
+      }
+      by_batch = acc;
+      s = seconds_since(t0);
+    }
+    pool.barrier();
+    return s;
+  };
+  (void)reduce_side();  // warm up
+  (void)batch_side();
+  std::vector<double> red, bat, ratio;
+  bool same = true;
+  for (int rep = 0; rep < reps; ++rep) {
+    double r = 0, b = 0;
+    if (rep % 2 == 0) {
+      r = reduce_side();
+      b = batch_side();
+    } else {
+      b = batch_side();
+      r = reduce_side();
+    }
+    same = same && std::memcmp(&by_reduce, &by_batch, sizeof by_reduce) == 0;
+    red.push_back(r * 1e9 / static_cast<double>(n));
+    bat.push_back(b * 1e9 / static_cast<double>(n));
+    ratio.push_back(r / b);
+  }
+  if (rank == 0) {
+    const spread a = summarise(red), b = summarise(bat), q = summarise(ratio);
+    std::printf("reduce over %zu items on %d ranks from rank 0, median of %d [lowest - highest]:\n", n, ranks, reps);
+    std::printf("  pool.reduce                          %6.1f ns/item  [%.1f - %.1f]  (%.3f ms)\n", a.median, a.lo,
+                a.hi, a.median * static_cast<double>(n) * 1e-6);
+    std::printf("  send_batch of %zu, folded by caller  %6.1f ns/item  [%.1f - %.1f]  (%.3f ms)\n", n, b.median, b.lo,
+                b.hi, b.median * static_cast<double>(n) * 1e-6);
+    std::printf("  ratio reduce / batch %.2fx [%.2f - %.2f]; sums %s (%.17g)%s\n", q.median, q.lo, q.hi,
+                same ? "bit-identical" : "DIFFER", by_reduce, failed ? "  (A BATCH FAILED)" : "");
+    std::printf("  MPI messages, from the code: reduce %d out + %d replies; send_batch %d out + %d replies "
+                "(one per remote rank each way)\n",
+                ranks - 1, ranks - 1, ranks - 1, ranks - 1);
+  }
+}
+
+// quiesce() on an idle pool beside barrier(), every rank; then a chain of `hops` hops from
+// item 0 (each hop posted by the previous item's handler to item (id + 1) % N: with the default
+// router every hop changes rank), from rank 0's post to quiesce()'s return on rank 0, beside
+// the time from the post to the last hop's handler.
+void quiesce_cost(mtp::mpi::sharded_pool<node>& pool, int rank, int ranks, int reps, int hops) {
+  auto timed = [&](bool q) {
+    pool.barrier();
+    const auto t0 = clock_type::now();
+    if (q) {
+      pool.quiesce();
+    } else {
+      pool.barrier();
+    }
+    return seconds_since(t0) * 1e6;
+  };
+  (void)timed(true);  // warm up
+  (void)timed(false);
+  const int idle_reps = 2 * reps;
+  std::vector<double> qs, bs;
+  for (int rep = 0; rep < idle_reps; ++rep) {
+    if (rep % 2 == 0) {
+      qs.push_back(timed(true));
+      bs.push_back(timed(false));
+    } else {
+      bs.push_back(timed(false));
+      qs.push_back(timed(true));
+    }
+  }
+  // The chain.
+  std::vector<double> to_quiet, chain, after, starts;
+  auto one_chain = [&] {
+    g_chain_end.store(0, std::memory_order_relaxed);
+    pool.barrier();
+    const auto t0 = clock_type::now();
+    if (rank == 0) (void)pool.post(hop{0, hops - 1});  // hops messages: left = hops - 1 .. 0
+    pool.quiesce();
+    const auto t1 = clock_type::now();
+    const double end_mine = static_cast<double>(g_chain_end.load(std::memory_order_acquire));
+    double end = 0;
+    MPI_Allreduce(&end_mine, &end, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);  // the owner's, the others 0
+    const double start = static_cast<double>(t0.time_since_epoch().count());
+    return std::array<double, 3>{std::chrono::duration<double, std::micro>(t1 - t0).count(), (end - start) * 1e-3,
+                                 end == 0 ? -1.0 : static_cast<double>(t1.time_since_epoch().count()) * 1e-3 - end * 1e-3};
+  };
+  (void)one_chain();  // warm up
+  bool lost = false;
+  for (int rep = 0; rep < reps; ++rep) {
+    const auto c = one_chain();
+    if (c[2] < 0) lost = true;
+    to_quiet.push_back(c[0]);
+    chain.push_back(c[1]);
+    after.push_back(c[2]);
+  }
+  const std::vector<double> qmax = max_to_rank0(qs), bmax = max_to_rank0(bs);
+  if (rank == 0) {
+    const spread q = summarise(qs), b = summarise(bs), qm = summarise(qmax), bm = summarise(bmax);
+    std::printf("quiesce on %d ranks, idle pool of %zu items, median of %d [lowest - highest], rank 0; slowest rank:\n",
+                ranks, g_nodes, idle_reps);
+    std::printf("  pool.quiesce()  %8.1f us  [%.1f - %.1f];  %8.1f us  [%.1f - %.1f]\n", q.median, q.lo, q.hi, qm.median,
+                qm.lo, qm.hi);
+    std::printf("  pool.barrier()  %8.1f us  [%.1f - %.1f];  %8.1f us  [%.1f - %.1f]\n", b.median, b.lo, b.hi, bm.median,
+                bm.lo, bm.hi);
+    const spread t = summarise(to_quiet), c = summarise(chain), a = summarise(after);
+    std::printf("chain of %d hops item to item (every hop to another rank), median of %d [lowest - highest]:\n", hops,
+                reps);
+    std::printf("  post to the last hop          %8.1f us  [%.1f - %.1f]  (%.2f us/hop)\n", c.median, c.lo, c.hi,
+                c.median / hops);
+    std::printf("  post to quiesce() returning   %8.1f us  [%.1f - %.1f]  (rank 0)\n", t.median, t.lo, t.hi);
+    std::printf("  last hop to quiesce() return  %8.1f us  [%.1f - %.1f]%s\n", a.median, a.lo, a.hi,
+                lost ? "  (A CHAIN DID NOT END)" : "");
+  }
+}
+
+// --count FORM: only FORM, `reps` times, for MTP_MPI_STATS=1's counts at exit.
+void count_only(mtp::mpi::sharded_pool<node>& pool, int rank, const std::string& form, int reps, int hops) {
+  std::vector<value> reqs(g_nodes);
+  for (std::size_t i = 0; i < g_nodes; ++i) reqs[i].id = i;
+  for (int rep = 0; rep < reps; ++rep) {
+    pool.barrier();
+    if (form == "reduce" && rank == 0) (void)pool.reduce(value{}, 0.0, add_up);
+    if (form == "batch" && rank == 0) (void)pool.send_batch(reqs);
+    if (form == "quiesce") pool.quiesce();
+    if (form == "barrier") pool.barrier();
+    if (form == "chain") {
+      if (rank == 0) (void)pool.post(hop{0, hops - 1});
+      pool.quiesce();
+    }
+  }
+  pool.barrier();
+  if (rank == 0) std::printf("mpi_bench --count %s: %d times; MTP_MPI_STATS=1 prints each rank's messages at exit\n",
+                             form.c_str(), reps);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -562,8 +784,9 @@ int main(int argc, char** argv) {
     if (env.rank() == 0) std::printf("the baselines need MPI_THREAD_MULTIPLE; MPI provides %s\n", to_string(env.provided()));
     return 0;
   }
-  int iters = 5000, reps = 15, large_iters = 4;
+  int iters = 5000, reps = 15, large_iters = 4, hops = 1000, count_reps = 10;
   std::size_t n = 10000, items = 1000, big_batch = 100000;
+  std::string count;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--iters") == 0) iters = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--batch") == 0) n = std::strtoull(argv[++i], nullptr, 10);
@@ -571,6 +794,18 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[i], "--big-batch") == 0) big_batch = std::strtoull(argv[++i], nullptr, 10);
     else if (std::strcmp(argv[i], "--reps") == 0) reps = std::max(1, std::atoi(argv[++i]));
     else if (std::strcmp(argv[i], "--large-iters") == 0) large_iters = std::max(1, std::atoi(argv[++i]));
+    else if (std::strcmp(argv[i], "--coll-items") == 0) g_nodes = std::max<std::size_t>(1, std::strtoull(argv[++i], nullptr, 10));
+    else if (std::strcmp(argv[i], "--hops") == 0) hops = std::max(1, std::atoi(argv[++i]));
+    else if (std::strcmp(argv[i], "--count") == 0) count = argv[++i];
+    else if (std::strcmp(argv[i], "--count-reps") == 0) count_reps = std::max(0, std::atoi(argv[++i]));
+  }
+  mtp::mpi::sharded_options o2;
+  o2.local.workers = 2;
+  if (!count.empty()) {
+    mtp::mpi::sharded_pool<node> pool(o2);
+    create_nodes(pool, env.rank());
+    count_only(pool, env.rank(), count, count_reps, hops);
+    return 0;
   }
   {
     mtp::mpi::sharded_options o;
@@ -592,6 +827,13 @@ int main(int argc, char** argv) {
       large_round_trip(pool, env.rank(), reps, large_iters);
       batch_vs_plain(pool, env.rank(), env.size(), big_batch, items, reps);
     }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+  if (env.size() >= 2) {  // the collectives, on a pool of their own
+    mtp::mpi::sharded_pool<node> pool(o2);
+    create_nodes(pool, env.rank());
+    reduce_vs_batch(pool, env.rank(), env.size(), reps);
+    quiesce_cost(pool, env.rank(), env.size(), reps, hops);
     MPI_Barrier(MPI_COMM_WORLD);
   }
   return 0;
