@@ -244,27 +244,45 @@ template <class T>
 struct broadcast_state {
   std::mutex m;
   std::condition_variable cv;
+  struct part {  // one rank's answer, in ascending id order (as local_ids() gives them)
+    std::vector<id_t> ids;
+    std::vector<result<T>> results;
+  };
   int left = 0;  // ranks still to answer
-  std::vector<id_t> ids;  // ids[i] answered results[i]
-  std::vector<result<T>> results;
+  std::vector<part> parts;
 
-  void add(std::span<const id_t> part_ids, std::vector<result<T>>&& part) {
+  void add(std::vector<id_t>&& ids, std::vector<result<T>>&& results) {
     std::lock_guard lock(m);  // notify under the lock: the waiter may return at once
-    ids.insert(ids.end(), part_ids.begin(), part_ids.end());
-    for (auto& r : part) results.push_back(std::move(r));
+    parts.push_back({std::move(ids), std::move(results)});
     if (--left == 0) cv.notify_all();
   }
-  // Waits for every rank, then returns every (id, result) in ascending id order. (An index
-  // is sorted, not the results: each result moves once.)
+  // Waits for every rank, then merges their answers into every (id, result) in ascending id
+  // order: a k-way merge over a heap of the parts' heads (each result moves once).
   std::vector<std::pair<id_t, result<T>>> take() {
     std::unique_lock lock(m);
     cv.wait(lock, [&] { return left == 0; });
-    std::vector<std::uint32_t> order(ids.size());
-    for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) { return ids[a] < ids[b]; });
+    std::size_t total = 0;
+    std::vector<std::pair<id_t, std::uint32_t>> heads;  // (next id, part), a min-heap
+    std::vector<std::size_t> at(parts.size(), 0);
+    for (std::uint32_t p = 0; p < parts.size(); ++p) {
+      total += parts[p].ids.size();
+      if (!parts[p].ids.empty()) heads.emplace_back(parts[p].ids[0], p);
+    }
+    const auto later = [](const auto& a, const auto& b) { return a > b; };
+    std::make_heap(heads.begin(), heads.end(), later);
     std::vector<std::pair<id_t, result<T>>> out;
-    out.reserve(order.size());
-    for (const std::uint32_t i : order) out.emplace_back(ids[i], std::move(results[i]));
+    out.reserve(total);
+    while (!heads.empty()) {
+      std::pop_heap(heads.begin(), heads.end(), later);
+      const std::uint32_t p = heads.back().second;
+      heads.pop_back();
+      part& from = parts[p];
+      out.emplace_back(from.ids[at[p]], std::move(from.results[at[p]]));
+      if (++at[p] < from.ids.size()) {
+        heads.emplace_back(from.ids[at[p]], p);
+        std::push_heap(heads.begin(), heads.end(), later);
+      }
+    }
     return out;
   }
 };
@@ -278,7 +296,7 @@ struct broadcast_share final : pending {
       ids[i] = in.pod<id_t>();
       read_result(in, part[i]);
     }
-    state->add(ids, std::move(part));
+    state->add(std::move(ids), std::move(part));
   }
 };
 
@@ -892,8 +910,9 @@ class sharded_pool final : private impl::sharded_base {
       p->state = state;
       send_call(dest, call, std::move(p), std::move(w));
     }
-    const std::vector<id_t> ids = local_ids();
-    state->add(ids, pool_.send_batch(addressed(r, ids)));
+    std::vector<id_t> ids = local_ids();
+    std::vector<result<T>> mine = pool_.send_batch(addressed(r, ids));
+    state->add(std::move(ids), std::move(mine));
     return state->take();
   }
 
@@ -1273,12 +1292,14 @@ class sharded_pool final : private impl::sharded_base {
   void note_created(id_t id) {
     std::lock_guard lock(ids_m_);
     created_.push_back(id);
+    ids_sorted_ = false;
   }
   std::vector<result<void>> note_created(std::span<const id_t> ids, std::vector<result<void>>&& rs) {
     std::lock_guard lock(ids_m_);
     for (std::size_t i = 0; i < rs.size(); ++i) {
       if (rs[i].has_value()) created_.push_back(ids[i]);
     }
+    ids_sorted_ = false;
     return std::move(rs);
   }
   std::vector<result<void>> note_removed(std::span<const id_t> ids, std::vector<result<void>>&& rs) {
@@ -1286,11 +1307,14 @@ class sharded_pool final : private impl::sharded_base {
     for (std::size_t i = 0; i < rs.size(); ++i) {
       if (rs[i].has_value()) removed_.push_back(ids[i]);
     }
+    ids_sorted_ = false;
     return std::move(rs);
   }
   // This rank's items now, in ascending id order.
   std::vector<id_t> local_ids() {
     std::lock_guard lock(ids_m_);
+    if (ids_sorted_) return created_;  // unchanged since the last broadcast
+    ids_sorted_ = true;
     std::sort(created_.begin(), created_.end());
     std::sort(removed_.begin(), removed_.end());
     std::vector<id_t> alive;
@@ -1476,6 +1500,7 @@ class sharded_pool final : private impl::sharded_base {
   std::mutex ids_m_;
   std::vector<id_t> created_;  // under ids_m_; see local_ids()
   std::vector<id_t> removed_;
+  bool ids_sorted_ = true;  // created_ is sorted and removed_ empty
   std::mutex shutdown_m_;
   bool closed_ = false;
   std::uint64_t pin_token_ = 0;  // the communication thread runs on the CPUs kept for callers

@@ -19,9 +19,9 @@ using run_fn = void (*)(worker_base&, envelope&) noexcept;
 
 /// One message: a function that knows the message's type, and 48 bytes for it to read. A
 /// batch travels as one envelope per worker (a `chunk`: the batch's address and which of its
-/// requests this worker owns); a round trip or a posted request travels inline when it is
-/// small and trivially copyable. The queue adds an 8-byte link, so that a queued envelope
-/// fills exactly one cache line.
+/// requests this worker owns; with a bounded queue, one per piece of at most its capacity);
+/// a round trip or a posted request travels inline when it is small and trivially copyable.
+/// The queue adds an 8-byte link, so that a queued envelope fills exactly one cache line.
 struct envelope {
   static constexpr std::size_t k_payload = 48;
 

@@ -412,8 +412,6 @@ void run_single(worker_base& base, envelope& e) noexcept {
   s.done->arrive();  // last touch: the caller may return from here on
 }
 
-/// The queue entry point of a posted request; `Inline`: the request is in the envelope, else
-/// the envelope holds a pointer to a heap copy that this function frees.
 /// Runs `r` on worker `w` as a post: the hooks, the trace and the statistics of any message;
 /// a failure (unknown id, a throwing handler) goes to the diagnostic hook. The caller counts
 /// the message (finish_messages).
@@ -426,6 +424,8 @@ void run_as_post(W& w, const R& r) noexcept {
   }
 }
 
+/// The queue entry point of a posted request; `Inline`: the request is in the envelope, else
+/// the envelope holds a pointer to a heap copy that this function frees.
 template <class W, class R, bool Inline>
 void run_posted(worker_base& base, envelope& e) noexcept {
   auto& w = static_cast<W&>(base);
