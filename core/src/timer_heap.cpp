@@ -1,31 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include <mtp/core/impl/timer_heap.hpp>
 
-#include <chrono>
-#include <ctime>
-
 namespace mtp::impl {
 
 namespace {
 constexpr std::size_t k_arity = 4;  // shallower than binary: fewer cache misses per sift
-
-std::int64_t coarse_resolution() noexcept {
-  timespec res{};
-  if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0) return -1;
-  return static_cast<std::int64_t>(res.tv_sec) * 1'000'000'000 + res.tv_nsec;
-}
 }  // namespace
-
-std::int64_t coarse_now_rounded_up() noexcept {
-  // A function-local static: ready even for a pool built during static initialisation.
-  static const std::int64_t resolution = coarse_resolution();  // -1: no coarse clock here
-  timespec now{};
-  if (resolution < 0 || clock_gettime(CLOCK_MONOTONIC_COARSE, &now) != 0) {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  }
-  return static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec + resolution;
-}
 
 void timer_heap::push(timer_node* n) {
   heap_.push_back(n);  // may throw: nothing changed yet

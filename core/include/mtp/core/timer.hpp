@@ -72,7 +72,7 @@ class timer {
 /// request to its item once that much time has passed without a re-arm. Made by
 /// thread_pool::make_timeout on the item's worker, kept as a member of the item, used and
 /// destroyed on that worker only (a member is). Re-arming to a later instant is O(1) and
-/// allocation-free (one read of the coarse clock); to an earlier one O(log n). Once it has fired it stays
+/// allocation-free (one read of the clock); to an earlier one O(log n). Once it has fired it stays
 /// disarmed until re-armed. Destroying it (with its item: remove, passivation, shutdown)
 /// cancels it.
 class timeout {
@@ -93,15 +93,16 @@ class timeout {
   ~timeout() { reset(); }
 
   /// Fires `after` from now (any duration type, saturated; zero or negative: at the next
-  /// chance), replacing the previous deadline. Never early; up to one tick of the kernel's
-  /// coarse clock (1-4 ms) late: it reads that clock (a few ns) rather than the precise one,
-  /// since it runs on every message (rearm_at() takes an exact instant). Throws
+  /// chance), replacing the previous deadline. Never early. (It reads steady_clock: the
+  /// kernel's coarse clock, faster to read, can lag more than its resolution on a virtual
+  /// machine whose timekeeping CPU is descheduled, which made timeouts fire early.) Throws
   /// std::logic_error off its worker or on an empty timeout; std::bad_alloc only when it was
   /// disarmed and the worker's timer heap must grow.
   template <class Rep, class Period>
   void rearm(std::chrono::duration<Rep, Period> after) {
     check_thread();
-    const std::int64_t now = impl::coarse_now_rounded_up();
+    const std::int64_t now =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
     constexpr std::int64_t never = std::numeric_limits<std::int64_t>::max();
     std::int64_t at = now;
     // Saturating, in floating-point nanoseconds: no count of any representation overflows.

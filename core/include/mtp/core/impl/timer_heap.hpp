@@ -69,11 +69,6 @@ struct timeout_node : timer_node {
   std::int64_t wanted = 0;
 };
 
-/// The kernel's coarse monotonic clock in nanoseconds, plus its resolution: never before the
-/// steady clock's now, at most one tick (1-4 ms) after it; a few ns, no system call, where
-/// steady_clock::now() costs tens on some virtual machines. What mtp::timeout::rearm() reads.
-[[nodiscard]] std::int64_t coarse_now_rounded_up() noexcept;
-
 /// The heap itself (worker thread only).
 class timer_heap {
  public:
