@@ -402,10 +402,12 @@ TEST(Timers, CancelRacingTheFiringDecidesEachTimerExactlyOnce) {
     std::vector<mtp::timer> timers;
     timers.reserve(static_cast<std::size_t>(n));
     // Deadlines spread over 10-50 ms from now: the cancelling thread meets some timers that
-    // fired, some firing and many pending.
+    // fired, some firing and many pending; one in eight is 10 s ahead, so that some are
+    // pending however slowly this runs (a Debug build took longer than 50 ms to schedule).
     const auto base = std::chrono::steady_clock::now() + 10ms;
     for (int i = 0; i < n; ++i) {
-      timers.push_back(pool.post_at(base + std::chrono::microseconds(10 * (i % 4000)), mark{static_cast<mtp::id_t>(1 + i % 2), i}));
+      const auto when = i % 8 == 7 ? base + 10s : base + std::chrono::microseconds(10 * (i % 4000));
+      timers.push_back(pool.post_at(when, mark{static_cast<mtp::id_t>(1 + i % 2), i}));
     }
     std::thread canceller([&] {
       for (int i = n - 1; i >= 0; --i) cancelled += timers[static_cast<std::size_t>(i)].cancel() ? 1 : 0;
