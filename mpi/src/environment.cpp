@@ -81,6 +81,31 @@ int describe(const std::exception_ptr& e, int here, std::string& type, std::stri
   return here;
 }
 
+// A round of sums over every rank of (messages sent, messages received) on one communicator
+// (MPI_Iallreduce), which this rank joins when its client says so: shutdown's termination and
+// quiesce() both count this way. Communication thread only.
+struct count_round {
+  bool running = false;
+  MPI_Request req = MPI_REQUEST_NULL;
+  long long in[2] = {0, 0};
+  long long out[2] = {0, 0};  // the sums, once a round has completed
+
+  void join(long long sent, long long received, MPI_Comm comm) {
+    in[0] = sent;
+    in[1] = received;
+    MPI_Iallreduce(in, out, 2, MPI_LONG_LONG, MPI_SUM, comm, &req);
+    running = true;
+  }
+  // Whether the round running has just completed (its sums are in `out`).
+  bool completed() {
+    if (!running) return false;
+    int done = 0;
+    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    running = done == 0;
+    return done != 0;
+  }
+};
+
 class channel {
  public:
   explicit channel(channel_client& c) : client(&c) {}
@@ -99,10 +124,7 @@ class channel {
   bool ready = false;
   bool close_requested = false;
   bool closed = false;
-  bool reducing = false;
-  MPI_Request reduce = MPI_REQUEST_NULL;
-  long long reduce_in[2] = {0, 0};
-  long long reduce_out[2] = {0, 0};
+  count_round ending_round;
   // Barriers asked by users: 0 none, 1 asked, 2 running, 3 passed.
   int barrier_state = 0;
   MPI_Request barrier = MPI_REQUEST_NULL;
@@ -111,11 +133,10 @@ class channel {
   // in a row agree and sent == received: counts only grow, so equal sums mean no rank sent or
   // received anything between its two joins, and nothing is in flight.
   int quiesce_state = 0;
-  bool quiesce_reducing = false;  // communication thread only, from here on
-  MPI_Request quiesce_req = MPI_REQUEST_NULL;
-  long long quiesce_in[2] = {0, 0};
-  long long quiesce_out[2] = {0, 0};
+  count_round quiesce_round;  // communication thread only, from here on
   long long quiesce_last[2] = {-1, -1};
+
+  void join(count_round& r) { r.join(sent.load(std::memory_order_relaxed), received, comm); }
 };
 
 namespace {
@@ -436,24 +457,14 @@ class engine {
       for (auto it = settling.begin(); it != settling.end();) {
         channel* c = *it;
         bool reached = false;
-        if (c->quiesce_reducing) {
-          int done = 0;
-          MPI_Test(&c->quiesce_req, &done, MPI_STATUS_IGNORE);
-          if (done) {
-            c->quiesce_reducing = false;
-            busy = true;
-            reached = c->quiesce_out[0] == c->quiesce_out[1] && c->quiesce_out[0] == c->quiesce_last[0] &&
-                      c->quiesce_out[1] == c->quiesce_last[1];
-            c->quiesce_last[0] = c->quiesce_out[0];
-            c->quiesce_last[1] = c->quiesce_out[1];
-          }
+        if (c->quiesce_round.completed()) {
+          busy = true;
+          const long long* sums = c->quiesce_round.out;
+          reached = sums[0] == sums[1] && sums[0] == c->quiesce_last[0] && sums[1] == c->quiesce_last[1];
+          c->quiesce_last[0] = sums[0];
+          c->quiesce_last[1] = sums[1];
         }
-        if (!reached && !c->quiesce_reducing && c->client->idle()) {
-          c->quiesce_in[0] = c->sent.load(std::memory_order_relaxed);
-          c->quiesce_in[1] = c->received;
-          MPI_Iallreduce(c->quiesce_in, c->quiesce_out, 2, MPI_LONG_LONG, MPI_SUM, c->comm, &c->quiesce_req);
-          c->quiesce_reducing = true;
-        }
+        if (!reached && !c->quiesce_round.running && c->client->idle()) c->join(c->quiesce_round);
         if (reached) {
           {
             std::lock_guard lock(m_);
@@ -470,21 +481,11 @@ class engine {
       for (auto it = ending.begin(); it != ending.end();) {
         channel* c = *it;
         bool finished = false;
-        if (c->reducing) {
-          int done = 0;
-          MPI_Test(&c->reduce, &done, MPI_STATUS_IGNORE);
-          if (done) {
-            c->reducing = false;
-            finished = c->reduce_out[0] == c->reduce_out[1];
-            busy = true;
-          }
+        if (c->ending_round.completed()) {
+          finished = c->ending_round.out[0] == c->ending_round.out[1];
+          busy = true;
         }
-        if (!finished && !c->reducing && c->client->quiescent()) {
-          c->reduce_in[0] = c->sent.load(std::memory_order_relaxed);
-          c->reduce_in[1] = c->received;
-          MPI_Iallreduce(c->reduce_in, c->reduce_out, 2, MPI_LONG_LONG, MPI_SUM, c->comm, &c->reduce);
-          c->reducing = true;
-        }
+        if (!finished && !c->ending_round.running && c->client->quiescent()) c->join(c->ending_round);
         if (finished) {
           MPI_Comm_free(&c->comm);
           live.erase(std::find(live.begin(), live.end(), c));

@@ -1295,17 +1295,16 @@ class sharded_pool final : private impl::sharded_base {
     ids_sorted_ = false;
   }
   std::vector<result<void>> note_created(std::span<const id_t> ids, std::vector<result<void>>&& rs) {
-    std::lock_guard lock(ids_m_);
-    for (std::size_t i = 0; i < rs.size(); ++i) {
-      if (rs[i].has_value()) created_.push_back(ids[i]);
-    }
-    ids_sorted_ = false;
-    return std::move(rs);
+    return note(created_, ids, std::move(rs));
   }
   std::vector<result<void>> note_removed(std::span<const id_t> ids, std::vector<result<void>>&& rs) {
+    return note(removed_, ids, std::move(rs));
+  }
+  // Appends to `list` the ids whose create or remove succeeded; passes the results on.
+  std::vector<result<void>> note(std::vector<id_t>& list, std::span<const id_t> ids, std::vector<result<void>>&& rs) {
     std::lock_guard lock(ids_m_);
     for (std::size_t i = 0; i < rs.size(); ++i) {
-      if (rs[i].has_value()) removed_.push_back(ids[i]);
+      if (rs[i].has_value()) list.push_back(ids[i]);
     }
     ids_sorted_ = false;
     return std::move(rs);
