@@ -350,4 +350,44 @@ TEST_F(AsyncCoro, ResumeInlineContinuesOnTheAwaitingThreadWhenTheResponseIsAlrea
   EXPECT_EQ(resumed_on, std::this_thread::get_id());
 }
 
+// Items come and go without blocking the coroutine's thread: async_create, async_remove and
+// their batch forms, with the same scheduler rules as async.
+TEST_F(AsyncCoro, ItemsAreCreatedAndRemovedWithoutBlocking) {
+  pool_t pool(mtp_test::options(2));
+  run_loop loop;
+  bool done = false;
+  std::vector<std::string> seen;
+  int wrong_thread = 0;
+  auto client = [&]() -> task {
+    co_await mtp::async_create(pool, mtp::make_create(1), on_loop{&loop});
+    seen.push_back(std::to_string(co_await mtp::async(pool, add{1, 4}, on_loop{&loop})));
+    try {
+      co_await mtp::async_create(pool, mtp::make_create(1), on_loop{&loop});
+    } catch (const mtp::pool_error& e) {
+      seen.push_back(mtp::to_string(e.code()));  // what create throws
+    }
+    std::vector<mtp::create_request<>> many;
+    for (mtp::id_t id = 10; id < 20; ++id) many.push_back({id, {}});
+    const auto created = co_await mtp::async_create_batch(pool, many, on_loop{&loop});
+    int ok = 0;
+    for (const auto& r : created) ok += r.has_value() ? 1 : 0;
+    seen.push_back(std::to_string(ok));
+    for (int i = 0; i < 2; ++i) {
+      const bool existed = co_await mtp::async_remove(pool, 1, on_loop{&loop});
+      seen.emplace_back(existed ? "removed" : "absent");
+    }
+    const std::vector<mtp::id_t> ids{10, 99};
+    const auto removed = co_await mtp::async_remove_batch(pool, ids, on_loop{&loop});
+    seen.emplace_back(removed[0].has_value() ? "ok" : "error");
+    seen.emplace_back(removed[1].has_value() ? "ok" : mtp::to_string(removed[1].error().code));
+    if (std::this_thread::get_id() != loop.owner()) ++wrong_thread;
+    done = true;
+  };
+  client();
+  ASSERT_TRUE(loop.run_until([&] { return done; }));
+  EXPECT_EQ(seen, (std::vector<std::string>{"4", "duplicate_id", "10", "removed", "absent", "ok", "unknown_id"}));
+  EXPECT_EQ(wrong_thread, 0);
+  EXPECT_EQ(pool.stats().total_items(), 9u);
+}
+
 }  // namespace

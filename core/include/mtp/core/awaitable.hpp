@@ -44,6 +44,7 @@
 #include <vector>
 
 #include <mtp/core/batch.hpp>
+#include <mtp/core/forwarding.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
 
@@ -127,57 +128,111 @@ class await_base {
   std::atomic<bool> arrived_{false};
 };
 
-template <class Pool, class R, class Sched, bool Throws>
-class request_awaiter final : public await_base<result<response_t<R>>, Sched> {
-  using base = await_base<result<response_t<R>>, Sched>;
+/// The awaiter of every form: `Kind` says how the operation starts on the pool (which
+/// asynchronous member it calls, with what input) and what co_await returns.
+template <class Pool, class Kind, class Sched>
+class pool_awaiter final : public await_base<typename Kind::value, Sched> {
+  using base = await_base<typename Kind::value, Sched>;
 
  public:
-  request_awaiter(Pool& pool, R r, Sched on, std::stop_token stop)
-      : base(std::move(on), std::move(stop)), pool_(&pool), request_(std::move(r)) {}
+  pool_awaiter(Pool& pool, typename Kind::input in, Sched on, std::stop_token stop)
+      : base(std::move(on), std::move(stop)), pool_(&pool), input_(std::move(in)) {}
 
   bool await_suspend(std::coroutine_handle<> h) {
     this->coro_ = h;
-    this->handle_ = pool_->send_async(std::move(request_), typename base::completion{this});
+    this->handle_ = Kind::start(*pool_, std::move(input_), typename base::completion{this});
     return this->finish_suspend();
   }
 
-  std::conditional_t<Throws, response_t<R>, result<response_t<R>>> await_resume() {
+  decltype(auto) await_resume() {
     this->cancel_.reset();
-    if constexpr (Throws) {
-      return std::move(this->value_).value();
-    } else {
-      return std::move(this->value_);
-    }
+    return Kind::finish(std::move(this->value_));
   }
 
  private:
   Pool* pool_;
-  R request_;
+  typename Kind::input input_;
 };
 
-template <class Pool, class R, class Sched>
-class batch_awaiter final : public await_base<std::vector<result<response_t<R>>>, Sched> {
-  using base = await_base<std::vector<result<response_t<R>>>, Sched>;
-
- public:
-  batch_awaiter(Pool& pool, std::vector<R> requests, Sched on, std::stop_token stop)
-      : base(std::move(on), std::move(stop)), pool_(&pool), requests_(std::move(requests)) {}
-
-  bool await_suspend(std::coroutine_handle<> h) {
-    this->coro_ = h;
-    this->handle_ = pool_->send_batch_async(std::move(requests_), typename base::completion{this});
-    return this->finish_suspend();
+/// One request: the response (Throws: or what send throws), or its mtp::result.
+template <class R, bool Throws>
+struct send_kind {
+  using input = R;
+  using value = result<response_t<R>>;
+  template <class P, class C>
+  static async_handle start(P& pool, input&& in, C done) {
+    return pool.send_async(std::move(in), std::move(done));
   }
-
-  std::vector<result<response_t<R>>> await_resume() {
-    this->cancel_.reset();
-    return std::move(this->value_);
+  static std::conditional_t<Throws, response_t<R>, value> finish(value&& v) {
+    if constexpr (Throws) return std::move(v).value();
+    else return std::move(v);
   }
-
- private:
-  Pool* pool_;
-  std::vector<R> requests_;
 };
+
+/// A batch of requests, creates or removes: the results in order, never throws.
+template <class In, class Out, class Start>
+struct batch_kind {
+  using input = std::vector<In>;
+  using value = std::vector<result<Out>>;
+  template <class P, class C>
+  static async_handle start(P& pool, input&& in, C done) {
+    return Start{}(pool, std::move(in), std::move(done));
+  }
+  static value finish(value&& v) noexcept { return std::move(v); }
+};
+struct start_send_batch {
+  template <class P, class In, class C>
+  async_handle operator()(P& pool, In&& in, C done) const {
+    return pool.send_batch_async(std::move(in), std::move(done));
+  }
+};
+struct start_create_batch {
+  template <class P, class In, class C>
+  async_handle operator()(P& pool, In&& in, C done) const {
+    return pool.create_batch_async(std::move(in), std::move(done));
+  }
+};
+struct start_remove_batch {
+  template <class P, class In, class C>
+  async_handle operator()(P& pool, In&& in, C done) const {
+    return pool.remove_batch_async(std::move(in), std::move(done));
+  }
+};
+
+/// One create: nothing, or what create throws.
+template <class... A>
+struct create_kind {
+  using input = create_request<A...>;
+  using value = result<void>;
+  template <class P, class C>
+  static async_handle start(P& pool, input&& in, C done) {
+    return pool.create_async(std::move(in), std::move(done));
+  }
+  static void finish(value&& v) { std::move(v).value(); }
+};
+
+/// One remove: true if the item existed (as remove), or what remove throws.
+struct remove_kind {
+  using input = id_t;
+  using value = result<void>;
+  template <class P, class C>
+  static async_handle start(P& pool, input&& in, C done) {
+    return pool.remove_async(in, std::move(done));
+  }
+  static bool finish(value&& v) {
+    if (v.has_error() && v.error().code == errc::unknown_id) return false;
+    std::move(v).value();
+    return true;
+  }
+};
+
+template <class T, class Range>
+std::vector<T> copy_range(Range&& r) {
+  std::vector<T> owned;
+  if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(r));
+  for (auto&& x : r) owned.emplace_back(std::forward<decltype(x)>(x));
+  return owned;
+}
 
 }  // namespace impl
 
@@ -186,15 +241,16 @@ class batch_awaiter final : public await_base<std::vector<result<response_t<R>>>
 /// handler's own exception, or pool_error (unknown_id, pool_stopped, cancelled, ...).
 /// `pool` must outlive the co_await; `r` is moved into the pool.
 template <class Pool, request R, resume_target Sched>
-[[nodiscard]] impl::request_awaiter<Pool, R, Sched, true> async(Pool& pool, R r, Sched resume_on,
-                                                                std::stop_token stop = {}) {
+[[nodiscard]] impl::pool_awaiter<Pool, impl::send_kind<R, true>, Sched> async(Pool& pool, R r, Sched resume_on,
+                                                                            std::stop_token stop = {}) {
   return {pool, std::move(r), std::move(resume_on), std::move(stop)};
 }
 
 /// As async, returning the mtp::result<T> instead of throwing.
 template <class Pool, request R, resume_target Sched>
-[[nodiscard]] impl::request_awaiter<Pool, R, Sched, false> async_result(Pool& pool, R r, Sched resume_on,
-                                                                        std::stop_token stop = {}) {
+[[nodiscard]] impl::pool_awaiter<Pool, impl::send_kind<R, false>, Sched> async_result(Pool& pool, R r,
+                                                                                    Sched resume_on,
+                                                                                    std::stop_token stop = {}) {
   return {pool, std::move(r), std::move(resume_on), std::move(stop)};
 }
 
@@ -203,13 +259,50 @@ template <class Pool, request R, resume_target Sched>
 /// range of requests; they are copied into the batch at once.
 template <class Pool, std::ranges::input_range Range, resume_target Sched>
   requires request<std::ranges::range_value_t<Range>>
-[[nodiscard]] impl::batch_awaiter<Pool, std::ranges::range_value_t<Range>, Sched> async_batch(
-    Pool& pool, Range&& requests, Sched resume_on, std::stop_token stop = {}) {
+[[nodiscard]] auto async_batch(Pool& pool, Range&& requests, Sched resume_on, std::stop_token stop = {}) {
   using R = std::ranges::range_value_t<Range>;
-  std::vector<R> owned;
-  if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(requests));
-  for (auto&& r : requests) owned.emplace_back(std::forward<decltype(r)>(r));
-  return {pool, std::move(owned), std::move(resume_on), std::move(stop)};
+  using kind = impl::batch_kind<R, response_t<R>, impl::start_send_batch>;
+  return impl::pool_awaiter<Pool, kind, Sched>(pool, impl::copy_range<R>(std::forward<Range>(requests)),
+                                               std::move(resume_on), std::move(stop));
+}
+
+/// co_await mtp::async_create(pool, mtp::make_create(id, args...), resume_on [, stop]): builds
+/// the item on its worker (Pool::create_async) and resumes once it exists; throws what create
+/// throws (the constructor's exception, or pool_error: duplicate_id, pool_stopped, ...).
+template <class Pool, class... A, resume_target Sched>
+[[nodiscard]] impl::pool_awaiter<Pool, impl::create_kind<A...>, Sched> async_create(Pool& pool,
+                                                                                  create_request<A...> r,
+                                                                                  Sched resume_on,
+                                                                                  std::stop_token stop = {}) {
+  return {pool, std::move(r), std::move(resume_on), std::move(stop)};
+}
+
+/// co_await mtp::async_remove(pool, id, resume_on [, stop]): true once the item is destroyed,
+/// false if there was none (as remove); throws pool_error otherwise (pool_stopped, ...).
+template <class Pool, resume_target Sched>
+[[nodiscard]] impl::pool_awaiter<Pool, impl::remove_kind, Sched> async_remove(Pool& pool, id_t id, Sched resume_on,
+                                                                            std::stop_token stop = {}) {
+  return {pool, id, std::move(resume_on), std::move(stop)};
+}
+
+/// co_await mtp::async_create_batch(pool, create_requests, resume_on [, stop]): one
+/// mtp::result<void> per request, in order (never throws for a request's failure).
+template <class Pool, std::ranges::input_range Range, resume_target Sched>
+  requires impl::is_create_request<std::ranges::range_value_t<Range>>
+[[nodiscard]] auto async_create_batch(Pool& pool, Range&& requests, Sched resume_on, std::stop_token stop = {}) {
+  using C = std::ranges::range_value_t<Range>;
+  using kind = impl::batch_kind<C, void, impl::start_create_batch>;
+  return impl::pool_awaiter<Pool, kind, Sched>(pool, impl::copy_range<C>(std::forward<Range>(requests)),
+                                               std::move(resume_on), std::move(stop));
+}
+
+/// co_await mtp::async_remove_batch(pool, ids, resume_on [, stop]): one mtp::result<void> per
+/// id, in order (errc::unknown_id for those that did not exist).
+template <class Pool, id_range Ids, resume_target Sched>
+[[nodiscard]] auto async_remove_batch(Pool& pool, Ids&& ids, Sched resume_on, std::stop_token stop = {}) {
+  using kind = impl::batch_kind<id_t, void, impl::start_remove_batch>;
+  return impl::pool_awaiter<Pool, kind, Sched>(pool, impl::copy_range<id_t>(std::forward<Ids>(ids)),
+                                               std::move(resume_on), std::move(stop));
 }
 
 }  // namespace mtp

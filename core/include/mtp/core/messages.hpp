@@ -272,7 +272,18 @@ struct create_request {
   std::tuple<Args...> args;
 };
 
+/// Builds a create_request from an id and constructor arguments (stored decayed, so a string
+/// literal is kept as a `const char*`): `pool.create_async(mtp::make_create(7, "ada"s), on_done)`.
+template <class... A>
+[[nodiscard]] create_request<std::decay_t<A>...> make_create(id_t id, A&&... args) {
+  return {id, std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)};
+}
+
 namespace impl {
+template <class T>
+inline constexpr bool is_create_request = false;
+template <class... A>
+inline constexpr bool is_create_request<create_request<A...>> = true;
 template <class T>
 inline constexpr bool is_method_call = false;
 template <class F>

@@ -292,34 +292,7 @@ class thread_pool {
     requires std::invocable<F&, result<response_t<R>>&&>
   async_handle send_async(R r, F on_done) {
     impl::check_handles<Item, R>();
-    using S = impl::async_single<R, F>;
-    auto owned = std::make_unique<S>(std::move(r), std::move(on_done));
-    S* const s = owned.get();
-    const id_t id = static_cast<id_t>(s->input.id);
-    std::optional<error> failed;
-    const std::uint32_t k = core_->route(id);
-    if (k == impl::pool_core::k_bad_route) {
-      failed = error{errc::invalid_route, id, {}};
-    } else {
-      impl::send_gate gate(*core_);
-      if (!gate.open()) {
-        failed = error{errc::pool_stopped, id, {}};
-      } else {
-        try {
-          if (core_->send_one(k, impl::envelope::make(&impl::run_async_single<worker_type, S>, s),
-                              policy<impl::request_op<R>>(time_point::min(), errc::queue_full))) {
-            return async_handle(owned.release());  // the worker holds the other reference
-          }
-          failed = error{errc::queue_full, id, {}};
-        } catch (...) {
-          failed = error{errc::queue_full, id, std::current_exception()};
-        }
-      }
-    }
-    s->out.set_error(std::move(*failed));
-    s->complete(*core_, 0);
-    s->release();  // the reference no worker will drop
-    return async_handle(owned.release());
+    return start_async<impl::request_op<R>>(std::move(r), std::move(on_done));
   }
 
   /// A batch with a callback: returns at once; `on_done(std::vector<mtp::result<T>>)` is
@@ -335,21 +308,54 @@ class thread_pool {
   async_handle send_batch_async(Range&& requests, F on_done) {
     using R = std::ranges::range_value_t<Range>;
     impl::check_handles<Item, R>();
-    std::vector<R> owned_requests;
-    if constexpr (std::ranges::sized_range<Range>) owned_requests.reserve(std::ranges::size(requests));
-    for (auto&& r : requests) owned_requests.emplace_back(std::forward<decltype(r)>(r));
-    using S = impl::async_batch<R, F>;
-    auto owned = std::make_unique<S>(std::move(owned_requests), std::move(on_done), *core_);
-    S* const s = owned.get();
-    const typename S::sending_scope sending(s);  // a callback run during the send is the caller's
-    const impl::worker_base* own_share = nullptr;  // allowed: nobody waits for an async batch
-    const std::uint32_t pieces = start(s->job, s->requests.size(), s->order,
-                                       policy<impl::request_op<R>>(time_point::min(), errc::queue_full), &own_share);
-    if (pieces == 0) {  // every result was answered here: complete here
-      s->job.on_complete(s->job);
-      s->release();
-    }
-    return async_handle(owned.release());
+    return start_batch_async<impl::request_op<R>>(std::forward<Range>(requests), std::move(on_done));
+  }
+
+  // ---- Asynchronous lifecycle: create and remove without waiting ---------------------------
+
+  /// Starts `Item(r.id, args...)` on the item's worker and returns at once;
+  /// `on_done(mtp::result<void>)` is called exactly once, as for send_async: empty on success,
+  /// else errc::duplicate_id (no constructor ran), errc::constructor_failed (with the
+  /// constructor's exception), or errc::pool_stopped / invalid_route / cancelled. The
+  /// arguments are moved into the item. Per-sender and causal order are those of create: a
+  /// request sent after create_async returns runs after the item is built. A bounded queue
+  /// never holds a create back. `mtp::make_create(id, args...)` builds the request.
+  template <class... A, class F>
+    requires std::invocable<F&, result<void>&&>
+  async_handle create_async(create_request<A...> r, F on_done) {
+    check_constructible<A&&...>();
+    return start_async<impl::create_each_op<A...>>(std::move(r), std::move(on_done));
+  }
+
+  /// Starts the removal of item `id` (destroyed on its worker, after the messages queued for it
+  /// before) and returns at once; `on_done(mtp::result<void>)` is called exactly once, as for
+  /// send_async: empty once the item is gone, errc::unknown_id if there was none, or
+  /// errc::pool_stopped / invalid_route / cancelled. A bounded queue never holds it back.
+  template <class F>
+    requires std::invocable<F&, result<void>&&>
+  async_handle remove_async(id_t id, F on_done) {
+    return start_async<impl::remove_op>(id, std::move(on_done));
+  }
+
+  /// create_batch's asynchronous form: any input range of mtp::create_request<A...> (copied
+  /// into the batch); `on_done(std::vector<mtp::result<void>>)` with one result per request,
+  /// in order, as for send_batch_async.
+  template <std::ranges::input_range Range, class F>
+    requires impl::is_create_request<std::ranges::range_value_t<Range>> &&
+             std::invocable<F&, std::vector<result<void>>&&>
+  async_handle create_batch_async(Range&& requests, F on_done) {
+    using op = typename impl::create_each_op_for<std::ranges::range_value_t<Range>>::type;
+    op::template check<Item>();
+    return start_batch_async<op>(std::forward<Range>(requests), std::move(on_done));
+  }
+
+  /// remove_batch's asynchronous form: any input range of ids; `on_done(std::vector<
+  /// mtp::result<void>>)` with one result per id, in order (errc::unknown_id for the ids that
+  /// did not exist), as for send_batch_async.
+  template <id_range Ids, class F>
+    requires std::invocable<F&, std::vector<result<void>>&&>
+  async_handle remove_batch_async(Ids&& ids, F on_done) {
+    return start_batch_async<impl::remove_op>(std::forward<Ids>(ids), std::move(on_done));
   }
 
   // ---- Timers: delayed and periodic messages (<mtp/core/timer.hpp>) ------------------------
@@ -469,6 +475,61 @@ class thread_pool {
     result<T> out;
     impl::completion done;
   };
+
+  // The asynchronous forms of every operation: the input, its result and the callback in one
+  // allocation, shared with the worker (see impl::async_single). The callback runs on the
+  // worker, or here when nothing could be sent, outside the send gate.
+  template <class Op, class F>
+  async_handle start_async(typename Op::input input, F on_done) {
+    using S = impl::async_single<Op, F>;
+    auto owned = std::make_unique<S>(std::move(input), std::move(on_done));
+    S* const s = owned.get();
+    const id_t id = Op::id_of(s->input);
+    std::optional<error> failed;
+    const std::uint32_t k = core_->route(id);
+    if (k == impl::pool_core::k_bad_route) {
+      failed = error{errc::invalid_route, id, {}};
+    } else {
+      impl::send_gate gate(*core_);
+      if (!gate.open()) {
+        failed = error{errc::pool_stopped, id, {}};
+      } else {
+        try {
+          if (core_->send_one(k, impl::envelope::make(&impl::run_async_single<worker_type, S>, s),
+                              policy<Op>(time_point::min(), errc::queue_full))) {
+            return async_handle(owned.release());  // the worker holds the other reference
+          }
+          failed = error{errc::queue_full, id, {}};
+        } catch (...) {
+          failed = error{errc::queue_full, id, std::current_exception()};
+        }
+      }
+    }
+    s->out.set_error(std::move(*failed));
+    s->complete(*core_, 0);
+    s->release();  // the reference no worker will drop
+    return async_handle(owned.release());
+  }
+
+  template <class Op, class Range, class F>
+  async_handle start_batch_async(Range&& inputs, F on_done) {
+    using input = typename Op::input;
+    std::vector<input> owned_inputs;
+    if constexpr (std::ranges::sized_range<Range>) owned_inputs.reserve(std::ranges::size(inputs));
+    for (auto&& r : inputs) owned_inputs.emplace_back(std::forward<decltype(r)>(r));
+    using S = impl::async_batch<Op, F>;
+    auto owned = std::make_unique<S>(std::move(owned_inputs), std::move(on_done), *core_);
+    S* const s = owned.get();
+    const typename S::sending_scope sending(s);  // a callback run during the send is the caller's
+    const impl::worker_base* own_share = nullptr;  // allowed: nobody waits for an async batch
+    const std::uint32_t pieces = start(s->job, s->requests.size(), s->order,
+                                       policy<Op>(time_point::min(), errc::queue_full), &own_share);
+    if (pieces == 0) {  // every result was answered here: complete here
+      s->job.on_complete(s->job);
+      s->release();
+    }
+    return async_handle(owned.release());
+  }
 
   template <request R>
   batch<response_t<R>> submit(std::vector<R> requests) {

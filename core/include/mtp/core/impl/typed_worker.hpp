@@ -310,12 +310,12 @@ struct create_each_op {
   void apply(W& w, const input& r, result<void>& out) const noexcept {
     create_op<const std::tuple<A...>, false>{&r.args}.apply(w, r.id, out);
   }
+  /// A request the operation owns alone (create_async): its arguments move into the item.
+  template <class W>
+  void apply(W& w, input& r, result<void>& out) const noexcept {
+    create_op<std::tuple<A...>, true>{&r.args}.apply(w, r.id, out);
+  }
 };
-
-template <class T>
-inline constexpr bool is_create_request = false;
-template <class... A>
-inline constexpr bool is_create_request<create_request<A...>> = true;
 
 template <class T>
 struct create_each_op_for;
@@ -465,28 +465,30 @@ void run_callback(pool_core& pool, std::size_t worker, F& fn, A&&... args) noexc
   }
 }
 
-/// One request with a completion callback: the request, its response, and the callback in one
-/// allocation, shared by the caller's handle and the worker (shared_control).
-template <class R, class F>
+/// One operation (a request, a create or a remove) with a completion callback: its input, its
+/// result and the callback in one allocation, shared by the caller's handle and the worker
+/// (shared_control).
+template <class Op, class F>
 struct async_single final : shared_control {
-  R input;
-  result<response_t<R>> out;
+  using op = Op;
+  typename Op::input input;
+  result<typename Op::output> out;
   F fn;
 
-  async_single(R r, F f) : input(std::move(r)), fn(std::move(f)) {
+  async_single(typename Op::input in, F f) : input(std::move(in)), fn(std::move(f)) {
     cancelled_as = errc::cancelled;
     destroy = [](shared_control* c) noexcept { delete static_cast<async_single*>(c); };
   }
   void complete(pool_core& pool, std::size_t worker) noexcept { run_callback(pool, worker, fn, std::move(out)); }
 };
 
-/// The queue entry point of an async_single: runs the request (unless cancelled), then the
+/// The queue entry point of an async_single: runs the operation (unless cancelled), then the
 /// callback, on this worker.
 template <class W, class S>
 void run_async_single(worker_base& base, envelope& e) noexcept {
   auto& w = static_cast<W&>(base);
   S* const s = e.read<S*>();
-  using op = request_op<std::remove_cvref_t<decltype(s->input)>>;
+  using op = typename S::op;
   const id_t id = op::id_of(s->input);
   // relaxed: a hint; a request that slips past it runs, and the callback still gets its result.
   if (s->cancelled.load(std::memory_order_relaxed)) {
@@ -494,7 +496,7 @@ void run_async_single(worker_base& base, envelope& e) noexcept {
   } else {
     op{}.apply(w, s->input, s->out);
   }
-  w.finish_messages(1, true);
+  w.finish_messages(1, !op::k_control);
   // The callback runs as a message of the request it completes: this_worker::current_id()
   // there is the request's id, also when no handler ran (cancelled, unknown id) and so nothing
   // else set it, and the stall detector times the callback on its own.
@@ -503,13 +505,13 @@ void run_async_single(worker_base& base, envelope& e) noexcept {
   s->release();
 }
 
-/// A batch with a completion callback: requests, responses, the split and the callback in
-/// one allocation, shared by the caller's handle and the workers.
-template <class R, class F>
+/// A batch (of requests, creates or removes) with a completion callback: inputs, results, the
+/// split and the callback in one allocation, shared by the caller's handle and the workers.
+template <class Op, class F>
 struct async_batch final : shared_control {
-  using op = request_op<R>;
-  std::vector<R> requests;
-  std::vector<result<response_t<R>>> results;
+  using op = Op;
+  std::vector<typename Op::input> requests;
+  std::vector<result<typename Op::output>> results;
   std::vector<std::uint32_t> order;
   completion done;
   batch_job<op> job{op{}, nullptr, nullptr, nullptr};
@@ -532,7 +534,7 @@ struct async_batch final : shared_control {
     const async_batch* outer_;  // a batch sent from a callback that ran inside another send
   };
 
-  async_batch(std::vector<R> r, F f, pool_core& p) : requests(std::move(r)), fn(std::move(f)), pool(&p) {
+  async_batch(std::vector<typename Op::input> r, F f, pool_core& p) : requests(std::move(r)), fn(std::move(f)), pool(&p) {
     cancelled_as = errc::cancelled;
     destroy = [](shared_control* c) noexcept { delete static_cast<async_batch*>(c); };
     results.resize(requests.size());
