@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Heap allocations per message in steady state, counted by replacing the global operator new
-// in this test binary: none for a round trip, a method call or a post of a small request, on a
-// fresh pool and after a burst of 10,000 requests in flight.
+// in this test binary: none for a round trip, a method call, a post of a small request or a
+// request awaited with mtp::async, on a fresh pool and after a burst of 10,000 requests in
+// flight.
 #include <mtp/mtp.hpp>
 
 #include <gtest/gtest.h>
@@ -10,7 +11,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <coroutine>
 #include <cstdlib>
+#include <exception>
 #include <new>
 
 #include "pool_test_util.hpp"
@@ -92,6 +95,53 @@ void burst(pool_t& pool) {
   ASSERT_EQ(MTP_BOUNDED([&] { return pool.send(add{0, 0}); }), 10000);
 }
 
+// Where an awaiting coroutine resumes: one handle at a time, handed to the test's thread
+// without allocating (an atomic and its wait).
+class mailbox {
+ public:
+  void put(std::coroutine_handle<> h) noexcept {
+    // release: the coroutine's state, written before it suspended, goes with the handle.
+    handle_.store(h.address(), std::memory_order_release);
+    handle_.notify_one();
+  }
+  std::coroutine_handle<> take() noexcept {
+    void* p = nullptr;
+    // acquire: pairs with put.
+    while ((p = handle_.exchange(nullptr, std::memory_order_acquire)) == nullptr) {
+      handle_.wait(nullptr, std::memory_order_acquire);
+    }
+    return std::coroutine_handle<>::from_address(p);
+  }
+
+ private:
+  std::atomic<void*> handle_{nullptr};
+};
+struct to_mailbox {
+  mailbox* box;
+  void operator()(std::coroutine_handle<> h) const noexcept { box->put(h); }
+};
+
+// A coroutine that starts at once and is destroyed by the test.
+struct detached {
+  struct promise_type {
+    detached get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+};
+
+// Awaits one request after another; the test resumes it each time (its frame is allocated
+// once, when it starts).
+detached await_forever(pool_t& pool, mailbox& box, int& added) {
+  for (;;) {
+    const add req{0, 1};
+    (void)co_await mtp::async(pool, req, to_mailbox{&box});
+    ++added;
+  }
+}
+
 void expect_no_allocations(pool_t& pool, const char* when) {
   // The send's request and response are small: nothing but the queue node is needed, and
   // nodes are recycled.
@@ -118,16 +168,21 @@ void expect_no_allocations(pool_t& pool, const char* when) {
             }),
             0.0)
       << "post, " << when;
+  mailbox box;
+  await_forever(pool, box, added);
+  EXPECT_EQ(allocations_per_call([&](int) { box.take().resume(); }), 0.0) << "co_await mtp::async, " << when;
+  box.take().destroy();  // its last request ran: the coroutine was waiting to be resumed with it
+  ++added;
   EXPECT_EQ(pool.send(add{0, 0}), posts_before + added) << "a message was lost";
 }
 
-TEST(Allocations, SendCallAndPostAllocateNothingOnAFreshPool) {
+TEST(Allocations, SendCallPostAndAwaitAllocateNothingOnAFreshPool) {
   pool_t pool(mtp_test::options(1));
   pool.create(0);
   expect_no_allocations(pool, "fresh pool");
 }
 
-TEST(Allocations, SendCallAndPostAllocateNothingAfterABurst) {
+TEST(Allocations, SendCallPostAndAwaitAllocateNothingAfterABurst) {
   pool_t pool(mtp_test::options(1));
   pool.create(0);
   burst(pool);

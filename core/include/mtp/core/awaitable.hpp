@@ -27,9 +27,13 @@
 // finishes and its response is delivered as usual.
 //
 // Threads and memory: everything the handler wrote is visible to the coroutine once it has
-// resumed (the scheduler must synchronise its own hand-over, as any queue does). The
-// operation lives in the coroutine frame (the awaiter); the pool keeps one allocation per
-// request (or per batch) as for send_async.
+// resumed (the scheduler must synchronise its own hand-over, as any queue does).
+//
+// Allocation: on mtp::thread_pool, async and async_result allocate nothing: the request and
+// its result live in the awaiter, in the coroutine frame, and the worker hands the result back
+// through it. The batch, create and remove forms (and any pool without that path, such as
+// mtp::mpi's sharded pool) go through the pool's asynchronous forms: one allocation per
+// request or batch, as for send_async.
 #pragma once
 
 #include <atomic>
@@ -45,6 +49,7 @@
 
 #include <mtp/core/batch.hpp>
 #include <mtp/core/forwarding.hpp>
+#include <mtp/core/impl/async_slot.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
 
@@ -67,28 +72,26 @@ concept resume_target = coroutine_scheduler<S> || std::same_as<S, resume_inline_
 
 namespace impl {
 
-/// The state every mtp awaiter shares: the value, the coroutine, and a two-party hand-off
-/// between the suspending coroutine and the completion (whichever finishes second resumes).
-template <class Value, class Sched>
-class await_base {
+/// The state every mtp awaiter shares: the coroutine, the scheduler, cancellation, and a
+/// two-party hand-off between the suspending coroutine and the completion (whichever finishes
+/// second resumes).
+template <class Sched>
+class await_core {
  public:
-  await_base(const await_base&) = delete;
-  await_base& operator=(const await_base&) = delete;
+  await_core(const await_core&) = delete;
+  await_core& operator=(const await_core&) = delete;
 
   [[nodiscard]] bool await_ready() const noexcept { return false; }
 
  protected:
-  await_base(Sched on, std::stop_token stop) : on_(std::move(on)), stop_(std::move(stop)) {}
+  await_core(Sched on, std::stop_token stop) : on_(std::move(on)), stop_(std::move(stop)) {}
+  ~await_core() = default;
 
-  /// The callback given to the pool: stores the value, then resumes if the coroutine has
-  /// finished suspending.
-  struct completion {
-    await_base* self;
-    void operator()(Value&& v) noexcept {
-      self->value_ = std::move(v);
-      if (self->arrived_.exchange(true, std::memory_order_acq_rel)) self->resume_now();
-    }
-  };
+  /// The completion's part, once the value is stored: resumes if the coroutine has finished
+  /// suspending.
+  void arrive() noexcept {
+    if (arrived_.exchange(true, std::memory_order_acq_rel)) resume_now();
+  }
 
   /// The tail of await_suspend, once the request is on its way and the handle is stored.
   /// Returns what await_suspend returns.
@@ -119,13 +122,66 @@ class await_base {
     void operator()() noexcept { handle->cancel(); }
   };
 
-  Value value_{};
   std::coroutine_handle<> coro_;
   async_handle handle_;
   [[no_unique_address]] Sched on_;
   std::stop_token stop_;
   std::optional<std::stop_callback<canceller>> cancel_;  // destroyed before handle_
   std::atomic<bool> arrived_{false};
+};
+
+/// An awaiter whose value the pool's callback delivers (any pool with the asynchronous forms).
+template <class Value, class Sched>
+class await_base : public await_core<Sched> {
+ protected:
+  using await_core<Sched>::await_core;
+
+  /// The callback given to the pool: stores the value, then resumes if the coroutine has
+  /// finished suspending.
+  struct completion {
+    await_base* self;
+    void operator()(Value&& v) noexcept {
+      self->value_ = std::move(v);
+      self->arrive();
+    }
+  };
+
+  Value value_{};
+};
+
+/// The awaiter of one request on a pool that runs caller-owned blocks (mtp::thread_pool): the
+/// request and its result live here, in the coroutine frame, and nothing is allocated. The
+/// worker's last touch is the slot's `done`, which resumes (or lets the suspending thread
+/// resume) the coroutine.
+template <class Pool, class R, class Sched, bool Throws>
+class slot_awaiter final : public await_core<Sched> {
+  using core = await_core<Sched>;
+
+ public:
+  slot_awaiter(Pool& pool, R r, Sched on, std::stop_token stop)
+      : core(std::move(on), std::move(stop)), pool_(&pool), slot_(std::move(r)) {}
+
+  bool await_suspend(std::coroutine_handle<> h) {
+    this->coro_ = h;
+    slot_.owner = this;
+    slot_.done = [](async_slot<R>& s) noexcept { static_cast<slot_awaiter*>(s.owner)->arrive(); };
+    this->handle_ = async_handle(&slot_);  // for cancel(); its reference never frees the slot
+    pool_->start_slot(slot_);
+    return this->finish_suspend();
+  }
+
+  std::conditional_t<Throws, response_t<R>, result<response_t<R>>> await_resume() {
+    this->cancel_.reset();
+    if constexpr (Throws) {
+      return std::move(slot_.out).value();
+    } else {
+      return std::move(slot_.out);
+    }
+  }
+
+ private:
+  Pool* pool_;
+  async_slot<R> slot_;
 };
 
 /// The awaiter of every form: `Kind` says how the operation starts on the pool (which
@@ -168,6 +224,11 @@ struct send_kind {
     else return std::move(v);
   }
 };
+
+/// The awaiter of one request: in place where the pool allows it, else through send_async.
+template <class Pool, class R, class Sched, bool Throws>
+using request_awaiter = std::conditional_t<has_async_slot<Pool>, slot_awaiter<Pool, R, Sched, Throws>,
+                                           pool_awaiter<Pool, send_kind<R, Throws>, Sched>>;
 
 /// A batch of requests, creates or removes: the results in order, never throws.
 template <class In, class Out, class Start>
@@ -241,16 +302,15 @@ std::vector<T> copy_range(Range&& r) {
 /// handler's own exception, or pool_error (unknown_id, pool_stopped, cancelled, ...).
 /// `pool` must outlive the co_await; `r` is moved into the pool.
 template <class Pool, request R, resume_target Sched>
-[[nodiscard]] impl::pool_awaiter<Pool, impl::send_kind<R, true>, Sched> async(Pool& pool, R r, Sched resume_on,
-                                                                            std::stop_token stop = {}) {
+[[nodiscard]] impl::request_awaiter<Pool, R, Sched, true> async(Pool& pool, R r, Sched resume_on,
+                                                                std::stop_token stop = {}) {
   return {pool, std::move(r), std::move(resume_on), std::move(stop)};
 }
 
 /// As async, returning the mtp::result<T> instead of throwing.
 template <class Pool, request R, resume_target Sched>
-[[nodiscard]] impl::pool_awaiter<Pool, impl::send_kind<R, false>, Sched> async_result(Pool& pool, R r,
-                                                                                    Sched resume_on,
-                                                                                    std::stop_token stop = {}) {
+[[nodiscard]] impl::request_awaiter<Pool, R, Sched, false> async_result(Pool& pool, R r, Sched resume_on,
+                                                                        std::stop_token stop = {}) {
   return {pool, std::move(r), std::move(resume_on), std::move(stop)};
 }
 

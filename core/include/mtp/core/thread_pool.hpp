@@ -70,9 +70,16 @@ concept maybe_request_range = std::ranges::input_range<Range> && !id_range<Range
                               !std::is_same_v<std::remove_cvref_t<Range>, std::nullptr_t>;
 }  // namespace impl
 
+namespace impl {
+template <class Pool, class R, class Sched, bool Throws>
+class slot_awaiter;
+}  // namespace impl
+
 template <class Item, class Hooks = no_hooks>
 class thread_pool {
   using worker_type = impl::worker<Item, Hooks>;
+  template <class Pool, class R, class Sched, bool Throws>
+  friend class impl::slot_awaiter;  // start_slot
 
  public:
   using item_type = Item;
@@ -484,31 +491,41 @@ class thread_pool {
     using S = impl::async_single<Op, F>;
     auto owned = std::make_unique<S>(std::move(input), std::move(on_done));
     S* const s = owned.get();
-    const id_t id = Op::id_of(s->input);
-    std::optional<error> failed;
-    const std::uint32_t k = core_->route(id);
-    if (k == impl::pool_core::k_bad_route) {
-      failed = error{errc::invalid_route, id, {}};
-    } else {
-      impl::send_gate gate(*core_);
-      if (!gate.open()) {
-        failed = error{errc::pool_stopped, id, {}};
-      } else {
-        try {
-          if (core_->send_one(k, impl::envelope::make(&impl::run_async_single<worker_type, S>, s),
-                              policy<Op>(time_point::min(), errc::queue_full))) {
-            return async_handle(owned.release());  // the worker holds the other reference
-          }
-          failed = error{errc::queue_full, id, {}};
-        } catch (...) {
-          failed = error{errc::queue_full, id, std::current_exception()};
-        }
-      }
-    }
+    std::optional<error> failed =
+        send_async_envelope<Op>(Op::id_of(s->input), impl::envelope::make(&impl::run_async_single<worker_type, S>, s));
+    if (!failed) return async_handle(owned.release());  // the worker holds the other reference
     s->out.set_error(std::move(*failed));
     s->complete(*core_, 0);
     s->release();  // the reference no worker will drop
     return async_handle(owned.release());
+  }
+
+  // The awaitables' form (impl::slot_awaiter): the caller owns the block, nothing is allocated.
+  template <request R>
+  void start_slot(impl::async_slot<R>& slot) {
+    impl::check_handles<Item, R>();
+    std::optional<error> failed = send_async_envelope<impl::request_op<R>>(
+        static_cast<id_t>(slot.input.id), impl::envelope::make(&impl::run_async_slot<worker_type, R>, &slot));
+    if (!failed) return;
+    slot.out.set_error(std::move(*failed));
+    slot.done(slot);
+  }
+
+  // Sends the envelope of one asynchronous operation: nothing, or why it could not be sent.
+  // Never waits for room. The gate is left on return, so that the caller's completion of a
+  // failed send runs outside it.
+  template <class Op>
+  std::optional<error> send_async_envelope(id_t id, const impl::envelope& e) {
+    const std::uint32_t k = core_->route(id);
+    if (k == impl::pool_core::k_bad_route) return error{errc::invalid_route, id, {}};
+    impl::send_gate gate(*core_);
+    if (!gate.open()) return error{errc::pool_stopped, id, {}};
+    try {
+      if (core_->send_one(k, e, policy<Op>(time_point::min(), errc::queue_full))) return std::nullopt;
+      return error{errc::queue_full, id, {}};
+    } catch (...) {
+      return error{errc::queue_full, id, std::current_exception()};
+    }
   }
 
   template <class Op, class Range, class F>
@@ -785,6 +802,11 @@ class thread_pool {
 
   std::unique_ptr<impl::pool_core> core_;
 };
+
+namespace impl {
+template <class Item, class Hooks>
+inline constexpr bool has_async_slot<thread_pool<Item, Hooks>> = true;
+}  // namespace impl
 
 /// The pool that runs the calling handler: how an item reaches its own pool, to post to its
 /// siblings or to create and remove items. Callable from a handler, an item's constructor or

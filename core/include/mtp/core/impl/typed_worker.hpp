@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include <mtp/core/impl/async_slot.hpp>
 #include <mtp/core/impl/wait.hpp>
 #include <mtp/core/impl/worker.hpp>
 #include <mtp/core/messages.hpp>
@@ -503,6 +504,24 @@ void run_async_single(worker_base& base, envelope& e) noexcept {
   w.begin_message(id);
   s->complete(w.pool(), w.index());
   s->release();
+}
+
+/// The queue entry point of an async_slot: as run_async_single, then hands the result back
+/// through the slot's `done`, the last touch.
+template <class W, class R>
+void run_async_slot(worker_base& base, envelope& e) noexcept {
+  auto& w = static_cast<W&>(base);
+  async_slot<R>* const s = e.read<async_slot<R>*>();
+  const id_t id = request_op<R>::id_of(s->input);
+  // relaxed: a hint; a request that slips past it runs, and the caller still gets its result.
+  if (s->cancelled.load(std::memory_order_relaxed)) {
+    s->out.set_error(error{errc::cancelled, id, {}});
+  } else {
+    request_op<R>{}.apply(w, s->input, s->out);
+  }
+  w.finish_messages(1, true);
+  w.begin_message(id);  // the completion runs as a message of its request, as a callback does
+  s->done(*s);
 }
 
 /// A batch (of requests, creates or removes) with a completion callback: inputs, results, the
