@@ -89,6 +89,31 @@ TEST(Async, CancelSkipsWhatHasNotStarted) {
   EXPECT_EQ(pool.send(add{2, 0}), 0) << "a cancelled request ran";
 }
 
+// abandon(): the caller takes the completion over; the callback never runs and the request is
+// skipped. Once the callback has run, abandon() says so.
+TEST(Async, AbandonTakesTheCompletionOverUntilTheCallbackStarts) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(0);
+  pool.create(2);
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  std::atomic<int> callbacks{0};
+  auto pending = pool.send_async(add{2, 5}, [&callbacks](mtp::result<int>&&) { callbacks.fetch_add(1); });
+  EXPECT_TRUE(pending.abandon());
+  EXPECT_FALSE(pending.abandon()) << "only once";
+  release.open();
+  EXPECT_EQ(pool.send(add{2, 0}), 0) << "an abandoned request ran";
+  EXPECT_EQ(callbacks.load(), 0);
+
+  mtp_test::collector<int> box;
+  auto finished = pool.send_async(add{2, 1}, [&box](mtp::result<int>&& r) { box.put(r.value()); });
+  ASSERT_EQ(box.wait_for(1).at(0), 1);
+  EXPECT_FALSE(finished.abandon()) << "the callback has run";
+  EXPECT_FALSE(mtp::async_handle().abandon());
+}
+
 TEST(Async, BatchCallbackGetsResponsesInRequestOrder) {
   pool_t pool(mtp_test::options(2));
   for (mtp::id_t id = 0; id < 4; ++id) pool.create(id);

@@ -293,6 +293,59 @@ TEST_F(AsyncCoro, StopTokenCancelsWhatHasNotStarted) {
   EXPECT_EQ(pool.send(add{2, 0}), 0) << "a cancelled request ran";
 }
 
+// Cancellation is prompt: the coroutine resumes with errc::cancelled while the request's worker
+// is still busy, and the request is skipped when the worker reaches it. The same for a create
+// and a remove.
+TEST_F(AsyncCoro, AStopRequestResumesAtOnceWhileTheWorkerIsBusy) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(0);
+  pool.create(2);  // same worker as 0
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  run_loop loop;
+  std::stop_source stop;
+  std::vector<std::string> codes;
+  int done = 0;
+  auto code_of = [](const mtp::pool_error& e) { return std::string(mtp::to_string(e.code())); };
+  auto send = [&]() -> task {
+    try {
+      (void)co_await mtp::async(pool, add{2, 5}, on_loop{&loop}, stop.get_token());
+      codes.emplace_back("ran");
+    } catch (const mtp::pool_error& e) {
+      codes.push_back(code_of(e));
+    }
+    const mtp::result<int> r = co_await mtp::async_result(pool, add{2, 6}, on_loop{&loop}, stop.get_token());
+    codes.emplace_back(r.has_error() ? mtp::to_string(r.error().code) : "ran");
+    ++done;
+  };
+  auto lifecycle = [&]() -> task {
+    try {
+      co_await mtp::async_create(pool, mtp::make_create(4), on_loop{&loop}, stop.get_token());
+      codes.emplace_back("created");
+    } catch (const mtp::pool_error& e) {
+      codes.push_back(code_of(e));
+    }
+    try {
+      (void)co_await mtp::async_remove(pool, 2, on_loop{&loop}, stop.get_token());
+      codes.emplace_back("removed");
+    } catch (const mtp::pool_error& e) {
+      codes.push_back(code_of(e));
+    }
+    ++done;
+  };
+  send();
+  lifecycle();
+  stop.request_stop();
+  // The worker is still held: before the fix, nothing resumed until it was released.
+  ASSERT_TRUE(loop.run_until([&] { return done == 2; }, std::chrono::seconds(10)));
+  EXPECT_EQ(codes, (std::vector<std::string>{"cancelled", "cancelled", "cancelled", "cancelled"}));
+  release.open();
+  EXPECT_EQ(pool.send(add{2, 0}), 0) << "a cancelled request ran, or the cancelled remove did";
+  EXPECT_THROW((void)pool.send(add{4, 0}), mtp::pool_error) << "the cancelled create ran";
+}
+
 TEST_F(AsyncCoro, StopAfterCompletionChangesNothing) {
   pool_t pool(mtp_test::options(2));
   pool.create(1);

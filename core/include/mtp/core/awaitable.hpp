@@ -22,16 +22,21 @@
 //    never block there, and never touch other items' state from it.
 //
 // The request is sent when the coroutine suspends (co_await), not when mtp::async is called.
-// An optional std::stop_token cancels: a request that has not started when stop is requested
-// completes with errc::cancelled (async throws pool_error(cancelled)); one that has started
-// finishes and its response is delivered as usual.
+// An optional std::stop_token cancels promptly: once stop is requested, a co_await of one
+// request (async, async_result, async_create, async_remove) whose result has not been handed
+// over yet completes at once with errc::cancelled (async throws pool_error(cancelled)),
+// resumed through `resume_on` from the thread that requested stop (with
+// resume_inline_on_worker: on that thread); the request is then skipped when its worker
+// reaches it, or, if it had already started, it finishes and its result is dropped. A batch
+// skips the requests that have not started and completes once the others have finished.
 //
 // Threads and memory: everything the handler wrote is visible to the coroutine once it has
 // resumed (the scheduler must synchronise its own hand-over, as any queue does).
 //
-// Allocation: on mtp::thread_pool, async and async_result allocate nothing: the request and
-// its result live in the awaiter, in the coroutine frame, and the worker hands the result back
-// through it. The batch, create and remove forms (and any pool without that path, such as
+// Allocation: on mtp::thread_pool, async and async_result without a stop_token allocate
+// nothing: the request and its result live in the awaiter, in the coroutine frame, and the
+// worker hands the result back through it (with a stop_token, the request gets a block of its
+// own, which the worker may still hold after the coroutine has resumed). The batch, create and remove forms (and any pool without that path, such as
 // mtp::mpi's sharded pool) go through the pool's asynchronous forms: one allocation per
 // request or batch, as for send_async.
 #pragma once
@@ -96,7 +101,7 @@ class await_core {
   /// The tail of await_suspend, once the request is on its way and the handle is stored.
   /// Returns what await_suspend returns.
   bool finish_suspend() noexcept {
-    if (stop_.stop_possible()) cancel_.emplace(stop_, canceller{&handle_});
+    if (stop_.stop_possible()) cancel_.emplace(stop_, canceller{this});
     if (!arrived_.exchange(true, std::memory_order_acq_rel)) return true;  // the worker resumes it
     // The response is already here. Leave the awaiter alone once the coroutine may resume.
     if constexpr (std::same_as<Sched, resume_inline_on_worker_t>) {
@@ -117,11 +122,22 @@ class await_core {
     }
   }
 
+  /// A stop request: with `abandon_` set (one request, create or remove), the awaiter takes
+  /// the completion over if the pool has not started it, and the coroutine resumes at once
+  /// with errc::cancelled; otherwise (batches), what has not started is skipped.
   struct canceller {
-    async_handle* handle;
-    void operator()() noexcept { handle->cancel(); }
+    await_core* self;
+    void operator()() noexcept {
+      if (self->abandon_ != nullptr && self->handle_.abandon()) {
+        self->abandon_(*self);
+        self->arrive();
+      } else {
+        self->handle_.cancel();
+      }
+    }
   };
 
+  void (*abandon_)(await_core&) noexcept = nullptr;  // stores errc::cancelled as the value
   std::coroutine_handle<> coro_;
   async_handle handle_;
   [[no_unique_address]] Sched on_;
@@ -163,10 +179,21 @@ class slot_awaiter final : public await_core<Sched> {
 
   bool await_suspend(std::coroutine_handle<> h) {
     this->coro_ = h;
-    slot_.owner = this;
-    slot_.done = [](async_slot<R>& s) noexcept { static_cast<slot_awaiter*>(s.owner)->arrive(); };
-    this->handle_ = async_handle(&slot_);  // for cancel(); its reference never frees the slot
-    pool_->start_slot(slot_);
+    if (this->stop_.stop_possible()) {
+      // Cancellable: the request goes to a block of its own, which the worker may still hold
+      // after a stop request has resumed the coroutine (see await_core::canceller).
+      id_ = static_cast<id_t>(slot_.input.id);
+      this->abandon_ = [](await_core<Sched>& c) noexcept {
+        auto& self = static_cast<slot_awaiter&>(c);
+        self.slot_.out.set_error(error{errc::cancelled, self.id_, {}});
+      };
+      this->handle_ = pool_->send_async(std::move(slot_.input), slot_completion{this});
+    } else {
+      slot_.owner = this;
+      slot_.done = [](async_slot<R>& s) noexcept { static_cast<slot_awaiter*>(s.owner)->arrive(); };
+      this->handle_ = async_handle(&slot_);  // its reference never frees the slot
+      pool_->start_slot(slot_);
+    }
     return this->finish_suspend();
   }
 
@@ -180,8 +207,17 @@ class slot_awaiter final : public await_core<Sched> {
   }
 
  private:
+  struct slot_completion {
+    slot_awaiter* self;
+    void operator()(result<response_t<R>>&& v) noexcept {
+      self->slot_.out = std::move(v);
+      self->arrive();
+    }
+  };
+
   Pool* pool_;
   async_slot<R> slot_;
+  id_t id_ = 0;  // what a prompt cancellation answers
 };
 
 /// The awaiter of every form: `Kind` says how the operation starts on the pool (which
@@ -196,6 +232,13 @@ class pool_awaiter final : public await_base<typename Kind::value, Sched> {
 
   bool await_suspend(std::coroutine_handle<> h) {
     this->coro_ = h;
+    if constexpr (Kind::k_single) {
+      id_ = Kind::id_of(input_);
+      this->abandon_ = [](await_core<Sched>& c) noexcept {
+        auto& self = static_cast<pool_awaiter&>(c);
+        self.value_.set_error(error{errc::cancelled, self.id_, {}});
+      };
+    }
     this->handle_ = Kind::start(*pool_, std::move(input_), typename base::completion{this});
     return this->finish_suspend();
   }
@@ -208,13 +251,16 @@ class pool_awaiter final : public await_base<typename Kind::value, Sched> {
  private:
   Pool* pool_;
   typename Kind::input input_;
+  id_t id_ = 0;  // single kinds: what a prompt cancellation answers
 };
 
 /// One request: the response (Throws: or what send throws), or its mtp::result.
 template <class R, bool Throws>
 struct send_kind {
+  static constexpr bool k_single = true;
   using input = R;
   using value = result<response_t<R>>;
+  static id_t id_of(const input& r) noexcept { return static_cast<id_t>(r.id); }
   template <class P, class C>
   static async_handle start(P& pool, input&& in, C done) {
     return pool.send_async(std::move(in), std::move(done));
@@ -233,6 +279,7 @@ using request_awaiter = std::conditional_t<has_async_slot<Pool>, slot_awaiter<Po
 /// A batch of requests, creates or removes: the results in order, never throws.
 template <class In, class Out, class Start>
 struct batch_kind {
+  static constexpr bool k_single = false;
   using input = std::vector<In>;
   using value = std::vector<result<Out>>;
   template <class P, class C>
@@ -263,8 +310,10 @@ struct start_remove_batch {
 /// One create: nothing, or what create throws.
 template <class... A>
 struct create_kind {
+  static constexpr bool k_single = true;
   using input = create_request<A...>;
   using value = result<void>;
+  static id_t id_of(const input& r) noexcept { return r.id; }
   template <class P, class C>
   static async_handle start(P& pool, input&& in, C done) {
     return pool.create_async(std::move(in), std::move(done));
@@ -274,8 +323,10 @@ struct create_kind {
 
 /// One remove: true if the item existed (as remove), or what remove throws.
 struct remove_kind {
+  static constexpr bool k_single = true;
   using input = id_t;
   using value = result<void>;
+  static id_t id_of(input id) noexcept { return id; }
   template <class P, class C>
   static async_handle start(P& pool, input&& in, C done) {
     return pool.remove_async(in, std::move(done));

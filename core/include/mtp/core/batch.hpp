@@ -145,6 +145,16 @@ class async_handle {
     if (state_ != nullptr) state_->cancelled.store(true, std::memory_order_relaxed);
   }
 
+  /// Cancels, and takes the completion over if the callback has not started: returns true
+  /// when the callback will never run (the caller completes the operation itself, at once;
+  /// a request not yet started is skipped, one running finishes and its result is dropped),
+  /// false when the callback has started or run (or the handle is empty).
+  [[nodiscard]] bool abandon() noexcept {
+    if (state_ == nullptr) return false;
+    cancel();
+    return state_->abandon();
+  }
+
  private:
   void drop() noexcept {
     if (state_ != nullptr) std::exchange(state_, nullptr)->release();

@@ -480,7 +480,9 @@ struct async_single final : shared_control {
     cancelled_as = errc::cancelled;
     destroy = [](shared_control* c) noexcept { delete static_cast<async_single*>(c); };
   }
-  void complete(pool_core& pool, std::size_t worker) noexcept { run_callback(pool, worker, fn, std::move(out)); }
+  void complete(pool_core& pool, std::size_t worker) noexcept {
+    if (take_turn()) run_callback(pool, worker, fn, std::move(out));
+  }
 };
 
 /// The queue entry point of an async_single: runs the operation (unless cancelled), then the
@@ -568,7 +570,7 @@ struct async_batch final : shared_control {
       if (w != nullptr && tl_sending != &self && !self.requests.empty()) {
         w->begin_message(op::id_of(self.requests.back()));
       }
-      run_callback(*self.pool, w != nullptr ? w->index() : 0, self.fn, std::move(self.results));
+      if (self.take_turn()) run_callback(*self.pool, w != nullptr ? w->index() : 0, self.fn, std::move(self.results));
     };
   }
 };

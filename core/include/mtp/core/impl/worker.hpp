@@ -284,6 +284,22 @@ struct shared_control {
   errc cancelled_as = errc::timed_out;  // what a skipped request gets
   std::atomic<std::uint32_t> refs{2};
   void (*destroy)(shared_control*) noexcept = nullptr;
+  /// Who completes an operation with a callback: k_open until the side that runs the callback
+  /// takes it (k_taken) or the caller abandons it (k_abandoned: the callback never runs).
+  static constexpr std::uint8_t k_open = 0, k_taken = 1, k_abandoned = 2;
+  std::atomic<std::uint8_t> turn{k_open};
+
+  /// The callback's side: whether it may run the callback (false once abandoned).
+  bool take_turn() noexcept {
+    // acq_rel: pairs with abandon(); the winner alone touches the caller's state after this.
+    return turn.exchange(k_taken, std::memory_order_acq_rel) != k_abandoned;
+  }
+  /// The caller's side: true if the callback has not started and now never will.
+  bool abandon() noexcept {
+    std::uint8_t open = k_open;
+    // acq_rel: pairs with take_turn().
+    return turn.compare_exchange_strong(open, k_abandoned, std::memory_order_acq_rel);
+  }
 
   void release() noexcept {
     // acq_rel: the freeing side must see every write the other side made to the batch.
