@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Heap allocations per message in steady state, counted by replacing the global operator new
 // in this test binary: none for a round trip, a method call, a post of a small request or a
-// request awaited with mtp::async, on a fresh pool and after a burst of 10,000 requests in
-// flight.
+// request awaited with mtp::async, and one for send_async with a callback, on a fresh pool and
+// after a burst of 10,000 requests in flight.
 #include <mtp/mtp.hpp>
 
 #include <gtest/gtest.h>
@@ -168,6 +168,20 @@ void expect_no_allocations(pool_t& pool, const char* when) {
             }),
             0.0)
       << "post, " << when;
+  // send_async: the request, its response and the callback share one block, and nothing else.
+  std::atomic<int> pending{0};
+  EXPECT_LE(allocations_per_call([&](int i) {
+              pending.fetch_add(1, std::memory_order_relaxed);
+              (void)pool.send_async(add{0, 1}, [&pending](mtp::result<int>&&) {
+                pending.fetch_sub(1, std::memory_order_relaxed);
+              });
+              ++added;
+              if (i % 16 == 15) (void)pool.send(add{0, 0});  // keeps pace with the worker
+            }),
+            1.0)
+      << "send_async, " << when;
+  (void)pool.send(add{0, 0});
+  EXPECT_EQ(pending.load(), 0);
   mailbox box;
   await_forever(pool, box, added);
   EXPECT_EQ(allocations_per_call([&](int) { box.take().resume(); }), 0.0) << "co_await mtp::async, " << when;
