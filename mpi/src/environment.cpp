@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,7 +47,9 @@ constexpr int k_tag = 1;
 constexpr int k_bundle_tag = 2;  // several messages in one: [u32 count] then [u32 size, bytes] each
 // A message larger than the piece size (MPI counts are int: 2 GiB at most) travels as its size
 // (k_large_tag: a u64) and then its pieces (k_piece_tag); a source's messages arrive in order,
-// and nothing else from that source comes between them (they are sent together).
+// and nothing else from that source comes between them (they are sent together). A message
+// with borrowed parts travels the same way, each piece one part or one stretch of its own
+// bytes, so that the parts go from where they lie.
 constexpr int k_large_tag = 3;
 constexpr int k_piece_tag = 4;
 constexpr std::size_t k_max_piece = std::size_t{1} << 30;
@@ -117,7 +120,8 @@ class channel {
   struct assembly {
     std::unique_ptr<char[]> bytes;  // the whole message (left uninitialised: the pieces fill it)
     std::size_t size = 0;
-    std::size_t filled = 0;  // by the pieces so far
+    std::size_t capacity = 0;  // of bytes (a reused buffer may be larger than size)
+    std::size_t filled = 0;    // by the pieces so far
   };
   std::map<int, assembly> assembling;  // by source: a large message arriving in pieces
   // Termination (communication thread only, except the flags read under the engine mutex).
@@ -145,18 +149,22 @@ struct outgoing {
   channel* c;
   int dest;
   std::vector<char> bytes;
+  std::vector<borrowed> parts{};   // sent from where they lie (send_borrowing)
+  std::function<void()> sent{};  // runs once MPI no longer reads the parts
 };
 struct group {  // outgoing messages of one pass for one channel and destination
   channel* c;
   int dest;
   std::vector<std::size_t> members;
   std::size_t bytes;  // as a bundle
+  bool alone;         // a message with borrowed parts: no other joins its group
 };
 struct in_transit {
   MPI_Request req;
   std::vector<char> bytes;
   std::vector<MPI_Request> pieces;       // a large message: the requests of its size and pieces
   std::unique_ptr<std::uint64_t> size;  // a large message: its size, being sent
+  std::function<void()> sent{};         // a message with borrowed parts: runs once it is sent
 };
 
 class engine {
@@ -220,12 +228,14 @@ class engine {
     (void)c.release();  // freed by close
   }
 
-  void send(channel* c, int dest, std::vector<char>&& bytes) {
+  // `parts`, if any, are sent from where they lie; `sent` runs once MPI no longer reads them.
+  void send(channel* c, int dest, std::vector<char>&& bytes, std::vector<borrowed>&& parts = {},
+            std::function<void()> sent = {}) {
     c->sent.fetch_add(1, std::memory_order_relaxed);
     bool sleeping = false;
     {
       std::lock_guard lock(m_);
-      outbox_.push_back({c, dest, std::move(bytes)});
+      outbox_.push_back({c, dest, std::move(bytes), std::move(parts), std::move(sent)});
       sleeping = sleeping_;
     }
     if (sleeping) wake_.notify_one();
@@ -341,20 +351,24 @@ class engine {
         for (std::size_t i = 0; i < out.size(); ++i) {
           // The last group for this destination, if the message fits in it (a bundle stays
           // within one piece; groups for one destination are sent in order).
+          // A message with borrowed parts goes alone, and no later message joins its group.
           const std::size_t size = out[i].bytes.size();
+          const bool alone = !out[i].parts.empty();
           auto g = std::find_if(groups.rbegin(), groups.rend(),
                                 [&](const group& x) { return x.c == out[i].c && x.dest == out[i].dest; });
-          if (g != groups.rend() && g->bytes + size + 2 * sizeof(std::uint32_t) <= piece_) {
+          if (!alone && g != groups.rend() && !g->alone && g->bytes + size + 2 * sizeof(std::uint32_t) <= piece_) {
             g->members.push_back(i);
             g->bytes += size + sizeof(std::uint32_t);
           } else {
-            groups.push_back({out[i].c, out[i].dest, {i}, sizeof(std::uint32_t) + size});
+            groups.push_back({out[i].c, out[i].dest, {i}, sizeof(std::uint32_t) + size, alone});
           }
         }
         for (const group& g : groups) {
-          in_transit t{MPI_REQUEST_NULL, {}, {}, {}};
+          in_transit t{MPI_REQUEST_NULL, {}, {}, {}, {}};
           int tag = k_tag;
-          if (g.members.size() == 1) {
+          if (g.alone) {
+            send_borrowed(t, g, out[g.members[0]]);
+          } else if (g.members.size() == 1) {
             t.bytes = std::move(out[g.members[0]].bytes);
           } else {
             t.bytes = take();
@@ -375,7 +389,9 @@ class engine {
               recycle(std::move(out[i].bytes));
             }
           }
-          if (t.bytes.size() <= piece_) {
+          if (g.alone) {
+            // sent above
+          } else if (t.bytes.size() <= piece_) {
             MPI_Isend(t.bytes.data(), static_cast<int>(t.bytes.size()), MPI_BYTE, g.dest, tag, g.c->comm, &t.req);
           } else {
             send_pieces(t, g);
@@ -393,6 +409,7 @@ class engine {
           MPI_Testall(static_cast<int>(transit[i].pieces.size()), transit[i].pieces.data(), &done, MPI_STATUSES_IGNORE);
         }
         if (done) {
+          if (transit[i].sent) transit[i].sent();  // the borrowed parts are free again
           recycle(std::move(transit[i].bytes));
           transit[i] = std::move(transit.back());
           transit.pop_back();
@@ -557,16 +574,46 @@ class engine {
       MPI_Isend(t.bytes.data() + at, n, MPI_BYTE, g.dest, k_piece_tag, g.c->comm, &t.pieces[k]);
     }
   }
+  // Sends o (with borrowed parts) to g.dest as a large message: its size, then a piece for
+  // each stretch of its own bytes and each part (split at the piece size), in message order.
+  void send_borrowed(in_transit& t, const group& g, outgoing& o) const {
+    t.bytes = std::move(o.bytes);
+    t.sent = std::move(o.sent);
+    std::size_t total = t.bytes.size();
+    for (const borrowed& b : o.parts) total += b.size;
+    t.size = std::make_unique<std::uint64_t>(total);  // stays put while the vector of transits moves
+    MPI_Isend(t.size.get(), sizeof(std::uint64_t), MPI_BYTE, g.dest, k_large_tag, g.c->comm, &t.req);
+    const auto send = [&](const char* p, std::size_t n) {
+      for (std::size_t at = 0; at < n; at += piece_) {
+        const int len = static_cast<int>(std::min(piece_, n - at));
+        t.pieces.push_back(MPI_REQUEST_NULL);
+        MPI_Isend(p + at, len, MPI_BYTE, g.dest, k_piece_tag, g.c->comm, &t.pieces.back());
+      }
+    };
+    std::size_t from = 0;  // of the message's own bytes, sent so far
+    for (const borrowed& b : o.parts) {
+      send(t.bytes.data() + from, b.at - from);
+      send(b.data, b.size);
+      from = b.at;
+    }
+    send(t.bytes.data() + from, t.bytes.size() - from);
+  }
   // Receives a large message's size or one of its pieces from st.MPI_SOURCE; the last piece
   // completes the message, which then goes to the channel's client.
-  static void receive_piece(channel* c, MPI_Message& msg, MPI_Status& st, int n) {
+  void receive_piece(channel* c, MPI_Message& msg, MPI_Status& st, int n) {
     const int source = st.MPI_SOURCE;
     channel::assembly& a = c->assembling[source];
     if (st.MPI_TAG == k_large_tag) {
       std::uint64_t size = 0;
       MPI_Mrecv(&size, static_cast<int>(sizeof size), MPI_BYTE, &msg, &st);
       a.size = static_cast<std::size_t>(size);
-      a.bytes.reset(new char[a.size]);  // NOLINT: every piece lands in place, nothing to zero first
+      if (spare_large_ != nullptr && spare_large_size_ >= a.size) {  // already faulted in
+        a.bytes = std::move(spare_large_);
+        a.capacity = spare_large_size_;
+      } else {
+        a.bytes.reset(new char[a.size]);  // NOLINT: every piece lands in place, nothing to zero first
+        a.capacity = a.size;
+      }
       a.filled = 0;
       return;
     }
@@ -580,15 +627,22 @@ class engine {
     MPI_Mrecv(a.bytes.get() + a.filled, n, MPI_BYTE, &msg, &st);
     a.filled += static_cast<std::size_t>(n);
     if (a.filled < a.size) return;
-    const std::unique_ptr<char[]> message = std::move(a.bytes);
+    std::unique_ptr<char[]> message = std::move(a.bytes);
     const std::size_t size = a.size;
+    const std::size_t capacity = a.capacity;
     c->assembling.erase(source);
     ++c->received;
     c->client->on_message(source, message.get(), size);
+    if (capacity <= k_keep_max && (spare_large_ == nullptr || capacity > spare_large_size_)) {
+      spare_large_ = std::move(message);  // kept for the next large message, as the receive buffer is
+      spare_large_size_ = capacity;
+    }
   }
 
   std::chrono::microseconds spin_;
   std::size_t piece_;
+  std::unique_ptr<char[]> spare_large_;  // communication thread only: an assembly buffer to reuse
+  std::size_t spare_large_size_ = 0;
   unsigned long long messages_ = 0;      // communication thread only
   unsigned long long mpi_messages_ = 0;  // communication thread only
   std::mutex m_;
@@ -623,6 +677,10 @@ engine& the_engine() {
 
 void open_channel(channel_client& client, channel*& slot) { the_engine().open(client, slot); }
 void send_bytes(channel* c, int dest, std::vector<char>&& bytes) { the_engine().send(c, dest, std::move(bytes)); }
+void send_borrowing(channel* c, int dest, std::vector<char>&& bytes, std::vector<borrowed>&& parts,
+                    std::function<void()> sent) {
+  the_engine().send(c, dest, std::move(bytes), std::move(parts), std::move(sent));
+}
 void close_channel(channel* c) { the_engine().close(c); }
 void barrier(channel* c) { the_engine().barrier(c); }
 void quiesce(channel* c) { the_engine().quiesce(c); }

@@ -108,6 +108,14 @@ struct bulk_reply {  // the item answers a block filled from `seed`
   std::uint32_t seed;
   using response_type = bulk_block;
 };
+// Large enough to be sent from the caller's storage by the blocking forms (wire::k_borrow_min),
+// small enough for batches of many.
+inline constexpr std::size_t k_slab_bytes = std::size_t{96} << 10;
+struct slab {  // the item answers a checksum of the bytes
+  mtp::id_t id;
+  std::array<std::uint8_t, k_slab_bytes> bytes;
+  using response_type = std::uint64_t;
+};
 // Just over 2 GiB, more than one MPI message can count (int): travels in pieces.
 inline constexpr std::size_t k_huge_words = ((std::size_t{1} << 31) + 4096) / 8;
 struct huge {  // the item answers the sum of the words
@@ -158,6 +166,7 @@ struct item {
     return static_cast<double>(total_) * w.scale / (static_cast<double>(id_) + 3.0);
   }
   std::uint64_t handle(const bulk& b) const { return checksum(b.bytes); }
+  std::uint64_t handle(const slab& b) const { return checksum(b.bytes); }
   std::uint64_t handle(const huge& h) const { return huge_sum(h.words); }
   bulk_block handle(const bulk_reply& r) const {
     bulk_block b;

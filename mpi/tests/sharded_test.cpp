@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <set>
@@ -636,6 +637,117 @@ TEST(Sharded, LargeTriviallyCopyableValuesCrossRanks) {
     }
   }
   pool.barrier();
+}
+
+// Large requests of a blocking batch are sent from the caller's storage (borrowed, not copied
+// into the message), adjacent ones as one part; every rank sends at once to items on every
+// rank, local and remote mixed, so borrowed messages meet other messages for the same ranks.
+// The caller's storage is overwritten as soon as the call returns: by then nothing reads it.
+TEST(Sharded, LargeRequestsOfBlockingCallsAreSentFromTheCallersStorage) {
+  static_assert(sizeof(slab) >= mtp::mpi::wire::k_borrow_min);
+  pool_t pool(small());
+  const auto ranks = static_cast<mtp::id_t>(pool.ranks());
+  const auto mine = static_cast<mtp::id_t>(pool.rank());
+  const mtp::id_t items = 3 * ranks;
+  if (pool.rank() == 0) {
+    std::vector<mtp::id_t> ids;
+    for (mtp::id_t i = 0; i < items; ++i) ids.push_back(i);
+    for (const auto& r : pool.create_batch(ids, 0L)) ASSERT_TRUE(r.has_value());
+  }
+  pool.barrier();
+  std::vector<slab> requests(2 * items);  // every item twice: runs of adjacent requests per rank
+  for (int round = 0; round < 3; ++round) {
+    std::vector<std::uint64_t> expect;
+    for (std::size_t k = 0; k < requests.size(); ++k) {
+      requests[k].id = k < items ? static_cast<mtp::id_t>(k) : static_cast<mtp::id_t>((k * 5 + mine) % items);
+      const auto seed = static_cast<std::uint32_t>(k + 100 * round + 1000 * mine);
+      for (std::size_t i = 0; i < k_slab_bytes; ++i) requests[k].bytes[i] = bulk_byte(seed, i);
+      expect.push_back(checksum(requests[k].bytes));
+    }
+    const auto sums = pool.send_batch(requests);
+    for (auto& r : requests) r.bytes.fill(0xEE);  // the call has returned: the storage is the caller's again
+    ASSERT_EQ(sums.size(), requests.size());
+    for (std::size_t k = 0; k < sums.size(); ++k) EXPECT_EQ(sums[k].value(), expect[k]) << "request " << k;
+    // One request through send (its own storage), to a remote item.
+    const auto one = std::make_unique<slab>();
+    one->id = (mine + 1) % ranks;
+    for (std::size_t i = 0; i < k_slab_bytes; ++i) one->bytes[i] = bulk_byte(7 + static_cast<std::uint32_t>(round), i);
+    EXPECT_EQ(pool.send(*one), checksum(one->bytes));
+  }
+  pool.barrier();
+}
+
+// The asynchronous and timed forms copy a large request before they return: the caller's copy
+// may go away at once (it is freed and its memory written over here), and the item still
+// sees the bytes as they were.
+TEST(Sharded, LargeRequestsOfAsynchronousCallsOutliveTheCallersCopy) {
+  using namespace std::chrono_literals;
+  pool_t pool(small());
+  const auto last = static_cast<mtp::id_t>(pool.ranks() - 1);
+  if (pool.rank() == 0) pool.create(last, 0L);
+  pool.barrier();
+  if (pool.rank() == 0) {
+    std::uint64_t expect = 0;
+    std::promise<std::uint64_t> got;
+    mtp::mpi::async_handle h;
+    {
+      auto r = std::make_unique<bulk>();  // 16 MiB, on the heap
+      r->id = last;
+      for (std::size_t i = 0; i < k_bulk_bytes; ++i) r->bytes[i] = bulk_byte(11, i);
+      expect = checksum(r->bytes);
+      h = pool.send_async(*r, [&](mtp::result<std::uint64_t>&& s) { got.set_value(s.has_value() ? s.value() : 0); });
+    }  // freed before the request can have arrived
+    auto scribble = std::make_unique<bulk>();  // likely the same memory again
+    scribble->bytes.fill(0x5A);
+    EXPECT_EQ(got.get_future().get(), expect);
+
+    std::vector<slab> batch(3);
+    std::vector<std::uint64_t> sums(batch.size(), 0);
+    std::vector<std::uint64_t> expect_batch;
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      batch[k].id = last;
+      for (std::size_t i = 0; i < k_slab_bytes; ++i) batch[k].bytes[i] = bulk_byte(20 + static_cast<std::uint32_t>(k), i);
+      expect_batch.push_back(checksum(batch[k].bytes));
+    }
+    latch done(1);
+    auto h2 = pool.send_batch_async(batch, [&](std::vector<mtp::result<std::uint64_t>>&& rs) {
+      for (std::size_t k = 0; k < rs.size(); ++k) sums[k] = rs[k].has_value() ? rs[k].value() : 0;
+      done.count_down();
+    });
+    for (auto& b : batch) b.bytes.fill(0xA5);
+    batch.clear();
+    batch.shrink_to_fit();
+    done.wait();
+    EXPECT_EQ(sums, expect_batch);
+
+    auto timed = std::make_unique<slab>();
+    timed->id = last;
+    for (std::size_t i = 0; i < k_slab_bytes; ++i) timed->bytes[i] = bulk_byte(30, i);
+    EXPECT_EQ(pool.send(*timed, 30s), checksum(timed->bytes));
+  }
+  pool.barrier();
+}
+
+// A trivially copyable value is read in place from an aligned message and decoded into a
+// block of its own from an unaligned one (a message inside a bundle may start anywhere).
+TEST(Wire, LargeValuesAreReadInPlaceWhereAligned) {
+  auto value = std::make_unique<slab>();
+  value->id = 42;
+  for (std::size_t i = 0; i < k_slab_bytes; ++i) value->bytes[i] = bulk_byte(3, i);
+  std::vector<char> buffer(sizeof(slab) + 2 * alignof(slab));
+  for (const std::size_t offset : {std::size_t{0}, std::size_t{1}}) {
+    char* at = buffer.data() + (alignof(slab) - reinterpret_cast<std::uintptr_t>(buffer.data()) % alignof(slab)) % alignof(slab) + offset;
+    std::memcpy(at, value.get(), sizeof(slab));
+    mtp::mpi::wire::reader in(at, sizeof(slab));
+    const mtp::mpi::wire::decoded<slab> d(in, 1);
+    EXPECT_TRUE(in.done());
+    EXPECT_EQ(static_cast<const void*>(d.begin()) == static_cast<const void*>(at), offset == 0) << "offset " << offset;
+    EXPECT_EQ(d.begin()->id, 42u);
+    EXPECT_EQ(checksum(d.begin()->bytes), checksum(value->bytes));
+  }
+  std::vector<char> shorter(sizeof(slab) - 1);
+  mtp::mpi::wire::reader in(shorter.data(), shorter.size());
+  EXPECT_THROW((mtp::mpi::wire::decoded<slab>(in, 1)), std::out_of_range);
 }
 
 // Why a message over 2 GiB cannot be tried here ("": it can): it needs about 10 GiB between

@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -110,6 +111,19 @@ class channel;  // one pool's communicator and counters; owned by the communicat
 void open_channel(channel_client& client, channel*& slot);
 /// Queues `bytes` for `dest` (any thread, never blocks on MPI).
 void send_bytes(channel* c, int dest, std::vector<char>&& bytes);
+/// Bytes that a message takes from where they lie rather than from its own buffer: `size`
+/// bytes at `data`, which come at offset `at` of the message's own bytes.
+struct borrowed {
+  std::size_t at;
+  const char* data;
+  std::size_t size;
+};
+/// As send_bytes, the message being `bytes` with the `parts` inserted (in order of `at`),
+/// which are sent from where they lie, never copied; `sent()` runs on the communication
+/// thread once MPI no longer reads them. Until then the caller keeps them alive and unchanged.
+/// The message travels alone, as its size and then pieces (as a message larger than a piece).
+void send_borrowing(channel* c, int dest, std::vector<char>&& bytes, std::vector<borrowed>&& parts,
+                    std::function<void()> sent);
 /// An empty buffer for a message, with the capacity of one already sent when there is one
 /// (large buffers are reused rather than returned to the system and faulted in again).
 std::vector<char> take_buffer();

@@ -140,6 +140,7 @@ struct call_state {
   std::vector<result<T>> results;
   std::atomic<std::uint32_t> remaining{1};  // one per share, plus the caller's while it launches
   std::atomic<std::uint32_t> finished{0};
+  std::atomic<std::uint32_t> borrowing{0};  // messages sending from the caller's storage
   std::function<void(std::vector<result<T>>&&)> on_done;  // empty: a caller waits
   std::function<void()> after;                              // runs after on_done (leaves the gate)
   cancel_control control;                                   // async calls only
@@ -171,6 +172,23 @@ struct call_state {
       std::this_thread::yield();
     }
     while (finished.load(std::memory_order_acquire) == 0) finished.wait(0, std::memory_order_acquire);
+  }
+  // A message that sends from the caller's storage: queued, then sent.
+  void borrow() noexcept {
+    // relaxed: read later by this same thread (wait_sent), and the message whose sending
+    // counts it down is queued after this, through the engine's mutex.
+    borrowing.fetch_add(1, std::memory_order_relaxed);
+  }
+  void sent() noexcept {
+    // release: MPI's reads of the caller's storage happen before the caller reuses it.
+    if (borrowing.fetch_sub(1, std::memory_order_release) == 1) borrowing.notify_all();
+  }
+  // Until no message of the call reads the caller's storage any more.
+  void wait_sent() noexcept {
+    // acquire: pairs with sent()'s release.
+    for (std::uint32_t n = borrowing.load(std::memory_order_acquire); n != 0; n = borrowing.load(std::memory_order_acquire)) {
+      borrowing.wait(n, std::memory_order_acquire);
+    }
   }
 };
 
@@ -209,8 +227,7 @@ void read_result(wire::reader& in, result<T>& slot) {
     if constexpr (std::is_void_v<T>) {
       slot.emplace();
     } else if constexpr (std::is_trivially_copyable_v<T> && sizeof(T) > wire::k_stack_max) {
-      wire::decoded<T> v(1);
-      v.read(in);
+      const wire::decoded<T> v(in, 1);  // in the message where aligned: one copy, into the slot
       slot.emplace(*v.begin());
     } else {
       slot.emplace(wire::get<T>(in));
@@ -426,13 +443,16 @@ class sharded_base : public channel_client {
     w.pod(h);
     return w;
   }
-  // Registers `p` for the reply to call number `call`, then queues the message.
-  void send_call(int dest, std::uint64_t call, std::unique_ptr<pending> p, wire::writer&& w) {
+  // Registers `p` for the reply to call number `call`, then queues the message; `sent` runs
+  // once the message's borrowed parts, if any, are no longer read.
+  void send_call(int dest, std::uint64_t call, std::unique_ptr<pending> p, wire::writer&& w,
+                 std::function<void()> sent = {}) {
     {
       std::lock_guard lock(pending_m_);
       pending_.emplace(call, p.release());
     }
-    send_bytes(channel_, dest, std::move(w.bytes()));
+    if (w.borrowed_parts().empty()) send_bytes(channel_, dest, std::move(w.bytes()));
+    else send_borrowing(channel_, dest, std::move(w.bytes()), std::move(w.borrowed_parts()), std::move(sent));
   }
   std::uint64_t next_call() noexcept { return calls_.fetch_add(1, std::memory_order_relaxed); }
 
@@ -823,7 +843,10 @@ class sharded_pool final : private impl::sharded_base {
     return run<response_t<R>>(all, [](const R& r) { return static_cast<id_t>(r.id); },
                               [&](std::span<const R> local) { return pool_.send_batch(local); },
                               bounded_ ? call_wait_op<R>::key : call_op<R>::key,
-                              [](wire::writer& w, const R& r) { wire::put(w, r); }, bounded_ ? k_wait_forever : -1);
+                              // The caller waits until the message has gone: large requests are
+                              // sent from its storage, not copied into the message.
+                              [](wire::writer& w, const R& r) { wire::put_borrowing(w, r); },
+                              bounded_ ? k_wait_forever : -1);
   }
 
   /// As send, giving up after `timeout`: then throws pool_error(timed_out). The request is
@@ -1061,8 +1084,7 @@ class sharded_pool final : private impl::sharded_base {
     using T = response_t<R>;
     mtp::async_handle h;
     try {
-      wire::decoded<R> decoded(n);
-      for (std::uint32_t i = 0; i < n; ++i) decoded.read(in);
+      const wire::decoded<R> decoded(in, n);  // in the message itself where it can be
       h = self.pool_.send_batch_async(decoded.moved(), [&self, source, call](std::vector<result<T>>&& rs) {
         self.reply(source, call, rs);
         self.forget(source, call);
@@ -1093,8 +1115,7 @@ class sharded_pool final : private impl::sharded_base {
       using T = response_t<R>;
       try {
         const auto wait_ns = in.pod<std::int64_t>();
-        wire::decoded<R> decoded(n);
-        for (std::uint32_t i = 0; i < n; ++i) decoded.read(in);
+        const wire::decoded<R> decoded(in, n);
         const std::span<const R> requests(decoded.begin(), n);
         self.reply(source, call,
                    wait_ns == k_wait_forever ? self.pool_.send_batch(requests)
@@ -1141,8 +1162,7 @@ class sharded_pool final : private impl::sharded_base {
       auto& self = static_cast<sharded_pool&>(base);
       using T = response_t<R>;
       try {
-        wire::decoded<R> r(1);
-        r.read(in);
+        const wire::decoded<R> r(in, 1);
         auto ids = std::make_shared<const std::vector<id_t>>(self.local_ids());
         if (ids->empty()) {
           self.reply_items(source, call, *ids, std::vector<result<T>>{});
@@ -1168,8 +1188,7 @@ class sharded_pool final : private impl::sharded_base {
         self.served();
         return;
       }
-      wire::decoded<R> decoded(n);
-      for (std::uint32_t i = 0; i < n; ++i) decoded.read(in);
+      const wire::decoded<R> decoded(in, n);
       (void)self.pool_.send_batch_async(decoded.moved(), [&self](std::vector<result<response_t<R>>>&& rs) {
         for (const auto& r : rs) {
           if (r.has_error()) self.report_post(r.error());
@@ -1398,7 +1417,10 @@ class sharded_pool final : private impl::sharded_base {
       const std::uint64_t call = next_call();
       wire::writer w = start_message(impl::kind::call, op, static_cast<std::uint32_t>(index.size()), call);
       if (wait_ns >= 0) w.pod(wait_ns);  // a call_wait_op: how long the owner may wait for room
-      w.reserve(sizeof(impl::header) + index.size() * (sizeof(X) + sizeof(id_t)));
+      // (Large requests of the blocking forms are borrowed, not written: nothing to reserve.)
+      if (async || !std::is_trivially_copyable_v<X> || sizeof(X) < wire::k_borrow_min) {
+        w.reserve(sizeof(impl::header) + index.size() * (sizeof(X) + sizeof(id_t)));
+      }
       for (std::uint32_t i : index) encode(w, all[i]);
       auto p = std::make_unique<impl::remote_share<T>>();
       p->state = state;
@@ -1407,7 +1429,18 @@ class sharded_pool final : private impl::sharded_base {
         std::lock_guard lock(state->control.m);
         state->control.remote.emplace_back(r, call);
       }
-      send_call(r, call, std::move(p), std::move(w));
+      std::function<void()> sent;
+      const bool borrows = !w.borrowed_parts().empty();  // requests sent from the caller's storage
+      if (borrows) {                                      // (blocking forms only)
+        state->borrow();
+        sent = [state] { state->sent(); };  // run() waits for it before it returns (wait_sent)
+      }
+      try {
+        send_call(r, call, std::move(p), std::move(w), std::move(sent));
+      } catch (...) {  // not queued: nothing will read the storage
+        if (borrows) state->sent();
+        throw;
+      }
     }
     auto& mine = by_rank[static_cast<std::size_t>(rank_)];
     if (!mine.empty()) {
@@ -1443,6 +1476,12 @@ class sharded_pool final : private impl::sharded_base {
       return local_batch(all);
     }
     auto state = std::make_shared<impl::call_state<T>>();
+    // Large requests are sent from the caller's storage (the encoder may borrow them): return
+    // only once no message reads it, also when launching fails part way.
+    struct until_sent {
+      impl::call_state<T>* s;
+      ~until_sent() { s->wait_sent(); }
+    } const guard{state.get()};
     const bool entered = launch<T>(
         state, all, id_of,
         [&](std::span<const X> local, const std::shared_ptr<impl::call_state<T>>& s, std::vector<std::uint32_t> index) {
@@ -1452,6 +1491,7 @@ class sharded_pool final : private impl::sharded_base {
         },
         op, encode, false, wait_ns);
     state->wait(spin_);
+    state->wait_sent();
     if (entered) leave();
     return std::move(state->results);
   }

@@ -41,8 +41,12 @@
 #include <mtp/core/forwarding.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
+#include <mtp/mpi/environment.hpp>
 
 namespace mtp::mpi::wire {
+
+/// Bytes that a message takes from where they lie, not copied into it (see environment.hpp).
+using borrowed = impl::borrowed;
 
 /// Bytes being written: one MPI message.
 class writer {
@@ -54,6 +58,18 @@ class writer {
     const char* c = static_cast<const char*>(p);
     bytes_.insert(bytes_.end(), c, c + n);
   }
+  /// Adds `n` bytes at `p` to the message without copying them: they are sent from there,
+  /// so they must stay alive and unchanged until the message has been sent.
+  void borrow(const void* p, std::size_t n) {
+    const char* c = static_cast<const char*>(p);
+    if (!borrowed_.empty() && borrowed_.back().at == bytes_.size() &&
+        borrowed_.back().data + borrowed_.back().size == c) {
+      borrowed_.back().size += n;  // the next element of the same array
+      return;
+    }
+    borrowed_.push_back({bytes_.size(), c, n});
+  }
+  [[nodiscard]] std::vector<borrowed>& borrowed_parts() noexcept { return borrowed_; }
   template <class T>
     requires std::is_trivially_copyable_v<T>
   void pod(const T& v) { raw(&v, sizeof(T)); }
@@ -67,6 +83,7 @@ class writer {
 
  private:
   std::vector<char> bytes_;
+  std::vector<borrowed> borrowed_;  // in message order
 };
 
 /// Bytes being read; throws std::out_of_range on a short message.
@@ -93,6 +110,8 @@ class reader {
     return std::string(p, n);
   }
   [[nodiscard]] bool done() const noexcept { return p_ == end_; }
+  [[nodiscard]] const char* at() const noexcept { return p_; }
+  [[nodiscard]] std::size_t left() const noexcept { return static_cast<std::size_t>(end_ - p_); }
 
  private:
   const char* p_;
@@ -177,15 +196,47 @@ T get(reader& r) {
 /// request may be megabytes, and a thread's stack (the communication thread's too) is 8 MiB.
 inline constexpr std::size_t k_stack_max = 4096;
 
-/// Values decoded in place into one heap block, none of them copied through the stack;
-/// destroyed with it. Sized once; read() adds the next value.
+/// Trivially copyable values of at least this size are sent from the caller's object by the
+/// calls whose caller waits (put_borrowing), not copied into the message.
+inline constexpr std::size_t k_borrow_min = std::size_t{64} << 10;
+
+/// Writes `v` as put does, except that a large trivially copyable value is borrowed (sent from
+/// where it lies): the caller keeps `v` alive and unchanged until the message has been sent.
+template <class T>
+void put_borrowing(writer& w, const T& v);
+
+/// The next `n` trivially copyable values of `r`, read where they lie in the message: nothing
+/// is copied. Null, reading nothing, when the bytes there are not aligned for T. The
+/// message's storage must be writable (every buffer the communication thread hands a pool
+/// is, and so is a queued copy of one).
+template <class T>
+  requires std::is_trivially_copyable_v<T>
+T* in_place(reader& r, std::size_t n) {
+  if (reinterpret_cast<std::uintptr_t>(r.at()) % alignof(T) != 0) return nullptr;
+  if (n > r.left() / sizeof(T)) throw std::out_of_range("mtp::mpi: truncated message");
+  void* p = const_cast<char*>(r.take(n * sizeof(T)));
+  // T is an implicit-lifetime type: moving its bytes onto themselves begins the lives of the
+  // values they hold there (and copies nothing), as copying them elsewhere would.
+  return std::launder(static_cast<T*>(std::memmove(p, p, n * sizeof(T))));
+}
+
+/// Values decoded into one heap block, none of them copied through the stack; destroyed with
+/// it. Sized once; read() adds the next value. Built from a reader, trivially copyable values
+/// are read in place when aligned (see in_place), without a block of their own.
 template <class T>
 class decoded {
  public:
   explicit decoded(std::size_t capacity) : data_(std::allocator<T>().allocate(capacity)), capacity_(capacity) {}
+  /// The next `n` values of `r`.
+  decoded(reader& r, std::size_t n) : decoded(where(r, n), n) {
+    if (owned_) {
+      for (std::size_t i = 0; i < n; ++i) read(r);
+    }
+  }
   decoded(const decoded&) = delete;
   decoded& operator=(const decoded&) = delete;
   ~decoded() {
+    if (!owned_) return;  // values in the message: trivially destructible, the message's storage
     std::destroy_n(data_, size_);
     std::allocator<T>().deallocate(data_, capacity_);
   }
@@ -214,10 +265,32 @@ class decoded {
   [[nodiscard]] moving moved() const { return {std::move_iterator<T*>(begin()), std::move_iterator<T*>(end())}; }
 
  private:
+  static T* where(reader& r, std::size_t n) {
+    if constexpr (std::is_trivially_copyable_v<T>) return in_place<T>(r, n);
+    else return nullptr;
+  }
+  // `values`: n values already in place; null: a block of n to decode into.
+  decoded(T* values, std::size_t n)
+      : data_(values != nullptr ? values : std::allocator<T>().allocate(n)),
+        capacity_(n),
+        size_(values != nullptr ? n : 0),
+        owned_(values == nullptr) {}
+
   T* data_;
   std::size_t capacity_;
   std::size_t size_ = 0;
+  bool owned_ = true;  // false: the values lie in the message
 };
+
+template <class T>
+void put_borrowing(writer& w, const T& v) {
+  if constexpr (std::is_trivially_copyable_v<T> && sizeof(T) >= k_borrow_min) {
+    static_assert(cannot_cross_ranks<T>::ok);
+    w.borrow(&v, sizeof(T));
+  } else {
+    put(w, v);
+  }
+}
 
 /// Constructor arguments: each element on its own (trivially copyable ones as bytes).
 template <class... A>
