@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <string>
+#include <system_error>
 #include <utility>
 
 namespace mtp {
@@ -26,6 +28,46 @@ const char* to_string(errc code) noexcept {
     case errc::out_of_memory: return "out_of_memory";
   }
   return "unknown error";
+}
+
+namespace {
+class errc_category final : public std::error_category {
+ public:
+  [[nodiscard]] const char* name() const noexcept override { return "mtp"; }
+  [[nodiscard]] std::string message(int value) const override {
+    if (value < 1 || value > static_cast<int>(errc::out_of_memory) + 1) return "mtp: unknown error " + std::to_string(value);
+    const auto code = static_cast<errc>(value - 1);
+    const char* text = "";
+    switch (code) {
+      case errc::unknown_id: text = "no item with this id"; break;
+      case errc::duplicate_id: text = "an item with this id already exists"; break;
+      case errc::constructor_failed: text = "the item's constructor threw"; break;
+      case errc::handler_failed: text = "the item's handler threw"; break;
+      case errc::hook_failed: text = "the before-message hook threw"; break;
+      case errc::pool_stopped: text = "the pool is shut down"; break;
+      case errc::would_deadlock: text = "a blocking call from a worker into its own worker would deadlock"; break;
+      case errc::invalid_route: text = "the router returned a worker index out of range"; break;
+      case errc::queue_full: text = "the worker's queue is full"; break;
+      case errc::timed_out: text = "the request timed out"; break;
+      case errc::cancelled: text = "the request was cancelled before it started"; break;
+      case errc::out_of_memory: text = "memory ran out while an error was recorded"; break;
+    }
+    return std::string(text) + " (" + to_string(code) + ")";
+  }
+  [[nodiscard]] std::error_condition default_error_condition(int value) const noexcept override {
+    switch (value - 1) {
+      case static_cast<int>(errc::timed_out): return std::errc::timed_out;
+      case static_cast<int>(errc::cancelled): return std::errc::operation_canceled;
+      case static_cast<int>(errc::out_of_memory): return std::errc::not_enough_memory;
+      default: return {value, *this};
+    }
+  }
+};
+}  // namespace
+
+const std::error_category& error_category() noexcept {
+  static const errc_category category;
+  return category;
 }
 
 namespace {

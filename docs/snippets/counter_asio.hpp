@@ -8,11 +8,13 @@
 #include <asio/awaitable.hpp>
 #include <asio/bind_executor.hpp>
 #include <asio/io_context.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 
 #include <exception>
 #include <future>
+#include <system_error>
 
 #include "counter.hpp"
 

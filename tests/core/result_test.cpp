@@ -6,6 +6,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -223,6 +224,55 @@ TEST(Result, RvalueValueMovesOut) {
   EXPECT_THROW((void)std::move(mtp::result<std::string>()).value(), std::logic_error);
   mtp::result<std::string> e = mtp::error{mtp::errc::pool_stopped, 1, {}};
   EXPECT_THROW((void)std::move(e).value(), mtp::pool_error);
+}
+
+TEST(ErrorCode, ErrcIsAnErrorCodeEnumInTheMtpCategory) {
+  static_assert(std::is_error_code_enum_v<mtp::errc>);
+  EXPECT_STREQ(mtp::error_category().name(), "mtp");
+  const mtp::errc all[] = {mtp::errc::unknown_id,     mtp::errc::duplicate_id,   mtp::errc::constructor_failed,
+                           mtp::errc::handler_failed, mtp::errc::hook_failed,    mtp::errc::pool_stopped,
+                           mtp::errc::would_deadlock, mtp::errc::invalid_route,  mtp::errc::queue_full,
+                           mtp::errc::timed_out,      mtp::errc::cancelled,      mtp::errc::out_of_memory};
+  for (const mtp::errc c : all) {
+    const std::error_code ec = c;  // implicit, through make_error_code found by ADL
+    EXPECT_TRUE(ec) << "never a success code, also for unknown_id (0): " << mtp::to_string(c);
+    EXPECT_EQ(&ec.category(), &mtp::error_category());
+    EXPECT_EQ(ec, mtp::make_error_code(c));
+    EXPECT_TRUE(ec == c);
+    EXPECT_TRUE(mtp_test::contains(ec.message(), mtp::to_string(c))) << ec.message();
+    for (const mtp::errc other : all) {
+      if (other != c) {
+        EXPECT_FALSE(ec == other) << mtp::to_string(c) << " " << mtp::to_string(other);
+      }
+    }
+  }
+  EXPECT_EQ(mtp::make_error_code(mtp::errc::unknown_id).message(), "no item with this id (unknown_id)");
+  EXPECT_TRUE(mtp_test::contains(mtp::error_category().message(0), "unknown error"));
+  EXPECT_TRUE(mtp_test::contains(mtp::error_category().message(99), "unknown error"));
+}
+
+TEST(ErrorCode, PortableCodesMatchTheirStdConditions) {
+  EXPECT_TRUE(mtp::make_error_code(mtp::errc::timed_out) == std::errc::timed_out);
+  EXPECT_TRUE(mtp::make_error_code(mtp::errc::cancelled) == std::errc::operation_canceled);
+  EXPECT_TRUE(mtp::make_error_code(mtp::errc::out_of_memory) == std::errc::not_enough_memory);
+  EXPECT_FALSE(mtp::make_error_code(mtp::errc::unknown_id) == std::errc::timed_out);
+  EXPECT_FALSE(mtp::make_error_code(mtp::errc::pool_stopped) == std::errc::operation_canceled);
+}
+
+TEST(ErrorCode, PoolErrorIsASystemErrorWithTheMtpCode) {
+  const mtp::error e{mtp::errc::pool_stopped, 7, {}};
+  try {
+    throw mtp::pool_error(e);
+  } catch (const std::system_error& se) {
+    EXPECT_EQ(se.code(), mtp::errc::pool_stopped);
+    EXPECT_EQ(std::string(se.what()), e.message()) << "what() is the message, nothing appended";
+    const auto* pe = dynamic_cast<const mtp::pool_error*>(&se);
+    ASSERT_NE(pe, nullptr);
+    EXPECT_EQ(pe->code(), mtp::errc::pool_stopped);
+    EXPECT_EQ(pe->id(), 7u);
+  }
+  static_assert(std::is_base_of_v<std::runtime_error, mtp::pool_error>);
+  static_assert(std::is_nothrow_copy_constructible_v<mtp::pool_error>);
 }
 
 }  // namespace

@@ -3,25 +3,51 @@
 //
 //   int v = co_await mtp::asio::async_send(pool, add{1, 5}, asio::use_awaitable);
 //   auto rs = co_await mtp::asio::async_send_batch(pool, requests, asio::use_awaitable);
-//   mtp::asio::async_send(pool, add{1, 5}, asio::bind_executor(io, [](std::exception_ptr e, int v) {...}));
+//   mtp::asio::async_send(pool, add{1, 5}, asio::bind_executor(io, [](std::error_code ec, int v) {...}));
+//   int w = co_await mtp::asio::async_send(pool, add{1, 5}, asio::redirect_error(asio::use_awaitable, ec));
 //
 // Both follow Asio's universal asynchronous model (asio::async_initiate): any completion token
 // works (callbacks, asio::use_awaitable, asio::use_future, asio::experimental::deferred /
 // asio::deferred, as_tuple, redirect_error, ...).
 //
-// Completion signatures
-//   async_send, response T      void(std::exception_ptr, T)   (T must be default-constructible)
-//   async_send, response void   void(std::exception_ptr)
-//   async_send_batch            void(std::exception_ptr, std::vector<mtp::result<T>>)
-// The exception_ptr is null on success. Otherwise it holds exactly what mtp::thread_pool::send
-// would throw: the handler's own exception (so co_await with use_awaitable rethrows it, and
-// use_future's get() too), or mtp::pool_error with its errc (unknown_id, pool_stopped,
-// invalid_route, queue_full, ...), except for a request cancelled before it started:
-// std::system_error(asio::error::operation_aborted), as every Asio operation reports it.
-// For a batch, each request's outcome is in its mtp::result (request order); the
-// exception_ptr is null, or system_error(operation_aborted) when the operation was cancelled
-// and at least one request was skipped (the vector still holds every result: the skipped
-// ones as errc::cancelled, those that ran with their responses).
+// Completion signatures. Errors follow Asio's convention: a std::error_code first, in the
+// category mtp::error_category() (`ec == mtp::errc::unknown_id`), or
+// asio::error::operation_aborted for a request skipped by cancellation, so that
+// redirect_error, as_tuple and `ec == asio::error::operation_aborted` work as with any Asio
+// operation. Only the tokens that turn a failure into an exception get a std::exception_ptr
+// first instead, so that the item's own exception reaches them as itself, as it does through
+// mtp::thread_pool::send (a std::error_code would reach them as std::system_error):
+//
+//   throwing tokens (is_throwing_token): use_awaitable, use_future, and either of them bound
+//   with bind_executor, bind_allocator or bind_cancellation_slot
+//     async_send         void(std::exception_ptr, V)     void(std::exception_ptr) for void
+//     async_send_batch   void(std::exception_ptr, std::vector<mtp::result<T>>)
+//   every other token: callbacks, redirect_error, as_tuple, deferred, detached, ...
+//     async_send         void(std::error_code, V)        void(std::error_code) for void
+//     async_send_batch   void(std::error_code, std::vector<mtp::result<T>>)
+//
+// V (send_value_t<T>) is T when T is default-constructible (T{} when the request failed),
+// else std::optional<T> (empty exactly when the request failed), for every token: with
+// use_awaitable, co_await then gives a std::optional<T> that is always engaged. The aliases
+// below name the signatures: send_signature<T>, throwing_send_signature<T>,
+// batch_signature<T>, throwing_batch_signature<T>.
+//
+// error_code form: empty on success; else make_error_code(errc) of the failure (unknown_id,
+// pool_stopped, invalid_route, queue_full, ...; errc::handler_failed or errc::hook_failed when
+// the item's handler or hook threw: that exception itself does not travel in this form; use a
+// throwing token, or async_send_batch, whose results keep it), or
+// asio::error::operation_aborted for a request cancelled before it started.
+// exception_ptr form: null on success; else exactly what mtp::thread_pool::send would throw:
+// the handler's own exception (co_await rethrows it, as does use_future's get()), or
+// mtp::pool_error, a std::system_error whose code() is the mtp error_code; a request skipped by
+// cancellation: std::system_error(asio::error::operation_aborted), as every Asio operation.
+// A deferred operation has the error_code form whatever token launches it later (its
+// signature is fixed when it is created). A token of your own that throws can have the
+// exception_ptr form by specialising mtp::asio::is_throwing_token.
+// For a batch, each request's outcome is in its mtp::result (request order); the first
+// argument is success, or operation_aborted when the operation was cancelled and at least one
+// request was skipped (the vector still holds every result: the skipped ones as
+// errc::cancelled, those that ran with their responses).
 //
 // Where the completion runs: always on the handler's associated executor (for use_awaitable
 // the coroutine's executor), through asio::post: never on a pool worker and never inside the
@@ -38,11 +64,11 @@
 // async_send honours terminal, partial and total cancellation; async_send_batch terminal and
 // partial (some requests of the batch may have run). A request that has not started when the
 // signal is emitted is skipped and the operation completes with
-// system_error(asio::error::operation_aborted). A request that has already started runs to
-// the end and the handler receives its outcome exactly as if nothing had been cancelled (a
-// response, or the handler's exception). The handler runs exactly once in every case, also
-// when the pool shuts down with operations in flight (then with the response or with
-// pool_error(pool_stopped)). Emit the signal from the handler's executor, as Asio requires.
+// asio::error::operation_aborted. A request that has already started runs to the end and the
+// handler receives its outcome exactly as if nothing had been cancelled (a response, or the
+// handler's failure). The handler runs exactly once in every case, also when the pool shuts
+// down with operations in flight (then with the response or with errc::pool_stopped). Emit
+// the signal from the handler's executor, as Asio requires.
 //
 // The pool must stay alive until the operation has been initiated (with a deferred token:
 // until it is launched); it may be shut down or destroyed while operations are in flight.
@@ -66,16 +92,23 @@
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/bind_allocator.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/cancellation_type.hpp>
 #include <asio/error.hpp>
 #include <asio/execution.hpp>
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
 #include <asio/system_executor.hpp>
+#include <asio/use_future.hpp>
+#if defined(ASIO_HAS_CO_AWAIT)
+#include <asio/use_awaitable.hpp>
+#endif
 
 #include <atomic>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <ranges>
 #include <system_error>
 #include <type_traits>
@@ -88,27 +121,74 @@
 
 namespace mtp::asio {
 
-namespace impl {
+/// Whether a completion token turns a failure into an exception, and so gets the
+/// std::exception_ptr form of the completion signatures (see the top of this header): true for
+/// asio::use_awaitable_t and asio::use_future_t, and for a token bound to an executor, an
+/// allocator or a cancellation slot when the token itself is. Specialise it (true_type) for a
+/// token of your own that throws the first argument.
+template <class Token>
+struct is_throwing_token : std::false_type {};
+#if defined(ASIO_HAS_CO_AWAIT)
+template <class Executor>
+struct is_throwing_token<::asio::use_awaitable_t<Executor>> : std::true_type {};
+#endif
+#if defined(ASIO_HAS_STD_FUTURE_CLASS)
+template <class Allocator>
+struct is_throwing_token<::asio::use_future_t<Allocator>> : std::true_type {};
+#endif
+template <class T, class Executor>
+struct is_throwing_token<::asio::executor_binder<T, Executor>> : is_throwing_token<T> {};
+template <class T, class Allocator>
+struct is_throwing_token<::asio::allocator_binder<T, Allocator>> : is_throwing_token<T> {};
+template <class T, class Slot>
+struct is_throwing_token<::asio::cancellation_slot_binder<T, Slot>> : is_throwing_token<T> {};
+
+template <class Token>
+inline constexpr bool is_throwing_token_v = is_throwing_token<std::decay_t<Token>>::value;
+
+/// The value argument of async_send's completion for a non-void response T: T itself when it is
+/// default-constructible (T{} on failure), else std::optional<T> (empty on failure).
 template <class T>
+using send_value_t = std::conditional_t<std::is_default_constructible_v<T>, T, std::optional<T>>;
+
+namespace impl {
+template <class First, class T>
 struct send_signature {
-  using type = void(std::exception_ptr, T);
+  using type = void(First, send_value_t<T>);
 };
-template <>
-struct send_signature<void> {
-  using type = void(std::exception_ptr);
+template <class First>
+struct send_signature<First, void> {
+  using type = void(First);
 };
 }  // namespace impl
 
-/// The completion signature of async_send for a response type T.
+/// async_send's completion signature for a response type T and every token but the throwing
+/// ones: void(std::error_code, send_value_t<T>), or void(std::error_code) for void.
 template <class T>
-using send_signature = typename impl::send_signature<T>::type;
-
-/// The completion signature of async_send_batch for a response type T.
+using send_signature = typename impl::send_signature<std::error_code, T>::type;
+/// async_send's completion signature for a throwing token (is_throwing_token):
+/// void(std::exception_ptr, send_value_t<T>), or void(std::exception_ptr) for void.
 template <class T>
-using batch_signature = void(std::exception_ptr, std::vector<mtp::result<T>>);
+using throwing_send_signature = typename impl::send_signature<std::exception_ptr, T>::type;
 
-/// What a failed request reports: the handler's exception, pool_error(code), or, for a request
-/// skipped by cancellation, std::system_error(asio::error::operation_aborted).
+/// async_send_batch's completion signature for a response type T, every token but the
+/// throwing ones.
+template <class T>
+using batch_signature = void(std::error_code, std::vector<mtp::result<T>>);
+/// async_send_batch's completion signature for a throwing token (is_throwing_token).
+template <class T>
+using throwing_batch_signature = void(std::exception_ptr, std::vector<mtp::result<T>>);
+
+/// A failed request in the error_code form: asio::error::operation_aborted for a request
+/// skipped by cancellation, else make_error_code(e.code) in mtp::error_category().
+inline std::error_code to_error_code(const mtp::error& e) noexcept {
+  if (e.code == errc::cancelled) return ::asio::error::make_error_code(::asio::error::operation_aborted);
+  return mtp::make_error_code(e.code);
+}
+
+/// A failed request in the exception_ptr form: the handler's exception, pool_error(code) (a
+/// std::system_error with the mtp code), or, for a request skipped by cancellation,
+/// std::system_error(asio::error::operation_aborted).
 inline std::exception_ptr to_exception_ptr(const mtp::error& e) {
   if (e.code == errc::cancelled) {
     return std::make_exception_ptr(std::system_error(::asio::error::make_error_code(::asio::error::operation_aborted)));
@@ -223,41 +303,55 @@ class operation {
   std::atomic<bool> arrived_{false};
 };
 
-template <class T>
+/// The first argument of a completion: std::error_code, or std::exception_ptr for a throwing
+/// token.
+template <bool Throwing>
+struct failure {
+  static std::error_code make(const mtp::error& e) noexcept { return to_error_code(e); }
+};
+template <>
+struct failure<true> {
+  static std::exception_ptr make(const mtp::error& e) { return to_exception_ptr(e); }
+};
+template <bool Throwing>
+using first_arg_t = decltype(failure<Throwing>::make(std::declval<const mtp::error&>()));
+
+template <class T, bool Throwing>
 struct deliver_one {
   template <class Handler>
   void operator()(Handler&& handler, mtp::result<T>&& r) const {
+    using first = first_arg_t<Throwing>;
     if constexpr (std::is_void_v<T>) {
-      std::move(handler)(r.has_value() ? std::exception_ptr() : to_exception_ptr(r.error()));
+      std::move(handler)(r.has_value() ? first() : failure<Throwing>::make(r.error()));
     } else if (r.has_value()) {
-      std::move(handler)(std::exception_ptr(), std::move(r).value());
+      std::move(handler)(first(), send_value_t<T>(std::move(r).value()));
     } else {
-      std::move(handler)(to_exception_ptr(r.error()), T{});
+      std::move(handler)(failure<Throwing>::make(r.error()), send_value_t<T>{});
     }
   }
 };
 
-template <class T>
+template <class T, bool Throwing>
 struct deliver_batch {
   template <class Handler>
   void operator()(Handler&& handler, std::vector<mtp::result<T>>&& rs) const {
-    std::exception_ptr e;
+    first_arg_t<Throwing> first{};
     for (const auto& r : rs) {
       if (r.has_error() && r.error().code == errc::cancelled) {
-        e = to_exception_ptr(r.error());
+        first = failure<Throwing>::make(r.error());
         break;
       }
     }
-    std::move(handler)(std::move(e), std::move(rs));
+    std::move(handler)(std::move(first), std::move(rs));
   }
 };
 
-template <class Pool, class R>
+template <class Pool, class R, bool Throwing>
 struct initiate_send {
   template <class Handler>
   void operator()(Handler&& handler, Pool* pool, R r) const {
     using T = response_t<R>;
-    using op = operation<std::decay_t<Handler>, mtp::result<T>, deliver_one<T>>;
+    using op = operation<std::decay_t<Handler>, mtp::result<T>, deliver_one<T, Throwing>>;
     std::unique_ptr<op, void (*)(op*)> owned(op::make(std::forward<Handler>(handler)), &op::destroy);
     async_handle h = pool->send_async(std::move(r), typename op::on_done{owned.get()});
     owned.release()->started(std::move(h), ::asio::cancellation_type::terminal | ::asio::cancellation_type::partial |
@@ -265,12 +359,12 @@ struct initiate_send {
   }
 };
 
-template <class Pool, class R>
+template <class Pool, class R, bool Throwing>
 struct initiate_batch {
   template <class Handler>
   void operator()(Handler&& handler, Pool* pool, std::vector<R> requests) const {
     using T = response_t<R>;
-    using op = operation<std::decay_t<Handler>, std::vector<mtp::result<T>>, deliver_batch<T>>;
+    using op = operation<std::decay_t<Handler>, std::vector<mtp::result<T>>, deliver_batch<T, Throwing>>;
     std::unique_ptr<op, void (*)(op*)> owned(op::make(std::forward<Handler>(handler)), &op::destroy);
     async_handle h = pool->send_batch_async(std::move(requests), typename op::on_done{owned.get()});
     owned.release()->started(std::move(h), ::asio::cancellation_type::terminal | ::asio::cancellation_type::partial);
@@ -280,25 +374,31 @@ struct initiate_batch {
 }  // namespace impl
 
 /// Sends `r` to item `r.id` of `pool` as an Asio asynchronous operation; completes with
-/// send_signature<T> on the handler's executor (see the top of this header).
+/// send_signature<T>, or throwing_send_signature<T> for a throwing token, on the handler's
+/// executor (see the top of this header).
 template <class Pool, request R, class Token>
-  requires(std::is_void_v<response_t<R>> || std::is_default_constructible_v<response_t<R>>)
 auto async_send(Pool& pool, R r, Token&& token) {
-  return ::asio::async_initiate<Token, send_signature<response_t<R>>>(impl::initiate_send<Pool, R>{}, token, &pool,
-                                                                      std::move(r));
+  using T = response_t<R>;
+  constexpr bool throwing = is_throwing_token_v<Token>;
+  using signature = std::conditional_t<throwing, throwing_send_signature<T>, send_signature<T>>;
+  return ::asio::async_initiate<Token, signature>(impl::initiate_send<Pool, R, throwing>{}, token, &pool, std::move(r));
 }
 
 /// Sends a batch (any input range of requests, copied at once) as one Asio asynchronous
-/// operation; completes with batch_signature<T>: the responses in request order.
+/// operation; completes with batch_signature<T>, or throwing_batch_signature<T> for a throwing
+/// token: the responses in request order.
 template <class Pool, std::ranges::input_range Range, class Token>
   requires request<std::ranges::range_value_t<Range>>
 auto async_send_batch(Pool& pool, Range&& requests, Token&& token) {
   using R = std::ranges::range_value_t<Range>;
+  using T = response_t<R>;
+  constexpr bool throwing = is_throwing_token_v<Token>;
+  using signature = std::conditional_t<throwing, throwing_batch_signature<T>, batch_signature<T>>;
   std::vector<R> owned;
   if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(requests));
   for (auto&& r : requests) owned.emplace_back(std::forward<decltype(r)>(r));
-  return ::asio::async_initiate<Token, batch_signature<response_t<R>>>(impl::initiate_batch<Pool, R>{}, token, &pool,
-                                                                       std::move(owned));
+  return ::asio::async_initiate<Token, signature>(impl::initiate_batch<Pool, R, throwing>{}, token, &pool,
+                                                  std::move(owned));
 }
 
 }  // namespace mtp::asio

@@ -5,12 +5,17 @@
 // batch forms return one mtp::result<T> per request, in request order, so one failing
 // request never hides the others. A handler's own exception travels to the caller unchanged:
 // result::value() rethrows it.
+//
+// std::error_code: mtp::errc is an error code enum (std::is_error_code_enum), in the category
+// mtp::error_category() (name "mtp"), so `ec == mtp::errc::unknown_id` works for a
+// std::error_code, and mtp::pool_error is a std::system_error whose code() is one of them.
 #pragma once
 
 #include <cstdint>
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <type_traits>
 #include <new>
 #include <utility>
@@ -40,6 +45,19 @@ enum class errc : std::uint8_t {
 /// A short stable name for the code, e.g. "unknown_id".
 [[nodiscard]] const char* to_string(errc code) noexcept;
 
+/// The std::error_category of mtp::errc: name() "mtp", message() a short sentence ending in
+/// the code's name, e.g. "no item with this id (unknown_id)". An error_code's value is the
+/// errc's value plus one (0 means success to std::error_code; errc::unknown_id is 0). Codes
+/// with a portable meaning are equivalent to their std::errc condition: timed_out to
+/// std::errc::timed_out, cancelled to std::errc::operation_canceled, out_of_memory to
+/// std::errc::not_enough_memory.
+[[nodiscard]] const std::error_category& error_category() noexcept;
+
+/// The std::error_code for `code`, in mtp::error_category(); never a success code.
+[[nodiscard]] inline std::error_code make_error_code(errc code) noexcept {
+  return {static_cast<int>(code) + 1, error_category()};
+}
+
 /// What went wrong with one request: the code, the id it was for, and, when a handler or
 /// constructor threw, its exception.
 struct error {
@@ -54,15 +72,21 @@ struct error {
 };
 
 /// The exception the pool itself throws (unknown id, pool stopped, would deadlock, ...).
-class pool_error : public std::runtime_error {
+/// A std::system_error (and so a std::runtime_error) with the code make_error_code(code()):
+/// `catch (const std::system_error& e)` sees e.code() == mtp::errc::unknown_id. pool_error's
+/// own code() returns the mtp::errc itself; what() is the message it was given (for an
+/// mtp::error, error::message()).
+class pool_error : public std::system_error {
  public:
   pool_error(errc code, id_t id, const std::string& what)
-      : std::runtime_error(what), code_(code), id_(id) {}
+      : std::system_error(make_error_code(code)), what_(what), code_(code), id_(id) {}
   explicit pool_error(const error& e) : pool_error(e.code, e.id, e.message()) {}
   [[nodiscard]] errc code() const noexcept { return code_; }
   [[nodiscard]] id_t id() const noexcept { return id_; }
+  [[nodiscard]] const char* what() const noexcept override { return what_.what(); }
 
  private:
+  std::runtime_error what_;  // the message as given (copied without allocating, as exceptions are)
   errc code_;
   id_t id_;
 };
@@ -240,3 +264,6 @@ static_assert(sizeof(result<void>) == 16);
 static_assert(std::is_nothrow_move_constructible_v<result<std::uint64_t>>);
 
 }  // namespace mtp
+
+template <>
+struct std::is_error_code_enum<mtp::errc> : std::true_type {};
