@@ -50,8 +50,10 @@
 
 #include <mtp/core/batch.hpp>
 #include <mtp/core/forwarding.hpp>
+#include <mtp/core/impl/item_store.hpp>
+#include <mtp/core/impl/jobs.hpp>
+#include <mtp/core/impl/operations.hpp>
 #include <mtp/core/impl/typed_timers.hpp>
-#include <mtp/core/impl/typed_worker.hpp>
 #include <mtp/core/impl/wait.hpp>
 #include <mtp/core/impl/worker.hpp>
 #include <mtp/core/messages.hpp>
@@ -492,7 +494,7 @@ class thread_pool {
     auto owned = std::make_unique<S>(std::move(input), std::move(on_done));
     S* const s = owned.get();
     std::optional<error> failed =
-        send_async_envelope<Op>(Op::id_of(s->input), impl::envelope::make(&impl::run_async_single<worker_type, S>, s));
+        send_async_envelope<Op>(Op::id_of(s->input), impl::envelope::make(&impl::serve_async_single<worker_type, S>, s));
     if (!failed) return async_handle(owned.release());  // the worker holds the other reference
     s->out.set_error(std::move(*failed));
     s->complete(*core_, 0);
@@ -505,7 +507,7 @@ class thread_pool {
   void start_slot(impl::async_slot<R>& slot) {
     impl::check_handles<Item, R>();
     std::optional<error> failed = send_async_envelope<impl::request_op<R>>(
-        static_cast<id_t>(slot.input.id), impl::envelope::make(&impl::run_async_slot<worker_type, R>, &slot));
+        static_cast<id_t>(slot.input.id), impl::envelope::make(&impl::serve_async_slot<worker_type, R>, &slot));
     if (!failed) return;
     slot.out.set_error(std::move(*failed));
     slot.done(slot);
@@ -621,12 +623,12 @@ class thread_pool {
     try {
       constexpr bool fits = std::is_trivially_copyable_v<R> && sizeof(R) <= impl::envelope::k_payload;
       if constexpr (fits) {
-        if (!core_->send_one(k, impl::envelope::make(&impl::run_posted<worker_type, R, true>, r), never_wait)) {
+        if (!core_->send_one(k, impl::envelope::make(&impl::serve_posted<worker_type, R, true>, r), never_wait)) {
           return error{errc::queue_full, id, {}};
         }
       } else {
         auto owned = std::make_unique<R>(std::move(r));
-        if (!core_->send_one(k, impl::envelope::make(&impl::run_posted<worker_type, R, false>, owned.get()),
+        if (!core_->send_one(k, impl::envelope::make(&impl::serve_posted<worker_type, R, false>, owned.get()),
                              never_wait)) {
           return error{errc::queue_full, id, {}};
         }
@@ -678,13 +680,13 @@ class thread_pool {
         const impl::single<Op> s{&r.out, &r.done, op, input};
         try {
           // Never false: the deadline is max, so a bounded queue waits for room.
-          (void)core.send_one(k, impl::envelope::make(&impl::run_single<worker_type, Op>, s),
+          (void)core.send_one(k, impl::envelope::make(&impl::serve_single<worker_type, Op>, s),
                               policy<Op>(time_point::max()));
         } catch (...) {
           return error{errc::queue_full, Op::id_of(input), std::current_exception()};
         }
       } else {
-        core.dispatch(job, &k, 1, &impl::run_chunk<worker_type, Op>, policy<Op>(time_point::max()),
+        core.dispatch(job, &k, 1, &impl::serve_chunk<worker_type, Op>, policy<Op>(time_point::max()),
                       impl::scratch_order(), unsent);
       }
     }
@@ -756,7 +758,7 @@ class thread_pool {
         routes[i] = route_one<Op>(job.inputs[i], job.results[i], own_share == nullptr ? own : nullptr);
         if (own_share != nullptr && own != nullptr && routes[i] == own->index()) *own_share = own;
       }
-      pieces = core_->dispatch(job, routes.data(), n, &impl::run_chunk<worker_type, Op>, send, order, unsent);
+      pieces = core_->dispatch(job, routes.data(), n, &impl::serve_chunk<worker_type, Op>, send, order, unsent);
     }
     // Pieces answered here arrive outside the gate: the last arrival may run the batch's
     // completion callback, which may send, shut the pool down or destroy it.

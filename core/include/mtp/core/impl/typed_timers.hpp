@@ -14,7 +14,7 @@
 #include <utility>
 
 #include <mtp/core/impl/timer_heap.hpp>
-#include <mtp/core/impl/typed_worker.hpp>
+#include <mtp/core/impl/jobs.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
 
@@ -102,7 +102,7 @@ struct pool_timer final : timer_node {
       t.release();
       return;
     }
-    run_as_post(w, t.request);
+    serve_as_post(w, t.request);
     w.finish_messages(1, false);  // not counted against a bounded queue: it never was
     if constexpr (Periodic) {
       const std::int64_t now = timer_ticks(std::chrono::steady_clock::now());
@@ -151,7 +151,7 @@ struct item_timeout final : timeout_node {
     // touches the node afterwards.
     const R request = t.request;
     auto& w = static_cast<W&>(*base);
-    run_as_post(w, request);
+    serve_as_post(w, request);
     w.finish_messages(1, false);
   }
 };
