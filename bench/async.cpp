@@ -3,6 +3,14 @@
 //   async/awaitable/in_flight:N   one I/O thread (an io_context) keeps N coroutines busy, each
 //                                 co_awaiting mtp::asio::async_send(..., asio::use_awaitable)
 //                                 back to back: messages/s, and p50/p99 from co_await to resumption.
+//   async/core_awaitable/in_flight:N
+//                                 the same with the core's awaitable, co_await mtp::async(pool,
+//                                 r, resume_on) from a minimal coroutine type, resumed through
+//                                 asio::post to the I/O thread (no Asio adapter involved).
+//   async/asio_hop/in_flight:1    the cheapest plain-Asio hop to another thread and back: a
+//                                 coroutine on the I/O thread co_awaits asio::post(executor of
+//                                 a second io_context run by another thread, use_awaitable),
+//                                 which resumes it on its own executor.
 //   async/send/callers:T          the blocking round trip (pool.send) from T threads.
 //   async/send_batch/batch:100    one thread, blocking send_batch of 100 requests back to back.
 //   async/session_server/<design>/connections:C
@@ -15,7 +23,9 @@
 // Items: 1,000 echo items on bench_workers() workers (2 by default), ids round-robin.
 #include <algorithm>
 #include <chrono>
+#include <coroutine>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,7 +34,9 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <asio/read_until.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -85,6 +97,82 @@ void awaitable_in_flight(benchmark::State& state, std::size_t in_flight) {
   }
   if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
   state.counters["in_flight"] = static_cast<double>(in_flight);
+}
+
+// A coroutine that starts at once and frees itself at the end (the core's awaitables need no
+// framework).
+struct detached_task {
+  struct promise_type {
+    detached_task get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+};
+
+void core_awaitable_in_flight(benchmark::State& state, std::size_t in_flight) {
+  mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
+  std::vector<mtp::id_t> ids(k_items);
+  for (std::size_t i = 0; i < k_items; ++i) ids[i] = i;
+  for (auto& r : pool.create_batch(ids)) r.value();
+  const std::size_t total = total_messages(in_flight);
+  const std::size_t per = total / in_flight;
+  std::vector<double> ns;
+  std::uint64_t wrong = 0;
+  for (auto _ : state) {
+    ns.clear();
+    ns.reserve(per * in_flight);
+    asio::io_context io(1);
+    auto resume_on = [&io](std::coroutine_handle<> h) { asio::post(io, [h] { h.resume(); }); };
+    auto client = [&](std::size_t c) -> detached_task {
+      for (std::size_t i = 0; i < per; ++i) {
+        const mtp::id_t id = (c + i * in_flight) % k_items;
+        const ping request{id, i};
+        const auto t0 = clock_type::now();
+        const std::uint64_t r = co_await mtp::async(pool, request, resume_on);
+        ns.push_back(elapsed_ns(t0, clock_type::now()));
+        if (r != i + id) ++wrong;
+      }
+    };
+    // Started from the I/O thread, as the adapter's coroutines are.
+    asio::post(io, [&] {
+      for (std::size_t c = 0; c < in_flight; ++c) client(c);
+    });
+    const auto t0 = clock_type::now();
+    io.run();
+    record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, per * in_flight);
+  }
+  if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
+  state.counters["in_flight"] = static_cast<double>(in_flight);
+}
+
+void asio_hop(benchmark::State& state) {
+  asio::io_context other(1);
+  auto guard = asio::make_work_guard(other);
+  std::thread other_thread([&other] { other.run(); });
+  const std::size_t per = total_messages(1);
+  std::vector<double> ns;
+  for (auto _ : state) {
+    ns.clear();
+    ns.reserve(per);
+    asio::io_context io(1);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          for (std::size_t i = 0; i < per; ++i) {
+            const auto t0 = clock_type::now();
+            co_await asio::post(other.get_executor(), asio::use_awaitable);
+            ns.push_back(elapsed_ns(t0, clock_type::now()));
+          }
+        },
+        asio::detached);
+    const auto t0 = clock_type::now();
+    io.run();
+    record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, per);
+  }
+  guard.reset();
+  other_thread.join();
 }
 
 void blocking_send(benchmark::State& state, std::size_t callers) {
@@ -205,6 +293,10 @@ void register_async() {
   for (std::size_t n : {1, 100, 10000}) {
     add("async/awaitable/in_flight:" + std::to_string(n), [n](benchmark::State& s) { awaitable_in_flight(s, n); });
   }
+  for (std::size_t n : {1, 10000}) {
+    add("async/core_awaitable/in_flight:" + std::to_string(n), [n](benchmark::State& s) { core_awaitable_in_flight(s, n); });
+  }
+  add("async/asio_hop/in_flight:1", [](benchmark::State& s) { asio_hop(s); });
   for (std::size_t t : {1, 8}) {
     add("async/send/callers:" + std::to_string(t), [t](benchmark::State& s) { blocking_send(s, t); });
   }
