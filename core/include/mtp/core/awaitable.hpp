@@ -36,9 +36,10 @@
 // Allocation: on mtp::thread_pool, async and async_result without a stop_token allocate
 // nothing: the request and its result live in the awaiter, in the coroutine frame, and the
 // worker hands the result back through it (with a stop_token, the request gets a block of its
-// own, which the worker may still hold after the coroutine has resumed). The batch, create and remove forms (and any pool without that path, such as
-// mtp::mpi's sharded pool) go through the pool's asynchronous forms: one allocation per
-// request or batch, as for send_async.
+// own, which the worker may still hold after the coroutine has resumed). The batch, create
+// and remove forms go through the pool's asynchronous forms (send_batch_async, create_async,
+// ...): one allocation per request or batch, as for send_async. Any pool whose asynchronous
+// forms take a callback and return an mtp::async_handle can be awaited the same way.
 #pragma once
 
 #include <atomic>
