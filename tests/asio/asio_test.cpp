@@ -13,9 +13,11 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/experimental/deferred.hpp>
 #include <asio/io_context.hpp>
 #include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 
@@ -82,6 +84,9 @@ struct refuse_label {
 class item {
  public:
   explicit item(mtp::id_t) {}
+  item(mtp::id_t, int start) : total_(start) {  // for the lifecycle operations
+    if (start < 0) throw item_refusal();
+  }
   int handle(const add& a) { return total_ += a.amount; }
   int handle(const fail_now&) { throw std::runtime_error("refused"); }
   int handle(const refuse&) { throw item_refusal(); }
@@ -397,7 +402,8 @@ TEST(AsioAdapter, CancelBeforeStartAbortsAndSkips) {
   EXPECT_EQ(pool.send(add{2, 0}), 0) << "a cancelled request ran";
 }
 
-TEST(AsioAdapter, CancelWhileRunningDeliversTheResult) {
+// Total cancellation promises no side effect: a request that has started is not abandoned.
+TEST(AsioAdapter, TotalCancellationWhileRunningDeliversTheResult) {
   pool_t pool(mtp_test::options(2));
   pool.create(0);
   mtp_test::gate started, release;
@@ -414,7 +420,7 @@ TEST(AsioAdapter, CancelWhileRunningDeliversTheResult) {
                                                      })));
   ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
   asio::post(io, [&] {
-    signal.emit(asio::cancellation_type::terminal);
+    signal.emit(asio::cancellation_type::total);
     release.open();
   });
   run_bounded(io);
@@ -699,6 +705,204 @@ TEST(AsioAdapter, ResponseWithoutDefaultConstructor) {
   const std::vector<std::string> expected{"awaited #c",           "awaited item_refusal", "awaited unknown_id",
                                           "redirected unknown_id", "batch",                "future #g"};
   EXPECT_EQ(seen, expected);
+}
+
+TEST(AsioAdapter, LifecycleThroughCallbacks) {
+  static_assert(std::is_same_v<mtp::asio::create_signature, void(std::error_code)>);
+  static_assert(std::is_same_v<mtp::asio::remove_signature, void(std::error_code, bool)>);
+  pool_t pool(mtp_test::options(2));
+  asio::io_context io;
+  std::vector<std::string> seen;  // in completion order: one sender, one worker for ids 4 and 6
+  auto note = [&](std::string what) { return [&seen, what](std::error_code ec) { seen.push_back(what + ":" + ec.message()); }; };
+  const auto ok = std::error_code().message();
+  mtp::asio::async_create(pool, mtp::make_create(4, 10), asio::bind_executor(io, note("create")));
+  mtp::asio::async_create(pool, mtp::make_create(4, 1), asio::bind_executor(io, [&](std::error_code ec) {
+                            EXPECT_EQ(ec, mtp::errc::duplicate_id);
+                            seen.push_back("duplicate");
+                          }));
+  mtp::asio::async_create(pool, mtp::make_create(6, -1), asio::bind_executor(io, [&](std::error_code ec) {
+                            EXPECT_EQ(ec, mtp::errc::constructor_failed);
+                            seen.push_back("constructor_failed");
+                          }));
+  run_bounded(io);
+  ASSERT_EQ(seen.size(), 3u);
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<std::string>{"constructor_failed", "create:" + ok, "duplicate"}));
+  EXPECT_EQ(pool.send(add{4, 1}), 11) << "the item was built from the create's arguments";
+  EXPECT_FALSE(pool.remove(6)) << "no such item";
+
+  io.restart();
+  int removed = 0, unknown = 0;
+  mtp::asio::async_remove(pool, 4, asio::bind_executor(io, [&](std::error_code ec, bool existed) {
+                            EXPECT_FALSE(ec);
+                            if (existed) ++removed;
+                          }));
+  mtp::asio::async_remove(pool, 77, asio::bind_executor(io, [&](std::error_code ec, bool existed) {
+                            EXPECT_FALSE(ec) << "an unknown id is no failure: false, as remove returns";
+                            if (!existed) ++unknown;
+                          }));
+  std::vector<mtp::result<void>> created, gone;
+  std::vector<mtp::create_request<int>> batch{mtp::make_create(8, 1), mtp::make_create(9, -1), mtp::make_create(8, 2)};
+  mtp::asio::async_create_batch(pool, batch, asio::bind_executor(io, [&](std::error_code ec, std::vector<mtp::result<void>> rs) {
+                                  EXPECT_FALSE(ec);
+                                  created = std::move(rs);
+                                }));
+  run_bounded(io);
+  io.restart();
+  mtp::asio::async_remove_batch(pool, std::vector<mtp::id_t>{8, 99}, asio::bind_executor(io, [&](std::error_code ec, std::vector<mtp::result<void>> rs) {
+                                  EXPECT_FALSE(ec);
+                                  gone = std::move(rs);
+                                }));
+  run_bounded(io);
+  EXPECT_EQ(removed, 1);
+  EXPECT_EQ(unknown, 1);
+  EXPECT_FALSE(pool.remove(4)) << "no such item";
+  ASSERT_EQ(created.size(), 3u);
+  EXPECT_TRUE(created[0].has_value());
+  EXPECT_EQ(created[1].error().code, mtp::errc::constructor_failed);
+  EXPECT_EQ(created[2].error().code, mtp::errc::duplicate_id);
+  ASSERT_EQ(gone.size(), 2u);
+  EXPECT_TRUE(gone[0].has_value());
+  EXPECT_EQ(gone[1].error().code, mtp::errc::unknown_id);
+  EXPECT_FALSE(pool.remove(8)) << "no such item";
+
+  // Failures of the pool itself, and every completion still on the executor.
+  pool.shutdown();
+  io.restart();
+  int stopped = 0;
+  mtp::asio::async_create(pool, mtp::make_create(1, 0), asio::bind_executor(io, [&](std::error_code ec) {
+                            if (ec == mtp::errc::pool_stopped) ++stopped;
+                          }));
+  mtp::asio::async_remove(pool, 1, asio::bind_executor(io, [&](std::error_code ec, bool existed) {
+                            if (ec == mtp::errc::pool_stopped && !existed) ++stopped;
+                          }));
+  mtp::asio::async_remove_batch(pool, std::vector<mtp::id_t>{1}, asio::bind_executor(io, [&](std::error_code ec, std::vector<mtp::result<void>> rs) {
+                                  if (!ec && rs.size() == 1 && rs[0].error().code == mtp::errc::pool_stopped) ++stopped;
+                                }));
+  run_bounded(io);
+  EXPECT_EQ(stopped, 3);
+}
+
+TEST(AsioAdapter, LifecycleThroughUseAwaitable) {
+  pool_t pool(mtp_test::options(2));
+  asio::io_context io;
+  std::vector<std::string> seen;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        co_await mtp::asio::async_create(pool, mtp::make_create(3, 5), asio::use_awaitable);
+        seen.push_back("created " + std::to_string(co_await mtp::asio::async_send(pool, add{3, 1}, asio::use_awaitable)));
+        try {
+          co_await mtp::asio::async_create(pool, mtp::make_create(3, 0), asio::use_awaitable);
+        } catch (const mtp::pool_error& e) {
+          seen.push_back(mtp::to_string(e.code()));
+        }
+        try {
+          co_await mtp::asio::async_create(pool, mtp::make_create(5, -1), asio::use_awaitable);
+        } catch (const item_refusal&) {
+          seen.push_back("the constructor's own exception");
+        }
+        std::error_code ec;
+        co_await mtp::asio::async_create(pool, mtp::make_create(3, 0), asio::redirect_error(asio::use_awaitable, ec));
+        if (ec == mtp::errc::duplicate_id) seen.push_back("redirected duplicate_id");
+        const bool removed = co_await mtp::asio::async_remove(pool, 3, asio::use_awaitable);
+        const bool again = co_await mtp::asio::async_remove(pool, 3, asio::use_awaitable);
+        seen.push_back(std::string("removed ") + (removed ? "true" : "false") + " then " + (again ? "true" : "false"));
+        std::vector<mtp::create_request<int>> creates{mtp::make_create(6, 1), mtp::make_create(7, -1)};
+        const auto made = co_await mtp::asio::async_create_batch(pool, creates, asio::use_awaitable);
+        if (made.size() == 2 && made[0].has_value() && made[1].error().code == mtp::errc::constructor_failed) {
+          seen.push_back("create batch");
+        }
+        const std::vector<mtp::id_t> ids{6, 7};
+        const auto removed_batch = co_await mtp::asio::async_remove_batch(pool, ids, asio::use_awaitable);
+        if (removed_batch.size() == 2 && removed_batch[0].has_value() &&
+            removed_batch[1].error().code == mtp::errc::unknown_id) {
+          seen.push_back("remove batch");
+        }
+      },
+      [&](std::exception_ptr e) {
+        if (e) ADD_FAILURE() << "escaped: " << what_of(e);
+      });
+  run_bounded(io);
+  const std::vector<std::string> expected{"created 6",      "duplicate_id", "the constructor's own exception",
+                                          "redirected duplicate_id", "removed true then false", "create batch",
+                                          "remove batch"};
+  EXPECT_EQ(seen, expected);
+  EXPECT_EQ(pool.stats().workers[0].items + pool.stats().workers[1].items, 0u);
+}
+
+// Runs `io` until `done()` holds (bounded); returns whether it did.
+template <class Done>
+bool run_until(asio::io_context& io, Done done) {
+  const auto deadline = std::chrono::steady_clock::now() + mtp_test::k_bound;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    io.restart();
+    io.run_one_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
+
+TEST(AsioAdapter, TerminalCancellationCompletesAtOnceWhileTheWorkerIsBusy) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(0);
+  pool.create(2);  // same worker as 0 (and 4)
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  asio::io_context io;
+  asio::cancellation_signal running_signal, send_signal, create_signal, remove_signal, awaited_signal;
+  std::vector<std::string> seen;  // what completed before the worker was released
+  auto aborted = [&](const char* what) {
+    return [&seen, what](std::error_code ec, auto&&...) {
+      if (ec == asio::error::operation_aborted) seen.emplace_back(what);
+      else seen.emplace_back(std::string(what) + " completed with " + ec.message());
+    };
+  };
+  // Started: the worker holds it until the gate opens; its result is dropped.
+  mtp::asio::async_send(pool, hold{0, &started, &release},
+                        asio::bind_cancellation_slot(running_signal.slot(), asio::bind_executor(io, aborted("running"))));
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  // Queued behind it: skipped when the worker reaches them.
+  mtp::asio::async_send(pool, add{2, 5},
+                        asio::bind_cancellation_slot(send_signal.slot(), asio::bind_executor(io, aborted("send"))));
+  mtp::asio::async_create(pool, mtp::make_create(4, 1),
+                          asio::bind_cancellation_slot(create_signal.slot(), asio::bind_executor(io, aborted("create"))));
+  mtp::asio::async_remove(pool, 2,
+                          asio::bind_cancellation_slot(remove_signal.slot(), asio::bind_executor(io, aborted("remove"))));
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        try {
+          (void)co_await mtp::asio::async_send(pool, add{2, 7},
+                                               asio::bind_cancellation_slot(awaited_signal.slot(), asio::use_awaitable));
+          seen.emplace_back("awaited returned");
+        } catch (const std::system_error& e) {
+          if (e.code() == asio::error::operation_aborted) seen.emplace_back("awaited");
+        }
+        // 'Wait for one': an expired timer wins and the send is cancelled (terminal).
+        using namespace asio::experimental::awaitable_operators;
+        asio::steady_timer expired(io, std::chrono::steady_clock::time_point{});
+        const auto first = co_await (mtp::asio::async_send(pool, add{2, 9}, asio::use_awaitable) ||
+                                     expired.async_wait(asio::use_awaitable));
+        seen.emplace_back(first.index() == 1 ? "timer won" : "send won");
+      },
+      asio::detached);
+  asio::post(io, [&] {  // on the handlers' executor, after the coroutine has started its request
+    running_signal.emit(asio::cancellation_type::terminal);
+    send_signal.emit(asio::cancellation_type::terminal);
+    create_signal.emit(asio::cancellation_type::partial);
+    remove_signal.emit(asio::cancellation_type::terminal);
+    awaited_signal.emit(asio::cancellation_type::terminal);
+  });
+  const bool all = run_until(io, [&] { return seen.size() == 6; });
+  EXPECT_TRUE(all) << "a cancelled operation waited for its busy worker";
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<std::string>{"awaited", "create", "remove", "running", "send", "timer won"}));
+  release.open();
+  EXPECT_EQ(pool.send(add{2, 0}), 0) << "a cancelled request ran";
+  EXPECT_TRUE(pool.remove(2)) << "a cancelled remove ran";
+  EXPECT_FALSE(pool.remove(4)) << "a cancelled create ran";
+  run_bounded(io);  // nothing else completes: each handler ran exactly once
+  EXPECT_EQ(seen.size(), 6u);
 }
 
 }  // namespace

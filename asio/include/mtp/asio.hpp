@@ -4,9 +4,17 @@
 //   int v = co_await mtp::asio::async_send(pool, add{1, 5}, asio::use_awaitable);
 //   auto rs = co_await mtp::asio::async_send_batch(pool, requests, asio::use_awaitable);
 //   mtp::asio::async_send(pool, add{1, 5}, asio::bind_executor(io, [](std::error_code ec, int v) {...}));
+//   co_await mtp::asio::async_create(pool, mtp::make_create(7, 100), asio::use_awaitable);
+//   bool existed = co_await mtp::asio::async_remove(pool, 7, asio::use_awaitable);
 //   int w = co_await mtp::asio::async_send(pool, add{1, 5}, asio::redirect_error(asio::use_awaitable, ec));
 //
-// Both follow Asio's universal asynchronous model (asio::async_initiate): any completion token
+// The lifecycle: async_create, async_remove, async_create_batch and async_remove_batch (on the
+// pool's create_async, remove_async, create_batch_async, remove_batch_async), with every rule
+// below. async_remove answers as thread_pool::remove: `true` once the item is destroyed, `false`
+// with no error when there was no such item (unknown_id is no failure there);
+// async_remove_batch keeps errc::unknown_id in its results, as remove_batch.
+//
+// All follow Asio's universal asynchronous model (asio::async_initiate): any completion token
 // works (callbacks, asio::use_awaitable, asio::use_future, asio::experimental::deferred /
 // asio::deferred, as_tuple, redirect_error, ...).
 //
@@ -22,23 +30,31 @@
 //   with bind_executor, bind_allocator or bind_cancellation_slot
 //     async_send         void(std::exception_ptr, V)     void(std::exception_ptr) for void
 //     async_send_batch   void(std::exception_ptr, std::vector<mtp::result<T>>)
+//     async_create       void(std::exception_ptr)
+//     async_remove       void(std::exception_ptr, bool)
+//     async_create_batch, async_remove_batch   void(std::exception_ptr, std::vector<mtp::result<void>>)
 //   every other token: callbacks, redirect_error, as_tuple, deferred, detached, ...
 //     async_send         void(std::error_code, V)        void(std::error_code) for void
 //     async_send_batch   void(std::error_code, std::vector<mtp::result<T>>)
+//     async_create       void(std::error_code)
+//     async_remove       void(std::error_code, bool)
+//     async_create_batch, async_remove_batch   void(std::error_code, std::vector<mtp::result<void>>)
 //
 // V (send_value_t<T>) is T when T is default-constructible (T{} when the request failed),
 // else std::optional<T> (empty exactly when the request failed), for every token: with
 // use_awaitable, co_await then gives a std::optional<T> that is always engaged. The aliases
 // below name the signatures: send_signature<T>, throwing_send_signature<T>,
-// batch_signature<T>, throwing_batch_signature<T>.
+// batch_signature<T>, throwing_batch_signature<T>, create_signature, remove_signature and their
+// throwing_ forms.
 //
 // error_code form: empty on success; else make_error_code(errc) of the failure (unknown_id,
 // pool_stopped, invalid_route, queue_full, ...; errc::handler_failed or errc::hook_failed when
 // the item's handler or hook threw: that exception itself does not travel in this form; use a
 // throwing token, or async_send_batch, whose results keep it), or
 // asio::error::operation_aborted for a request cancelled before it started.
-// exception_ptr form: null on success; else exactly what mtp::thread_pool::send would throw:
-// the handler's own exception (co_await rethrows it, as does use_future's get()), or
+// exception_ptr form: null on success; else exactly what the blocking call (send, create) would throw:
+// the handler's own exception (the constructor's, for async_create; co_await rethrows it, as does
+// use_future's get()), or
 // mtp::pool_error, a std::system_error whose code() is the mtp error_code; a request skipped by
 // cancellation: std::system_error(asio::error::operation_aborted), as every Asio operation.
 // A deferred operation has the error_code form whatever token launches it later (its
@@ -60,15 +76,21 @@
 // as does the operation's own state; the pool's per-request allocation is the pool's.
 //
 // Cancellation: per operation, through the handler's associated cancellation slot
-// (asio::cancellation_signal, asio::bind_cancellation_slot, awaitable operators, ...):
-// async_send honours terminal, partial and total cancellation; async_send_batch terminal and
-// partial (some requests of the batch may have run). A request that has not started when the
-// signal is emitted is skipped and the operation completes with
-// asio::error::operation_aborted. A request that has already started runs to the end and the
-// handler receives its outcome exactly as if nothing had been cancelled (a response, or the
-// handler's failure). The handler runs exactly once in every case, also when the pool shuts
-// down with operations in flight (then with the response or with errc::pool_stopped). Emit
-// the signal from the handler's executor, as Asio requires.
+// (asio::cancellation_signal, asio::bind_cancellation_slot, awaitable operators, ...).
+// One request, create or remove (async_send, async_create, async_remove): terminal and partial
+// cancellation complete the operation at once with asio::error::operation_aborted, also while
+// its worker is busy with something else (so `co_await (op || timer)` and parallel_group's
+// wait-for-one do not wait for the worker): the request is skipped when the worker reaches it,
+// or, if it has already started, runs to the end and its result is dropped. Only when the
+// pool's callback has already begun (the result is on its way) does the handler receive that
+// outcome instead. Total cancellation (no side effect allowed) only skips a request that has
+// not started; one already running finishes and the handler receives its outcome unchanged.
+// Batches (async_send_batch, async_create_batch, async_remove_batch), terminal and partial: the
+// requests that have not started are skipped, and the operation completes once the rest has
+// run (operation_aborted first when at least one was skipped). The handler runs exactly once
+// in every case, also when the pool shuts down with operations in flight (then with the
+// response or with errc::pool_stopped). Emit the signal from the handler's executor, as Asio
+// requires.
 //
 // The pool must stay alive until the operation has been initiated (with a deferred token:
 // until it is launched); it may be shut down or destroyed while operations are in flight.
@@ -116,6 +138,7 @@
 #include <vector>
 
 #include <mtp/core/batch.hpp>
+#include <mtp/core/forwarding.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
 
@@ -179,6 +202,15 @@ using batch_signature = void(std::error_code, std::vector<mtp::result<T>>);
 template <class T>
 using throwing_batch_signature = void(std::exception_ptr, std::vector<mtp::result<T>>);
 
+/// async_create's completion signature: void(std::error_code); for a throwing token
+/// void(std::exception_ptr).
+using create_signature = void(std::error_code);
+using throwing_create_signature = void(std::exception_ptr);
+/// async_remove's completion signature: void(std::error_code, bool) (`false`: no such item,
+/// or a failure); for a throwing token void(std::exception_ptr, bool).
+using remove_signature = void(std::error_code, bool);
+using throwing_remove_signature = void(std::exception_ptr, bool);
+
 /// A failed request in the error_code form: asio::error::operation_aborted for a request
 /// skipped by cancellation, else make_error_code(e.code) in mtp::error_category().
 inline std::error_code to_error_code(const mtp::error& e) noexcept {
@@ -200,9 +232,11 @@ inline std::exception_ptr to_exception_ptr(const mtp::error& e) {
 namespace impl {
 
 /// One operation in flight: the handler, outstanding work on its executor, the pool's handle
-/// and the value, in one allocation from the handler's associated allocator. The worker's
-/// callback and the initiating call each arrive once; the second posts the completion.
-template <class Handler, class Value, class Deliver>
+/// and the value, in one allocation from the handler's associated allocator. The initiating
+/// call arrives once, and so does exactly one of the worker's callback and (Single: one
+/// request, create or remove) a canceller that abandoned the pool's callback; the second
+/// arrival posts the completion. The pool frees its own block when its worker gets to it.
+template <class Handler, class Value, class Deliver, bool Single>
 class operation {
  public:
   using allocator_type = ::asio::associated_allocator_t<Handler>;
@@ -248,9 +282,11 @@ class operation {
     }
   };
 
-  /// The initiating call's part, once the request is on its way.
-  void started(async_handle handle, ::asio::cancellation_type supported) {
+  /// The initiating call's part, once the request is on its way. `id`: what an abandoned
+  /// single operation answers.
+  void started(async_handle handle, ::asio::cancellation_type supported, id_t id) {
     handle_ = std::move(handle);
+    id_ = id;
     if (slot_.is_connected()) slot_.template emplace<canceller>(this, supported);
     arrive();
   }
@@ -261,7 +297,19 @@ class operation {
     operation* op;
     ::asio::cancellation_type supported;
     void operator()(::asio::cancellation_type type) const noexcept {
-      if ((type & supported) != ::asio::cancellation_type::none) op->handle_.cancel();
+      if ((type & supported) == ::asio::cancellation_type::none) return;
+      constexpr auto prompt = ::asio::cancellation_type::terminal | ::asio::cancellation_type::partial;
+      if constexpr (Single) {
+        // Terminal or partial: complete now unless the pool's callback has started (a request
+        // not yet started is skipped, a running one's result dropped). Total cancellation
+        // promises no side effect, which only a request that never starts can keep: skip it.
+        if ((type & prompt) != ::asio::cancellation_type::none && op->handle_.abandon()) {
+          op->value_.set_error(mtp::error{errc::cancelled, op->id_, {}});
+          op->arrive();  // the callback never runs: this arrival stands in for it
+          return;
+        }
+      }
+      op->handle_.cancel();
     }
   };
 
@@ -300,6 +348,7 @@ class operation {
   slot_type slot_;
   Value value_{};
   async_handle handle_;
+  id_t id_ = 0;
   std::atomic<bool> arrived_{false};
 };
 
@@ -346,30 +395,107 @@ struct deliver_batch {
   }
 };
 
-template <class Pool, class R, bool Throwing>
-struct initiate_send {
+template <class T, bool Throwing>
+struct deliver_remove {  // unknown_id is no failure: `false`, as thread_pool::remove returns
   template <class Handler>
-  void operator()(Handler&& handler, Pool* pool, R r) const {
-    using T = response_t<R>;
-    using op = operation<std::decay_t<Handler>, mtp::result<T>, deliver_one<T, Throwing>>;
-    std::unique_ptr<op, void (*)(op*)> owned(op::make(std::forward<Handler>(handler)), &op::destroy);
-    async_handle h = pool->send_async(std::move(r), typename op::on_done{owned.get()});
-    owned.release()->started(std::move(h), ::asio::cancellation_type::terminal | ::asio::cancellation_type::partial |
-                                               ::asio::cancellation_type::total);
+  void operator()(Handler&& handler, mtp::result<void>&& r) const {
+    using first = first_arg_t<Throwing>;
+    if (r.has_value()) {
+      std::move(handler)(first(), true);
+    } else if (r.error().code == errc::unknown_id) {
+      std::move(handler)(first(), false);
+    } else {
+      std::move(handler)(failure<Throwing>::make(r.error()), false);
+    }
   }
 };
 
-template <class Pool, class R, bool Throwing>
-struct initiate_batch {
-  template <class Handler>
-  void operator()(Handler&& handler, Pool* pool, std::vector<R> requests) const {
-    using T = response_t<R>;
-    using op = operation<std::decay_t<Handler>, std::vector<mtp::result<T>>, deliver_batch<T, Throwing>>;
-    std::unique_ptr<op, void (*)(op*)> owned(op::make(std::forward<Handler>(handler)), &op::destroy);
-    async_handle h = pool->send_batch_async(std::move(requests), typename op::on_done{owned.get()});
-    owned.release()->started(std::move(h), ::asio::cancellation_type::terminal | ::asio::cancellation_type::partial);
+/// What each asynchronous operation starts on the pool: one request, a batch, a create, a
+/// remove, or a batch of either (Value: the pool callback's argument; Deliver: how it becomes
+/// the completion's arguments).
+template <class Input, class Value, template <class, bool> class Deliver, class T, bool Single>
+struct kind_base {
+  using input = Input;
+  using value = Value;
+  template <bool Throwing>
+  using deliver = Deliver<T, Throwing>;
+  static constexpr bool k_single = Single;
+};
+template <class R>
+struct send_kind : kind_base<R, mtp::result<response_t<R>>, deliver_one, response_t<R>, true> {
+  static id_t id_of(const R& r) noexcept { return static_cast<id_t>(r.id); }
+  template <class Pool, class F>
+  static async_handle start(Pool& pool, R&& r, F done) {
+    return pool.send_async(std::move(r), std::move(done));
   }
 };
+template <class R>
+struct send_batch_kind
+    : kind_base<std::vector<R>, std::vector<mtp::result<response_t<R>>>, deliver_batch, response_t<R>, false> {
+  template <class Pool, class F>
+  static async_handle start(Pool& pool, std::vector<R>&& rs, F done) {
+    return pool.send_batch_async(std::move(rs), std::move(done));
+  }
+};
+template <class C>
+struct create_kind : kind_base<C, mtp::result<void>, deliver_one, void, true> {
+  static id_t id_of(const C& c) noexcept { return c.id; }
+  template <class Pool, class F>
+  static async_handle start(Pool& pool, C&& c, F done) {
+    return pool.create_async(std::move(c), std::move(done));
+  }
+};
+struct remove_kind : kind_base<id_t, mtp::result<void>, deliver_remove, void, true> {
+  static id_t id_of(id_t id) noexcept { return id; }
+  template <class Pool, class F>
+  static async_handle start(Pool& pool, id_t&& id, F done) {
+    return pool.remove_async(id, std::move(done));
+  }
+};
+template <class C>
+struct create_batch_kind : kind_base<std::vector<C>, std::vector<mtp::result<void>>, deliver_batch, void, false> {
+  template <class Pool, class F>
+  static async_handle start(Pool& pool, std::vector<C>&& cs, F done) {
+    return pool.create_batch_async(std::move(cs), std::move(done));
+  }
+};
+struct remove_batch_kind
+    : kind_base<std::vector<id_t>, std::vector<mtp::result<void>>, deliver_batch, void, false> {
+  template <class Pool, class F>
+  static async_handle start(Pool& pool, std::vector<id_t>&& ids, F done) {
+    return pool.remove_batch_async(std::move(ids), std::move(done));
+  }
+};
+
+template <class Pool, class Kind, bool Throwing>
+struct initiate {
+  template <class Handler>
+  void operator()(Handler&& handler, Pool* pool, typename Kind::input in) const {
+    using op = operation<std::decay_t<Handler>, typename Kind::value, typename Kind::template deliver<Throwing>,
+                         Kind::k_single>;
+    std::unique_ptr<op, void (*)(op*)> owned(op::make(std::forward<Handler>(handler)), &op::destroy);
+    id_t id = 0;
+    if constexpr (Kind::k_single) id = Kind::id_of(in);
+    async_handle h = Kind::start(*pool, std::move(in), typename op::on_done{owned.get()});
+    constexpr auto some = ::asio::cancellation_type::terminal | ::asio::cancellation_type::partial;
+    owned.release()->started(std::move(h), Kind::k_single ? some | ::asio::cancellation_type::total : some, id);
+  }
+};
+
+template <class T, class Range>
+std::vector<T> copy_range(Range&& r) {
+  std::vector<T> owned;
+  if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(r));
+  for (auto&& x : r) owned.emplace_back(std::forward<decltype(x)>(x));
+  return owned;
+}
+
+template <class Kind, class Token, class Signature, class ThrowingSignature, class Pool>
+auto start(Pool& pool, typename Kind::input in, Token&& token) {
+  constexpr bool throwing = is_throwing_token_v<Token>;
+  using signature = std::conditional_t<throwing, ThrowingSignature, Signature>;
+  return ::asio::async_initiate<Token, signature>(initiate<Pool, Kind, throwing>{}, token, &pool, std::move(in));
+}
 
 }  // namespace impl
 
@@ -379,9 +505,8 @@ struct initiate_batch {
 template <class Pool, request R, class Token>
 auto async_send(Pool& pool, R r, Token&& token) {
   using T = response_t<R>;
-  constexpr bool throwing = is_throwing_token_v<Token>;
-  using signature = std::conditional_t<throwing, throwing_send_signature<T>, send_signature<T>>;
-  return ::asio::async_initiate<Token, signature>(impl::initiate_send<Pool, R, throwing>{}, token, &pool, std::move(r));
+  return impl::start<impl::send_kind<R>, Token, send_signature<T>, throwing_send_signature<T>>(
+      pool, std::move(r), std::forward<Token>(token));
 }
 
 /// Sends a batch (any input range of requests, copied at once) as one Asio asynchronous
@@ -392,13 +517,52 @@ template <class Pool, std::ranges::input_range Range, class Token>
 auto async_send_batch(Pool& pool, Range&& requests, Token&& token) {
   using R = std::ranges::range_value_t<Range>;
   using T = response_t<R>;
-  constexpr bool throwing = is_throwing_token_v<Token>;
-  using signature = std::conditional_t<throwing, throwing_batch_signature<T>, batch_signature<T>>;
-  std::vector<R> owned;
-  if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(requests));
-  for (auto&& r : requests) owned.emplace_back(std::forward<decltype(r)>(r));
-  return ::asio::async_initiate<Token, signature>(impl::initiate_batch<Pool, R, throwing>{}, token, &pool,
-                                                  std::move(owned));
+  return impl::start<impl::send_batch_kind<R>, Token, batch_signature<T>, throwing_batch_signature<T>>(
+      pool, impl::copy_range<R>(std::forward<Range>(requests)), std::forward<Token>(token));
+}
+
+/// Builds `Item(r.id, args...)` on its worker (Pool::create_async) as an Asio asynchronous
+/// operation: `mtp::asio::async_create(pool, mtp::make_create(id, args...), token)`. Completes
+/// with create_signature (void(std::error_code)), or throwing_create_signature
+/// (void(std::exception_ptr)): empty once the item exists; else duplicate_id (no constructor
+/// ran), constructor_failed (the exception form holds the constructor's own exception, as
+/// create rethrows it), pool_stopped, ...
+template <class Pool, class... A, class Token>
+auto async_create(Pool& pool, create_request<A...> r, Token&& token) {
+  return impl::start<impl::create_kind<create_request<A...>>, Token, create_signature, throwing_create_signature>(
+      pool, std::move(r), std::forward<Token>(token));
+}
+
+/// Removes item `id` (Pool::remove_async: destroyed on its worker after the messages queued
+/// for it before) as an Asio asynchronous operation. Completes with remove_signature
+/// (void(std::error_code, bool)), or throwing_remove_signature (void(std::exception_ptr,
+/// bool)): as thread_pool::remove, `true` once the item is destroyed and `false`, with no
+/// error, when there was no such item (errc::unknown_id is no failure here); a failure
+/// (pool_stopped, invalid_route, ...) comes with `false`.
+template <class Pool, class Token>
+auto async_remove(Pool& pool, id_t id, Token&& token) {
+  return impl::start<impl::remove_kind, Token, remove_signature, throwing_remove_signature>(pool, std::move(id),
+                                                                                          std::forward<Token>(token));
+}
+
+/// create_batch as one Asio asynchronous operation: any input range of
+/// mtp::create_request<A...> (copied at once); completes with batch_signature<void> (or
+/// throwing_batch_signature<void>): one mtp::result<void> per request, in order.
+template <class Pool, std::ranges::input_range Range, class Token>
+  requires mtp::impl::is_create_request<std::ranges::range_value_t<Range>>
+auto async_create_batch(Pool& pool, Range&& requests, Token&& token) {
+  using C = std::ranges::range_value_t<Range>;
+  return impl::start<impl::create_batch_kind<C>, Token, batch_signature<void>, throwing_batch_signature<void>>(
+      pool, impl::copy_range<C>(std::forward<Range>(requests)), std::forward<Token>(token));
+}
+
+/// remove_batch as one Asio asynchronous operation: any input range of ids; completes with
+/// batch_signature<void> (or throwing_batch_signature<void>): one mtp::result<void> per id, in
+/// order, errc::unknown_id for the ids that did not exist (as remove_batch).
+template <class Pool, id_range Ids, class Token>
+auto async_remove_batch(Pool& pool, Ids&& ids, Token&& token) {
+  return impl::start<impl::remove_batch_kind, Token, batch_signature<void>, throwing_batch_signature<void>>(
+      pool, impl::copy_range<id_t>(std::forward<Ids>(ids)), std::forward<Token>(token));
 }
 
 }  // namespace mtp::asio
