@@ -150,10 +150,11 @@ void release_others(int ranks) {
   for (int r = 1; r < ranks; ++r) MPI_Send(&token, 1, MPI_BYTE, r, k_release_tag, MPI_COMM_WORLD);
 }
 
-// Thread hand-offs in one remote round trip (mpi/include/mtp/mpi/sharded_pool.hpp and
-// mpi/src/environment.cpp): 4. (1) The caller queues the message (send_bytes) and waits on
-// its call_state; the communication thread of rank 0 sends it. (2) Rank 1's communication
-// thread receives it (on_message, serve_share) and hands it to a worker with
+// Thread hand-offs in one remote round trip (mpi/include/mtp/mpi/sharded_pool.hpp with its
+// impl/ headers, mpi/src/sharded_base.cpp and mpi/src/environment.cpp): 4. (1) The caller
+// queues the message (send_bytes) and waits on its call_state; the communication thread of
+// rank 0 sends it. (2) Rank 1's communication thread receives it (on_message, call_op::serve)
+// and hands it to a worker with
 // send_batch_async. (3) The worker runs the handler and, in the completion, queues the reply
 // for rank 1's communication thread, which sends it. (4) Rank 0's communication thread
 // receives the reply (on_reply) and wakes the caller (call_state::arrive). The ping-pong has

@@ -33,30 +33,27 @@
 // through cereal otherwise (see wire.hpp). Method messages (make_call) hold a member function
 // pointer, an address that differs between processes: they are refused at compile time; use
 // pool.call<&Item::member>(id, args...), which names the member as a template argument.
+//
+// This header holds the public API. How it works lies in mtp/mpi/impl/: the messages and
+// results on the wire (protocol.hpp), the registry of operations (registry.hpp) and the typed
+// operations that serve each kind of message (operations.hpp), a call in flight
+// (call_state.hpp), the part of the pool the communication thread sees (sharded_base.hpp),
+// the control thread (control.hpp) and the ids of a rank's items (item_ids.hpp); what does
+// not depend on the item type is compiled into the mtp_mpi library (mpi/src/).
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
+#include <concepts>
 #include <cstdint>
-#include <cstdio>
-#include <deque>
 #include <functional>
-#include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <ranges>
 #include <span>
 #include <stdexcept>
-#include <string>
-#include <thread>
 #include <tuple>
 #include <type_traits>
-#include <typeinfo>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -67,10 +64,17 @@
 #include <mtp/core/result.hpp>
 #include <mtp/core/this_worker.hpp>
 #include <mtp/core/thread_pool.hpp>
+#include <mtp/core/timer.hpp>
 #include <mtp/mpi/environment.hpp>
+#include <mtp/mpi/impl/call_state.hpp>
+#include <mtp/mpi/impl/item_ids.hpp>
+#include <mtp/mpi/impl/operations.hpp>
+#include <mtp/mpi/impl/protocol.hpp>
+#include <mtp/mpi/impl/sharded_base.hpp>
 #include <mtp/mpi/wire.hpp>
 
 namespace mtp::mpi {
+
 
 /// How a sharded pool is built.
 struct sharded_options {
@@ -81,586 +85,6 @@ struct sharded_options {
   /// the id, the same on every rank.
   std::function<int(id_t id, int ranks)> router{};
 };
-
-namespace impl {
-
-enum class kind : std::uint8_t { call = 1, post = 2, reply = 3 };
-
-struct header {
-  kind what;
-  std::uint8_t pad[3];
-  std::uint32_t count;
-  std::uint64_t op;    // the registered operation (call and post)
-  std::uint64_t call;  // the caller's call number, echoed by the reply
-};
-
-class sharded_base;
-using serve_fn = void (*)(sharded_base& pool, int source, std::uint64_t call, wire::reader& in, std::uint32_t n);
-struct op_entry {
-  serve_fn serve;
-  bool control;  // create or remove: blocking on the local pool, run by the control thread
-};
-
-inline std::unordered_map<std::uint64_t, op_entry>& op_registry() {
-  static std::unordered_map<std::uint64_t, op_entry> map;
-  return map;
-}
-inline std::uint64_t fnv1a(const char* s) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (; *s != 0; ++s) h = (h ^ static_cast<unsigned char>(*s)) * 1099511628211ull;
-  return h;
-}
-// Runs during static initialisation, so every rank (one program) knows every operation any
-// rank can send before main starts, whatever code path each rank takes.
-template <class Tag>
-std::uint64_t register_op(serve_fn serve, bool control) {
-  const std::uint64_t key = fnv1a(typeid(Tag).name());
-  auto [it, fresh] = op_registry().emplace(key, op_entry{serve, control});
-  if (!fresh && it->second.serve != serve) {
-    std::fprintf(stderr, "mtp::mpi: two operations share the key %llu\n", static_cast<unsigned long long>(key));
-    std::abort();
-  }
-  return key;
-}
-
-// What cancelling an asynchronous call needs: the local share's handle and the (rank, call
-// number) of each remote share. Lives inside the call's state (the handle aliases it).
-struct cancel_control {
-  std::mutex m;            // orders cancel() against the completion
-  bool completed = false;  // the callback has been claimed: cancelling is too late
-  bool cancelled = false;
-  sharded_base* pool = nullptr;  // alive while not completed: the call holds the pool's gate
-  mtp::async_handle local;
-  std::vector<std::pair<int, std::uint64_t>> remote;
-};
-
-// The responses of one call: one result per request; completed by the last share to arrive.
-template <class T>
-struct call_state {
-  std::vector<result<T>> results;
-  std::atomic<std::uint32_t> remaining{1};  // one per share, plus the caller's while it launches
-  std::atomic<std::uint32_t> finished{0};
-  std::atomic<std::uint32_t> borrowing{0};  // messages sending from the caller's storage
-  std::function<void(std::vector<result<T>>&&)> on_done;  // empty: a caller waits
-  std::function<void()> after;                              // runs after on_done (leaves the gate)
-  cancel_control control;                                   // async calls only
-
-  void arrive() {
-    if (remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    if (on_done) {
-      {
-        std::lock_guard lock(control.m);
-        control.completed = true;
-      }
-      try {
-        on_done(std::move(results));
-      } catch (...) {
-        std::fputs("mtp::mpi: a completion callback threw; ignored\n", stderr);
-      }
-      if (after) after();
-    } else {
-      finished.store(1, std::memory_order_release);
-      finished.notify_one();
-    }
-  }
-  // Polls (yielding, so that the threads that will answer can run on a shared CPU) for up to
-  // `spin`, then sleeps.
-  void wait(std::chrono::nanoseconds spin) {
-    const auto until = std::chrono::steady_clock::now() + spin;
-    for (int k = 0; finished.load(std::memory_order_acquire) == 0; ++k) {
-      if ((k & 15) == 15 && std::chrono::steady_clock::now() >= until) break;
-      std::this_thread::yield();
-    }
-    while (finished.load(std::memory_order_acquire) == 0) finished.wait(0, std::memory_order_acquire);
-  }
-  // A message that sends from the caller's storage: queued, then sent.
-  void borrow() noexcept {
-    // relaxed: read later by this same thread (wait_sent), and the message whose sending
-    // counts it down is queued after this, through the engine's mutex.
-    borrowing.fetch_add(1, std::memory_order_relaxed);
-  }
-  void sent() noexcept {
-    // release: MPI's reads of the caller's storage happen before the caller reuses it.
-    if (borrowing.fetch_sub(1, std::memory_order_release) == 1) borrowing.notify_all();
-  }
-  // Until no message of the call reads the caller's storage any more.
-  void wait_sent() noexcept {
-    // acquire: pairs with sent()'s release.
-    for (std::uint32_t n = borrowing.load(std::memory_order_acquire); n != 0; n = borrowing.load(std::memory_order_acquire)) {
-      borrowing.wait(n, std::memory_order_acquire);
-    }
-  }
-};
-
-// A remote share waiting for its reply.
-struct pending {
-  virtual void on_reply(wire::reader& in, std::uint32_t n) = 0;
-  virtual ~pending() = default;
-};
-
-// A result on the wire: [u8 0][value], or [u8 1][u8 code][u64 id][u8 has exception]
-// then [i32 rank thrown on][type][what].
-template <class T>
-void put_result(wire::writer& w, const result<T>& r, int here) {
-  if (r.has_value()) {
-    w.pod(std::uint8_t{0});
-    if constexpr (!std::is_void_v<T>) wire::put(w, r.value());
-    return;
-  }
-  const error& e = r.error();
-  w.pod(std::uint8_t{1});
-  w.pod(static_cast<std::uint8_t>(e.code));
-  w.pod(static_cast<std::uint64_t>(e.id));
-  w.pod(static_cast<std::uint8_t>(e.exception ? 1 : 0));
-  if (e.exception) {
-    std::string type, what;
-    w.pod(static_cast<std::int32_t>(describe(e.exception, here, type, what)));
-    w.str(type);
-    w.str(what);
-  }
-}
-
-// Reads a result into `slot`; a large value goes through the heap, not the stack.
-template <class T>
-void read_result(wire::reader& in, result<T>& slot) {
-  if (in.pod<std::uint8_t>() == 0) {
-    if constexpr (std::is_void_v<T>) {
-      slot.emplace();
-    } else if constexpr (std::is_trivially_copyable_v<T> && sizeof(T) > wire::k_stack_max) {
-      const wire::decoded<T> v(in, 1);  // in the message where aligned: one copy, into the slot
-      slot.emplace(*v.begin());
-    } else {
-      slot.emplace(wire::get<T>(in));
-    }
-    return;
-  }
-  error e;
-  e.code = static_cast<errc>(in.pod<std::uint8_t>());
-  e.id = in.pod<std::uint64_t>();
-  if (in.pod<std::uint8_t>() != 0) {
-    const int thrown_on = in.pod<std::int32_t>();
-    std::string type = in.str();
-    std::string what = in.str();
-    e.exception = std::make_exception_ptr(remote_error(thrown_on, std::move(type), std::move(what)));
-  }
-  slot.set_error(std::move(e));
-}
-
-template <class T>
-struct remote_share final : pending {
-  std::shared_ptr<call_state<T>> state;
-  std::vector<std::uint32_t> index;  // where each response goes
-  void on_reply(wire::reader& in, std::uint32_t n) override {
-    for (std::uint32_t i = 0; i < n && i < index.size(); ++i) read_result(in, state->results[index[i]]);
-    state->arrive();
-  }
-};
-
-// The responses of a broadcast: every item's (id, result), gathered from every rank.
-template <class T>
-struct broadcast_state {
-  std::mutex m;
-  std::condition_variable cv;
-  struct part {  // one rank's answer, in ascending id order (as local_ids() gives them)
-    std::vector<id_t> ids;
-    std::vector<result<T>> results;
-  };
-  int left = 0;  // ranks still to answer
-  std::vector<part> parts;
-
-  void add(std::vector<id_t>&& ids, std::vector<result<T>>&& results) {
-    std::lock_guard lock(m);  // notify under the lock: the waiter may return at once
-    parts.push_back({std::move(ids), std::move(results)});
-    if (--left == 0) cv.notify_all();
-  }
-  // Waits for every rank, then merges their answers into every (id, result) in ascending id
-  // order: a k-way merge over a heap of the parts' heads (each result moves once).
-  std::vector<std::pair<id_t, result<T>>> take() {
-    std::unique_lock lock(m);
-    cv.wait(lock, [&] { return left == 0; });
-    std::size_t total = 0;
-    std::vector<std::pair<id_t, std::uint32_t>> heads;  // (next id, part), a min-heap
-    std::vector<std::size_t> at(parts.size(), 0);
-    for (std::uint32_t p = 0; p < parts.size(); ++p) {
-      total += parts[p].ids.size();
-      if (!parts[p].ids.empty()) heads.emplace_back(parts[p].ids[0], p);
-    }
-    const auto later = [](const auto& a, const auto& b) { return a > b; };
-    std::make_heap(heads.begin(), heads.end(), later);
-    std::vector<std::pair<id_t, result<T>>> out;
-    out.reserve(total);
-    while (!heads.empty()) {
-      std::pop_heap(heads.begin(), heads.end(), later);
-      const std::uint32_t p = heads.back().second;
-      heads.pop_back();
-      part& from = parts[p];
-      out.emplace_back(from.ids[at[p]], std::move(from.results[at[p]]));
-      if (++at[p] < from.ids.size()) {
-        heads.emplace_back(from.ids[at[p]], p);
-        std::push_heap(heads.begin(), heads.end(), later);
-      }
-    }
-    return out;
-  }
-};
-template <class T>
-struct broadcast_share final : pending {
-  std::shared_ptr<broadcast_state<T>> state;
-  void on_reply(wire::reader& in, std::uint32_t n) override {
-    std::vector<id_t> ids(n);
-    std::vector<result<T>> part(n);
-    for (std::uint32_t i = 0; i < n; ++i) {
-      ids[i] = in.pod<id_t>();
-      read_result(in, part[i]);
-    }
-    state->add(std::move(ids), std::move(part));
-  }
-};
-
-// The part of the pool the communication thread sees.
-class sharded_base : public channel_client {
- public:
-  void on_message(int source, const char* data, std::size_t size) override {
-    wire::reader in(data, size);
-    const auto h = in.pod<header>();
-    if (h.what == kind::reply) {
-      std::unique_ptr<pending> p;
-      {
-        std::lock_guard lock(pending_m_);
-        auto it = pending_.find(h.call);
-        if (it == pending_.end()) return;
-        p.reset(it->second);
-        pending_.erase(it);
-      }
-      p->on_reply(in, h.count);
-      return;
-    }
-    const auto entry = op_registry().find(h.op);
-    if (entry == op_registry().end()) {
-      std::fprintf(stderr, "mtp::mpi: rank %d sent an unknown operation; ignored\n", source);
-      return;
-    }
-    started_.fetch_add(1, std::memory_order_relaxed);
-    // Messages of one source stay in order: once one waits for the control thread, those
-    // behind it from the same source queue behind it.
-    if (entry->second.control || queued_[source].load(std::memory_order_acquire) > 0) {
-      queued_[source].fetch_add(1, std::memory_order_relaxed);
-      {
-        std::lock_guard lock(control_m_);
-        control_q_.push_back({source, std::vector<char>(data, data + size), entry->second.serve});
-      }
-      control_cv_.notify_one();
-      return;
-    }
-    serve_now(entry->second.serve, source, h, in);
-  }
-
-  [[nodiscard]] bool quiescent() const override {
-    return stopping_.load(std::memory_order_seq_cst) && inflight_.load(std::memory_order_seq_cst) == 0 &&
-           done_.load(std::memory_order_acquire) == started_.load(std::memory_order_acquire);
-  }
-  // seq_cst / acquire: as in quiescent(); the local pool is asked last, so that a message its
-  // items sent before it went quiet is already counted above.
-  [[nodiscard]] bool idle() const override {
-    return inflight_.load(std::memory_order_seq_cst) == 0 &&
-           done_.load(std::memory_order_acquire) == started_.load(std::memory_order_acquire) && local_quiescent();
-  }
-  /// Whether the local pool is quiescent (thread_pool::quiescent()).
-  [[nodiscard]] virtual bool local_quiescent() const noexcept = 0;
-
-  /// What a remote timer's handle keeps of its pool: the pool, until it shuts down.
-  struct timer_link {
-    std::mutex m;
-    sharded_base* pool = nullptr;
-  };
-  /// The caller side of a remote timer's cancel(): sends the cancellation to the owning rank;
-  /// false when the pool has stopped (or is gone) or no message could be made.
-  static bool cancel_remote_timer(const std::weak_ptr<timer_link>& link, int dest, std::uint64_t call) noexcept {
-    const std::shared_ptr<timer_link> l = link.lock();
-    if (l == nullptr) return false;
-    std::lock_guard lock(l->m);  // the pool cannot shut down past close() meanwhile
-    if (l->pool == nullptr || !l->pool->enter()) return false;
-    gate_guard g{l->pool};
-    try {
-      wire::writer w = start_message(kind::post, timer_cancel_key, 0, call);
-      send_bytes(l->pool->channel_, dest, std::move(w.bytes()));
-      return true;
-    } catch (...) {  // no memory for the message
-      return false;
-    }
-  }
-
-  // The caller side of cancellation: skips the local share's requests that have not started
-  // and asks each remote rank to do the same with its share. Too late once the callback has
-  // been claimed; until then the call holds the gate, so the pool and its channel are alive.
-  static void cancel(cancel_control& c) noexcept {
-    std::lock_guard lock(c.m);
-    if (c.completed || c.cancelled) return;
-    c.cancelled = true;
-    c.local.cancel();
-    for (const auto& [dest, call] : c.remote) {
-      try {
-        wire::writer w = start_message(kind::post, cancel_key, 0, call);
-        send_bytes(c.pool->channel_, dest, std::move(w.bytes()));
-      } catch (...) {  // no memory for the message: that share runs in full, as if too late
-      }
-    }
-  }
-
- protected:
-  sharded_base() : rank_(environment::current().rank()), ranks_(environment::current().size()),
-                   queued_(std::make_unique<std::atomic<int>[]>(static_cast<std::size_t>(ranks_))) {
-    for (int r = 0; r < ranks_; ++r) queued_[r].store(0);
-    timer_link_->pool = this;
-    control_ = std::thread([this] { control_loop(); });
-  }
-  ~sharded_base() { stop_control(); }
-
-  // The gate: calls in flight on this rank; closed by shutdown.
-  bool enter() noexcept {
-    inflight_.fetch_add(1, std::memory_order_seq_cst);
-    if (stopping_.load(std::memory_order_seq_cst)) {
-      inflight_.fetch_sub(1, std::memory_order_seq_cst);
-      return false;
-    }
-    return true;
-  }
-  void leave() noexcept { inflight_.fetch_sub(1, std::memory_order_seq_cst); }
-  [[nodiscard]] bool stopping() const noexcept { return stopping_.load(std::memory_order_seq_cst); }
-  struct gate_guard {
-    sharded_base* p;
-    ~gate_guard() { if (p) p->leave(); }
-  };
-
-  // A call or post message with its header; the caller appends the entries.
-  static wire::writer start_message(kind what, std::uint64_t op, std::uint32_t n, std::uint64_t call) {
-    wire::writer w(take_buffer());
-    header h{};
-    h.what = what;
-    h.count = n;
-    h.op = op;
-    h.call = call;
-    w.pod(h);
-    return w;
-  }
-  // Registers `p` for the reply to call number `call`, then queues the message; `sent` runs
-  // once the message's borrowed parts, if any, are no longer read.
-  void send_call(int dest, std::uint64_t call, std::unique_ptr<pending> p, wire::writer&& w,
-                 std::function<void()> sent = {}) {
-    {
-      std::lock_guard lock(pending_m_);
-      pending_.emplace(call, p.release());
-    }
-    if (w.borrowed_parts().empty()) send_bytes(channel_, dest, std::move(w.bytes()));
-    else send_borrowing(channel_, dest, std::move(w.bytes()), std::move(w.borrowed_parts()), std::move(sent));
-  }
-  std::uint64_t next_call() noexcept { return calls_.fetch_add(1, std::memory_order_relaxed); }
-
-  template <class T>
-  void reply(int source, std::uint64_t call, const std::vector<result<T>>& rs) {
-    wire::writer w = start_message(kind::reply, 0, static_cast<std::uint32_t>(rs.size()), call);
-    w.reserve(sizeof(header) + rs.size() * (1 + sizeof(result<T>)));
-    for (const auto& r : rs) put_result(w, r, rank_);
-    send_bytes(channel_, source, std::move(w.bytes()));
-    done_.fetch_add(1, std::memory_order_release);
-  }
-  void served() noexcept { done_.fetch_add(1, std::memory_order_release); }
-  // A broadcast's reply: each item's id, then its result.
-  template <class T>
-  void reply_items(int source, std::uint64_t call, const std::vector<id_t>& ids, const std::vector<result<T>>& rs) {
-    wire::writer w = start_message(kind::reply, 0, static_cast<std::uint32_t>(rs.size()), call);
-    for (std::size_t i = 0; i < rs.size(); ++i) {
-      w.pod(ids[i]);
-      put_result(w, rs[i], rank_);
-    }
-    send_bytes(channel_, source, std::move(w.bytes()));
-    done_.fetch_add(1, std::memory_order_release);
-  }
-
-  // The serving side of cancellation: the local handle of each share being served, by (source
-  // rank, call number), until it completes. A share that completes before it was remembered
-  // leaves a mark, so that remembering it then keeps nothing.
-  // Without memory for an entry, a share cannot be cancelled; it still runs and answers.
-  void remember(int source, std::uint64_t call, mtp::async_handle h) noexcept {
-    std::lock_guard lock(serving_m_);
-    if (finished_early_.erase({source, call}) != 0) return;
-    try {
-      serving_.emplace(std::pair{source, call}, std::move(h));
-    } catch (...) {
-    }
-  }
-  void forget(int source, std::uint64_t call) noexcept {
-    std::lock_guard lock(serving_m_);
-    if (serving_.erase({source, call}) != 0) return;
-    try {
-      finished_early_.emplace(source, call);
-    } catch (...) {
-    }
-  }
-
-  void close() {
-    {
-      std::lock_guard lock(timer_link_->m);  // remote timers' handles stop sending from here on
-      timer_link_->pool = nullptr;
-    }
-    stopping_.store(true, std::memory_order_seq_cst);
-    close_channel(channel_);  // collective; returns once every rank is done
-    channel_ = nullptr;
-    stop_control();
-  }
-
-  channel* channel_ = nullptr;
-  const int rank_;
-  const int ranks_;
-
- private:
-  struct queued {
-    int source;
-    std::vector<char> bytes;
-    serve_fn serve;
-  };
-  void serve_now(serve_fn serve, int source, const header& h, wire::reader& in) { serve(*this, source, h.call, in, h.count); }
-
-  // A caller gave up on call `call`: skip what has not started of the share being served (a
-  // cancel queues behind its call like any message from that source; a share already
-  // answered has nothing left to skip).
-  struct cancel_tag {};
-  static void serve_cancel(sharded_base& self, int source, std::uint64_t call, wire::reader&, std::uint32_t) {
-    {
-      std::lock_guard lock(self.serving_m_);
-      const auto it = self.serving_.find({source, call});
-      if (it != self.serving_.end()) it->second.cancel();
-    }
-    self.served();
-  }
-  static inline const std::uint64_t cancel_key = register_op<cancel_tag>(&serve_cancel, false);
-
-  // A remote timer's cancellation (after its arm: one pair of ranks keeps its order).
-  struct timer_cancel_tag {};
-  static void serve_timer_cancel(sharded_base& self, int source, std::uint64_t call, wire::reader&, std::uint32_t) {
-    {
-      std::lock_guard lock(self.timers_m_);
-      const auto it = self.remote_timers_.find({source, call});
-      if (it != self.remote_timers_.end()) {
-        it->second.cancel();
-        self.remote_timers_.erase(it);
-      }
-    }
-    self.served();
-  }
-  static inline const std::uint64_t timer_cancel_key = register_op<timer_cancel_tag>(&serve_timer_cancel, false);
-
- protected:
-  // The serving side of remote timers: their handles by (source rank, timer number), so that
-  // a cancellation can find them. Entries of timers that can no longer start are swept out
-  // when the map has doubled since the last sweep. Without memory, a timer is not kept: it
-  // still fires, and its cancellation finds nothing.
-  void keep_remote_timer(int source, std::uint64_t call, mtp::timer t) noexcept {
-    std::lock_guard lock(timers_m_);
-    if (remote_timers_.size() >= timers_sweep_at_) {
-      std::erase_if(remote_timers_, [](const auto& e) { return !e.second.pending(); });
-      timers_sweep_at_ = std::max<std::size_t>(64, 2 * remote_timers_.size());
-    }
-    try {
-      remote_timers_.insert_or_assign(std::pair{source, call}, std::move(t));
-    } catch (...) {
-    }
-  }
-  std::shared_ptr<timer_link> timer_link_ = std::make_shared<timer_link>();
-
- private:
-
-  void control_loop() {
-    for (;;) {
-      queued q;
-      {
-        std::unique_lock lock(control_m_);
-        control_cv_.wait(lock, [&] { return !control_q_.empty() || control_stop_; });
-        if (control_q_.empty()) return;
-        q = std::move(control_q_.front());
-        control_q_.pop_front();
-      }
-      wire::reader in(q.bytes.data(), q.bytes.size());
-      const auto h = in.pod<header>();
-      serve_now(q.serve, q.source, h, in);
-      queued_[q.source].fetch_sub(1, std::memory_order_release);
-    }
-  }
-  void stop_control() {
-    {
-      std::lock_guard lock(control_m_);
-      if (control_stop_) return;
-      control_stop_ = true;
-    }
-    control_cv_.notify_one();
-    if (control_.joinable()) control_.join();
-  }
-
-  std::atomic<bool> stopping_{false};
-  std::atomic<long long> inflight_{0};
-  std::atomic<long long> started_{0};
-  std::atomic<long long> done_{0};
-  std::atomic<std::uint64_t> calls_{1};
-  std::mutex pending_m_;
-  std::unordered_map<std::uint64_t, pending*> pending_;
-  std::unique_ptr<std::atomic<int>[]> queued_;  // per source: messages waiting for the control thread
-  std::mutex control_m_;
-  std::condition_variable control_cv_;
-  std::deque<queued> control_q_;
-  bool control_stop_ = false;
-  std::thread control_;  // runs create and remove (blocking on the local pool) in arrival order
-  std::mutex serving_m_;
-  std::map<std::pair<int, std::uint64_t>, mtp::async_handle> serving_;
-  std::set<std::pair<int, std::uint64_t>> finished_early_;
-  std::mutex timers_m_;
-  std::map<std::pair<int, std::uint64_t>, mtp::timer> remote_timers_;
-  std::size_t timers_sweep_at_ = 64;
-};
-
-template <class Tuple>
-inline constexpr bool no_pointers = true;
-template <class... S>
-inline constexpr bool no_pointers<std::tuple<S...>> = (!std::is_pointer_v<S> && ...);
-
-template <class R>
-constexpr void check_remote_request() {
-  static_assert(!mtp::is_method_call_v<R>,
-                "mtp::mpi: method messages (make_call) hold a member function pointer, which differs between "
-                "processes; use pool.call<&Item::member>(id, args...) or an explicit message struct");
-  if constexpr (mtp::is_member_call_v<R>) {
-    static_assert(no_pointers<typename R::traits::args>,
-                  "mtp::mpi: this member function takes a pointer, which would cross ranks as an address; take a "
-                  "value (std::string, ...) instead");
-  }
-  static_assert(wire::cannot_cross_ranks<R>::ok);
-  if constexpr (!std::is_void_v<response_t<R>>) static_assert(wire::cannot_cross_ranks<response_t<R>>::ok);
-}
-
-template <class T>
-struct timed_box {  // where a timed caller waits for its asynchronous call
-  std::mutex m;
-  std::condition_variable cv;
-  bool done = false;
-  std::vector<result<T>> results;
-
-  void put(std::vector<result<T>>&& rs) {
-    std::lock_guard lock(m);  // notify under the lock: the waiter may return at once
-    results = std::move(rs);
-    done = true;
-    cv.notify_all();
-  }
-  // True when the results arrived by `deadline`.
-  bool wait_until(std::chrono::steady_clock::time_point deadline) {
-    std::unique_lock lock(m);
-    if (deadline == std::chrono::steady_clock::time_point::max()) {
-      cv.wait(lock, [&] { return done; });
-      return true;
-    }
-    return cv.wait_until(lock, deadline, [&] { return done; });
-  }
-};
-
-}  // namespace impl
 
 /// A delayed or periodic message scheduled through a sharded pool (post_after, post_at,
 /// post_every). Dropping it does not cancel it; it may outlive the pool.
@@ -734,15 +158,7 @@ class sharded_pool final : private impl::sharded_base {
       registry_.emplace_back(&pool_, this);
     }
     impl::open_channel(*this, channel_);
-    if (const auto& kept = pool_.placement().caller_cpus; !kept.empty()) {
-      std::string why;
-      pin_token_ = impl::pin_communication_thread(kept, why);
-      if (pin_token_ == 0) {
-        const std::string text = "mtp::mpi: the communication thread could not be pinned to the CPUs kept for callers: " + why;
-        if (on_diag_) on_diag_(diagnostic{diagnostic::kind::pinning_failed, 0, text, std::nullopt});
-        else std::fprintf(stderr, "%s\n", text.c_str());
-      }
-    }
+    pin_token_ = impl::pin_for_callers(pool_.placement().caller_cpus, on_diag_);
   }
   /// Collective: shutdown().
   ~sharded_pool() {
@@ -775,7 +191,7 @@ class sharded_pool final : private impl::sharded_base {
     if (serves_here(id)) {
       return locally(id, [&] {
         pool_.create(id, std::forward<A>(args)...);
-        note_created(id);
+        ids_.note_created(id);
       });
     }
     std::vector<result<void>> out = create_remote_one<std::decay_t<A>...>(id, std::forward<A>(args)...);
@@ -788,10 +204,10 @@ class sharded_pool final : private impl::sharded_base {
     check_arguments<A...>();
     std::vector<id_t> storage;
     const std::span<const id_t> all = mtp::gather<id_t>(std::forward<Ids>(ids), storage);
-    using Op = create_op<std::decay_t<A>...>;
+    using Op = impl::create_op<sharded_pool, std::decay_t<A>...>;
     const std::tuple<std::decay_t<A>...> copy(args...);
     return run<void>(all, [](id_t id) { return id; },
-                     [&](std::span<const id_t> local) { return note_created(local, pool_.create_batch(local, args...)); },
+                     [&](std::span<const id_t> local) { return ids_.note_created(local, pool_.create_batch(local, args...)); },
                      Op::key, [&](wire::writer& w, id_t id) {
                        w.pod(id);
                        wire::put_tuple(w, copy);
@@ -812,8 +228,8 @@ class sharded_pool final : private impl::sharded_base {
     std::vector<id_t> storage;
     const std::span<const id_t> all = mtp::gather<id_t>(std::forward<Ids>(ids), storage);
     return run<void>(all, [](id_t id) { return id; },
-                     [&](std::span<const id_t> local) { return note_removed(local, pool_.remove_batch(local)); },
-                     remove_op::key,
+                     [&](std::span<const id_t> local) { return ids_.note_removed(local, pool_.remove_batch(local)); },
+                     impl::remove_op<sharded_pool>::key,
                      [](wire::writer& w, id_t id) { w.pod(id); });
   }
 
@@ -842,11 +258,11 @@ class sharded_pool final : private impl::sharded_base {
     // With bounded queues the owner waits for room, as the local pool would (call_wait_op).
     return run<response_t<R>>(all, [](const R& r) { return static_cast<id_t>(r.id); },
                               [&](std::span<const R> local) { return pool_.send_batch(local); },
-                              bounded_ ? call_wait_op<R>::key : call_op<R>::key,
+                              bounded_ ? impl::call_wait_op<sharded_pool, R>::key : impl::call_op<sharded_pool, R>::key,
                               // The caller waits until the message has gone: large requests are
                               // sent from its storage, not copied into the message.
                               [](wire::writer& w, const R& r) { wire::put_borrowing(w, r); },
-                              bounded_ ? k_wait_forever : -1);
+                              bounded_ ? impl::k_wait_forever : -1);
   }
 
   /// As send, giving up after `timeout`: then throws pool_error(timed_out). The request is
@@ -927,14 +343,14 @@ class sharded_pool final : private impl::sharded_base {
     for (int dest = 0; dest < ranks_; ++dest) {
       if (dest == rank_) continue;
       const std::uint64_t call = next_call();
-      wire::writer w = start_message(impl::kind::call, broadcast_op<R>::key, 1, call);
+      wire::writer w = start_message(impl::kind::call, impl::broadcast_op<sharded_pool, R>::key, 1, call);
       wire::put(w, r);
       auto p = std::make_unique<impl::broadcast_share<T>>();
       p->state = state;
       send_call(dest, call, std::move(p), std::move(w));
     }
-    std::vector<id_t> ids = local_ids();
-    std::vector<result<T>> mine = pool_.send_batch(addressed(r, ids));
+    std::vector<id_t> ids = ids_.local_ids();
+    std::vector<result<T>> mine = pool_.send_batch(impl::addressed(r, ids));
     state->add(std::move(ids), std::move(mine));
     return state->take();
   }
@@ -963,7 +379,7 @@ class sharded_pool final : private impl::sharded_base {
     if (!enter()) return error{errc::pool_stopped, id, {}};
     gate_guard g{this};
     if (dest == rank_) return pool_.post(std::move(r));
-    wire::writer w = start_message(impl::kind::post, post_op<R>::key, 1, 0);
+    wire::writer w = start_message(impl::kind::post, impl::post_op<sharded_pool, R>::key, 1, 0);
     wire::put(w, r);
     impl::send_bytes(channel_, dest, std::move(w.bytes()));
     return unit{};
@@ -997,7 +413,7 @@ class sharded_pool final : private impl::sharded_base {
     if (!(every > every.zero())) {
       throw std::invalid_argument("mtp::mpi::sharded_pool::post_every: the period must be greater than zero");
     }
-    return schedule<true>(every, saturated_ns(every), std::move(r));
+    return schedule<true>(every, impl::saturated_ns(every), std::move(r));
   }
 
   /// A batch with a callback: returns at once; on_done(std::vector<mtp::result<T>>) runs
@@ -1025,7 +441,7 @@ class sharded_pool final : private impl::sharded_base {
                 std::lock_guard lock(s->control.m);
                 s->control.local = std::move(h);
               },
-              call_op<R>::key, [](wire::writer& w, const R& r) { wire::put(w, r); }, true);
+              impl::call_op<sharded_pool, R>::key, [](wire::writer& w, const R& r) { wire::put(w, r); }, true);
     // Aliasing: the handle keeps the whole state alive and sees its cancel control.
     return async_handle(std::shared_ptr<impl::cancel_control>(state, &state->control));
   }
@@ -1075,61 +491,6 @@ class sharded_pool final : private impl::sharded_base {
   }
 
  private:
-  // ---- Operations, registered at start-up under a key shared by every rank -------------------
-  // Decodes a share of n requests (in place, on the heap) and hands it to the local pool; the
-  // completion replies. Cancellable until then (remember / forget).
-  template <class R>
-  static void serve_share(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
-    auto& self = static_cast<sharded_pool&>(base);
-    using T = response_t<R>;
-    mtp::async_handle h;
-    try {
-      const wire::decoded<R> decoded(in, n);  // in the message itself where it can be
-      h = self.pool_.send_batch_async(decoded.moved(), [&self, source, call](std::vector<result<T>>&& rs) {
-        self.reply(source, call, rs);
-        self.forget(source, call);
-      });
-    } catch (...) {  // a request that would not decode (or no memory): the whole share fails
-      std::vector<result<T>> failed(n);
-      for (auto& f : failed) f.set_error(error{errc::handler_failed, 0, std::current_exception()});
-      self.reply(source, call, failed);
-      return;
-    }
-    self.remember(source, call, std::move(h));
-  }
-  template <class R>
-  struct call_op {
-    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
-      serve_share<R>(base, source, call, in, n);
-    }
-    static inline const std::uint64_t key = impl::register_op<call_op>(&serve, false);
-  };
-  // A share that may wait for room in a bounded queue until its caller's deadline: served on
-  // the control thread (which may block, in arrival order per source) with the local pool's
-  // blocking or timed batch. Entries: [i64 nanoseconds it may wait, k_wait_forever: no
-  // deadline] then the requests.
-  template <class R>
-  struct call_wait_op {
-    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
-      auto& self = static_cast<sharded_pool&>(base);
-      using T = response_t<R>;
-      try {
-        const auto wait_ns = in.pod<std::int64_t>();
-        const wire::decoded<R> decoded(in, n);
-        const std::span<const R> requests(decoded.begin(), n);
-        self.reply(source, call,
-                   wait_ns == k_wait_forever ? self.pool_.send_batch(requests)
-                                             : self.pool_.send_batch(requests, std::chrono::nanoseconds(wait_ns)));
-      } catch (...) {  // a request that would not decode (or no memory): the whole share fails
-        std::vector<result<T>> failed(n);
-        for (auto& f : failed) f.set_error(error{errc::handler_failed, 0, std::current_exception()});
-        self.reply(source, call, failed);
-      }
-    }
-    static inline const std::uint64_t key = impl::register_op<call_wait_op>(&serve, true);
-  };
-  static constexpr std::int64_t k_wait_forever = std::numeric_limits<std::int64_t>::max();
-
   // The timed batch with bounded queues: remote shares wait for room on their rank until the
   // deadline (call_wait_op), the local share waits here, on the caller's thread; `box` gets
   // the results. The returned handle withdraws what has not started.
@@ -1151,59 +512,8 @@ class sharded_pool final : private impl::sharded_base {
           for (std::size_t i = 0; i < rs.size(); ++i) s->results[index[i]] = std::move(rs[i]);
           s->arrive();
         },
-        call_wait_op<R>::key, [](wire::writer& w, const R& r) { wire::put(w, r); }, true, left());
+        impl::call_wait_op<sharded_pool, R>::key, [](wire::writer& w, const R& r) { wire::put(w, r); }, true, left());
     return async_handle(std::shared_ptr<impl::cancel_control>(state, &state->control));
-  }
-
-  // A broadcast: the request once; answered with every local item's (id, result).
-  template <class R>
-  struct broadcast_op {
-    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t) {
-      auto& self = static_cast<sharded_pool&>(base);
-      using T = response_t<R>;
-      try {
-        const wire::decoded<R> r(in, 1);
-        auto ids = std::make_shared<const std::vector<id_t>>(self.local_ids());
-        if (ids->empty()) {
-          self.reply_items(source, call, *ids, std::vector<result<T>>{});
-          return;
-        }
-        (void)self.pool_.send_batch_async(addressed(*r.begin(), *ids),
-                                          [&self, source, call, ids](std::vector<result<T>>&& rs) {
-                                            self.reply_items(source, call, *ids, rs);
-                                          });
-      } catch (...) {  // the request would not decode, or no memory: one error stands for this rank
-        std::vector<result<T>> failed(1);
-        failed[0].set_error(error{errc::handler_failed, 0, std::current_exception()});
-        self.reply_items(source, call, std::vector<id_t>{0}, failed);
-      }
-    }
-    static inline const std::uint64_t key = impl::register_op<broadcast_op>(&serve, false);
-  };
-  template <class R>
-  struct post_op {
-    static void serve(impl::sharded_base& base, int, std::uint64_t, wire::reader& in, std::uint32_t n) {
-      auto& self = static_cast<sharded_pool&>(base);
-      if (n == 0) {
-        self.served();
-        return;
-      }
-      const wire::decoded<R> decoded(in, n);
-      (void)self.pool_.send_batch_async(decoded.moved(), [&self](std::vector<result<response_t<R>>>&& rs) {
-        for (const auto& r : rs) {
-          if (r.has_error()) self.report_post(r.error());
-        }
-        self.served();
-      });
-    }
-    static inline const std::uint64_t key = impl::register_op<post_op>(&serve, false);
-  };
-  // Nanoseconds, saturated to what the wire carries (beyond it: never; negative: now).
-  static std::int64_t saturated_ns(std::chrono::duration<long double, std::nano> d) noexcept {
-    constexpr auto never = std::numeric_limits<std::int64_t>::max();
-    if (!(d.count() < static_cast<long double>(never))) return never;  // NaN too
-    if (!(d.count() > 0)) return 0;
-    return static_cast<std::int64_t>(d.count());
   }
 
   template <bool Periodic, request R>
@@ -1218,12 +528,12 @@ class sharded_pool final : private impl::sharded_base {
     sharded_timer t;
     if (dest == rank_) {
       if constexpr (Periodic) t.local_ = pool_.post_every(std::chrono::nanoseconds(period), std::move(r));
-      else t.local_ = pool_.post_after(std::chrono::nanoseconds(saturated_ns(delay)), std::move(r));
+      else t.local_ = pool_.post_after(std::chrono::nanoseconds(impl::saturated_ns(delay)), std::move(r));
       return t;
     }
     const std::uint64_t call = next_call();
-    wire::writer w = start_message(impl::kind::post, timer_op<R, Periodic>::key, 1, call);
-    w.pod(saturated_ns(delay));
+    wire::writer w = start_message(impl::kind::post, impl::timer_op<sharded_pool, R, Periodic>::key, 1, call);
+    w.pod(impl::saturated_ns(delay));
     w.pod(period);
     wire::put(w, r);
     impl::send_bytes(channel_, dest, std::move(w.bytes()));
@@ -1232,64 +542,13 @@ class sharded_pool final : private impl::sharded_base {
     t.call_ = call;
     return t;
   }
-  // A remote timer: armed on the local pool, kept for its cancellation.
-  template <class R, bool Periodic>
-  struct timer_op {
-    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t) {
-      auto& self = static_cast<sharded_pool&>(base);
-      const auto delay = std::chrono::nanoseconds(in.pod<std::int64_t>());
-      const auto period = std::chrono::nanoseconds(in.pod<std::int64_t>());
-      try {
-        R r = wire::get<R>(in);
-        const id_t id = static_cast<id_t>(r.id);
-        try {
-          if constexpr (Periodic) self.keep_remote_timer(source, call, self.pool_.post_every(period, std::move(r)));
-          else self.keep_remote_timer(source, call, self.pool_.post_after(delay, std::move(r)));
-        } catch (const pool_error& e) {
-          self.report_post(error{e.code(), id, {}});
-        }
-      } catch (...) {  // a request that would not decode (or no memory)
-        self.report_post(error{errc::handler_failed, 0, std::current_exception()});
-      }
-      self.served();
-    }
-    static inline const std::uint64_t key = impl::register_op<timer_op>(&serve, false);
-  };
-
-  template <class... A>
-  struct create_op {
-    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
-      auto& self = static_cast<sharded_pool&>(base);
-      std::vector<mtp::create_request<A...>> reqs;
-      reqs.reserve(n);
-      for (std::uint32_t i = 0; i < n; ++i) {
-        const auto id = in.pod<id_t>();
-        reqs.push_back({id, wire::get_tuple<A...>(in)});
-      }
-      std::vector<id_t> ids;
-      ids.reserve(reqs.size());
-      for (const auto& r : reqs) ids.push_back(r.id);
-      self.reply(source, call, self.note_created(ids, self.pool_.create_batch(reqs)));
-    }
-    static inline const std::uint64_t key = impl::register_op<create_op>(&serve, true);
-  };
-  struct remove_op {
-    static void serve(impl::sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
-      auto& self = static_cast<sharded_pool&>(base);
-      std::vector<id_t> ids(n);
-      for (auto& id : ids) id = in.pod<id_t>();
-      self.reply(source, call, self.note_removed(ids, self.pool_.remove_batch(ids)));
-    }
-    static inline const std::uint64_t key = impl::register_op<remove_op>(&serve, true);
-  };
-
   template <class... A, class... B>
   std::vector<result<void>> create_remote_one(id_t id, B&&... args) {
     const id_t one[1] = {id};
     const std::tuple<A...> copy(std::forward<B>(args)...);
     return run<void>(std::span<const id_t>(one), [](id_t x) { return x; },
                      [](std::span<const id_t>) -> std::vector<result<void>> { return {}; },  // never local
-                     create_op<A...>::key, [&](wire::writer& w, id_t x) {
+                     impl::create_op<sharded_pool, A...>::key, [&](wire::writer& w, id_t x) {
                        w.pod(x);
                        wire::put_tuple(w, copy);
                      });
@@ -1304,51 +563,6 @@ class sharded_pool final : private impl::sharded_base {
 
   [[nodiscard]] bool local_quiescent() const noexcept override { return pool_.quiescent(); }
 
-  // ---- The ids of this rank's items, for broadcast -----------------------------------------
-  // Appended to as items are created and removed through this pool (amortised O(1) each);
-  // a broadcast sorts both lists and takes the multiset difference (an id removed and created
-  // again appears twice in created_ and once in removed_).
-  void note_created(id_t id) {
-    std::lock_guard lock(ids_m_);
-    created_.push_back(id);
-    ids_sorted_ = false;
-  }
-  std::vector<result<void>> note_created(std::span<const id_t> ids, std::vector<result<void>>&& rs) {
-    return note(created_, ids, std::move(rs));
-  }
-  std::vector<result<void>> note_removed(std::span<const id_t> ids, std::vector<result<void>>&& rs) {
-    return note(removed_, ids, std::move(rs));
-  }
-  // Appends to `list` the ids whose create or remove succeeded; passes the results on.
-  std::vector<result<void>> note(std::vector<id_t>& list, std::span<const id_t> ids, std::vector<result<void>>&& rs) {
-    std::lock_guard lock(ids_m_);
-    for (std::size_t i = 0; i < rs.size(); ++i) {
-      if (rs[i].has_value()) list.push_back(ids[i]);
-    }
-    ids_sorted_ = false;
-    return std::move(rs);
-  }
-  // This rank's items now, in ascending id order.
-  std::vector<id_t> local_ids() {
-    std::lock_guard lock(ids_m_);
-    if (ids_sorted_) return created_;  // unchanged since the last broadcast
-    ids_sorted_ = true;
-    std::sort(created_.begin(), created_.end());
-    std::sort(removed_.begin(), removed_.end());
-    std::vector<id_t> alive;
-    alive.reserve(created_.size() - std::min(created_.size(), removed_.size()));
-    std::set_difference(created_.begin(), created_.end(), removed_.begin(), removed_.end(), std::back_inserter(alive));
-    created_ = alive;
-    removed_.clear();
-    return alive;
-  }
-  // Copies of `r`, one per id, each with the id set.
-  template <class R>
-  static std::vector<R> addressed(const R& r, const std::vector<id_t>& ids) {
-    std::vector<R> out(ids.size(), r);
-    for (std::size_t i = 0; i < ids.size(); ++i) out[i].id = ids[i];
-    return out;
-  }
   // Whether the calling thread is one of the local pool's workers.
   [[nodiscard]] bool on_own_worker() const noexcept {
     if (!mtp::this_worker::is_worker()) return false;
@@ -1505,14 +719,23 @@ class sharded_pool final : private impl::sharded_base {
     return true;
   }
 
-  void report_post(const error& e) {
-    if (on_diag_) {
-      diagnostic d{diagnostic::kind::post_failed, 0, "mtp::mpi: a post from another rank failed: " + e.message(), e};
-      on_diag_(d);
-    } else {
-      std::fprintf(stderr, "mtp::mpi: a post from another rank failed: %s\n", e.message().c_str());
-    }
-  }
+  void report_post(const error& e) { impl::report_post(on_diag_, e); }
+
+  // The operations that serve this pool's messages (impl/operations.hpp).
+  template <class, class>
+  friend struct impl::call_op;
+  template <class, class>
+  friend struct impl::call_wait_op;
+  template <class, class>
+  friend struct impl::broadcast_op;
+  template <class, class>
+  friend struct impl::post_op;
+  template <class, class, bool>
+  friend struct impl::timer_op;
+  template <class, class...>
+  friend struct impl::create_op;
+  template <class>
+  friend struct impl::remove_op;
 
   template <class I>
   friend sharded_pool<I>& this_pool();
@@ -1536,10 +759,7 @@ class sharded_pool final : private impl::sharded_base {
   std::chrono::nanoseconds spin_;                   // how long a blocked caller polls
   bool bounded_;  // the local pools have bounded queues: blocking and timed calls wait for room
   mtp::thread_pool<Item> pool_;
-  std::mutex ids_m_;
-  std::vector<id_t> created_;  // under ids_m_; see local_ids()
-  std::vector<id_t> removed_;
-  bool ids_sorted_ = true;  // created_ is sorted and removed_ empty
+  impl::item_ids ids_;  // this rank's items, for broadcast
   std::mutex shutdown_m_;
   bool closed_ = false;
   std::uint64_t pin_token_ = 0;  // the communication thread runs on the CPUs kept for callers
