@@ -124,6 +124,10 @@ void core_awaitable_in_flight(benchmark::State& state, std::size_t in_flight) {
     ns.clear();
     ns.reserve(per * in_flight);
     asio::io_context io(1);
+    // The coroutines wait on the pool, not on the io_context: keep run() going until the last
+    // one has finished.
+    auto busy = asio::make_work_guard(io);
+    std::size_t finished = 0;
     auto resume_on = [&io](std::coroutine_handle<> h) { asio::post(io, [h] { h.resume(); }); };
     auto client = [&](std::size_t c) -> detached_task {
       for (std::size_t i = 0; i < per; ++i) {
@@ -134,6 +138,7 @@ void core_awaitable_in_flight(benchmark::State& state, std::size_t in_flight) {
         ns.push_back(elapsed_ns(t0, clock_type::now()));
         if (r != i + id) ++wrong;
       }
+      if (++finished == in_flight) busy.reset();  // on the I/O thread: no lock
     };
     // Started from the I/O thread, as the adapter's coroutines are.
     asio::post(io, [&] {
