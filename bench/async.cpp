@@ -59,6 +59,13 @@ void record(benchmark::State& state, std::vector<double>& ns, double seconds, st
   state.counters["p99_us"] = p.p99 / 1000.0;
 }
 
+// The k_items echo items every row sends to, ids 0 .. k_items - 1.
+void create_items(mtp::thread_pool<echo_item>& pool) {
+  std::vector<mtp::id_t> ids(k_items);
+  for (std::size_t i = 0; i < k_items; ++i) ids[i] = i;
+  for (auto& r : pool.create_batch(ids)) r.value();
+}
+
 std::size_t total_messages(std::size_t in_flight) {
   const std::size_t base = config().quick ? 20000 : 200000;
   return in_flight == 1 ? base / 4 : base;
@@ -66,9 +73,7 @@ std::size_t total_messages(std::size_t in_flight) {
 
 void awaitable_in_flight(benchmark::State& state, std::size_t in_flight) {
   mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
-  std::vector<mtp::id_t> ids(k_items);
-  for (std::size_t i = 0; i < k_items; ++i) ids[i] = i;
-  for (auto& r : pool.create_batch(ids)) r.value();
+  create_items(pool);
   const std::size_t total = total_messages(in_flight);
   const std::size_t per = total / in_flight;
   std::vector<double> ns;
@@ -113,9 +118,7 @@ struct detached_task {
 
 void core_awaitable_in_flight(benchmark::State& state, std::size_t in_flight) {
   mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
-  std::vector<mtp::id_t> ids(k_items);
-  for (std::size_t i = 0; i < k_items; ++i) ids[i] = i;
-  for (auto& r : pool.create_batch(ids)) r.value();
+  create_items(pool);
   const std::size_t total = total_messages(in_flight);
   const std::size_t per = total / in_flight;
   std::vector<double> ns;
@@ -182,9 +185,7 @@ void asio_hop(benchmark::State& state) {
 
 void blocking_send(benchmark::State& state, std::size_t callers) {
   mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
-  std::vector<mtp::id_t> ids(k_items);
-  for (std::size_t i = 0; i < k_items; ++i) ids[i] = i;
-  for (auto& r : pool.create_batch(ids)) r.value();
+  create_items(pool);
   const std::size_t per = total_messages(1) / callers;
   std::vector<std::vector<double>> per_thread(callers);
   std::atomic<std::uint64_t> wrong{0};
@@ -216,9 +217,7 @@ void blocking_send(benchmark::State& state, std::size_t callers) {
 
 void batch_path(benchmark::State& state, std::size_t batch) {
   mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
-  std::vector<mtp::id_t> ids(k_items);
-  for (std::size_t i = 0; i < k_items; ++i) ids[i] = i;
-  for (auto& r : pool.create_batch(ids)) r.value();
+  create_items(pool);
   const std::size_t rounds = total_messages(100) / batch;
   std::vector<ping> requests(batch);
   std::vector<mtp::result<std::uint64_t>> out(batch);
