@@ -5,7 +5,10 @@
 // created when the connection is accepted and removed when it closes: plain members, no lock.
 // The I/O threads only read lines, parse them and co_await the pool (mtp::asio::async_send
 // with asio::use_awaitable); the reply is written by the same connection coroutine, so
-// replies come back in command order.
+// replies come back in command order. They never wait for a worker: the connection coroutine
+// co_awaits the session's creation (mtp::asio::async_create) and starts its removal without
+// waiting for it (thread_pool::remove_async), so a busy worker holds back only its own
+// sessions, never the I/O thread that serves the others.
 //
 // Protocol (one command per line, '\n' or "\r\n"; one reply line per command):
 //   add N    ->  ok <total>        (N a signed 64-bit integer; overflow -> error overflow)
@@ -40,6 +43,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/read_until.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -88,11 +92,15 @@ struct idle_policy {
   std::function<void()> on_idle;       // called once, on the session's worker
 };
 
+/// Called on the session's worker as the session is built (tests hold the worker with it).
+using open_hook = std::function<void(mtp::id_t)>;
+
 class session {
  public:
   explicit session(mtp::id_t id) : id_(id) {}  // no idle limit
-  /// On the session's worker (pool_->create): arms the idle timeout.
-  session(mtp::id_t id, idle_policy idle) : id_(id), idle_(std::move(idle)) {
+  /// On the session's worker (mtp::asio::async_create): arms the idle timeout.
+  session(mtp::id_t id, idle_policy idle, const open_hook& on_open = {}) : id_(id), idle_(std::move(idle)) {
+    if (on_open) on_open(id);
     if (idle_.after.count() > 0) {
       timeout_ = mtp::this_pool<session>().make_timeout(expire{id});
       timeout_.rearm(idle_.after);
@@ -162,6 +170,7 @@ struct options {
   design mode = design::pool;
   std::size_t max_line = 1024;
   std::chrono::milliseconds idle_timeout{30'000};  // design::pool: close a connection idle this long; 0: never
+  open_hook on_open{};           // design::pool: called on the worker as each session is built
 };
 
 class server {
@@ -237,7 +246,7 @@ class server {
     // Shared with the session's idle close, which may still be queued once this has ended.
     const auto connection = std::make_shared<asio::ip::tcp::socket>(std::move(accepted));
     asio::ip::tcp::socket& socket = *connection;
-    if (!open_session(id, connection)) co_return;  // the server is stopping
+    if (!co_await open_session(id, connection)) co_return;  // the server is stopping
     std::string buffer;
     try {
       for (;;) {
@@ -289,19 +298,19 @@ class server {
     co_return prefix;
   }
 
-  bool open_session(mtp::id_t id, const std::shared_ptr<asio::ip::tcp::socket>& connection) {
-    try {
-      if (pool_) {
-        // One short round trip; the item is ready (its idle timeout armed) before the first command.
-        pool_->create(id, idle_policy{options_.idle_timeout, idle_close(connection)});
-      } else {
-        std::lock_guard lock(m_);
-        map_.emplace(id, session(id));
-      }
-      return true;
-    } catch (const std::exception&) {
-      return false;
+  // The session is built on its worker while this coroutine waits (the I/O thread serves
+  // other connections meanwhile); it is ready, its idle timeout armed, before the first command.
+  // False when it could not be created (the server is stopping).
+  asio::awaitable<bool> open_session(mtp::id_t id, const std::shared_ptr<asio::ip::tcp::socket>& connection) {
+    if (pool_) {
+      auto create = mtp::make_create(id, idle_policy{options_.idle_timeout, idle_close(connection)}, options_.on_open);
+      std::error_code ec;
+      co_await mtp::asio::async_create(*pool_, std::move(create), asio::redirect_error(asio::use_awaitable, ec));
+      co_return !ec;
     }
+    std::lock_guard lock(m_);
+    map_.emplace(id, session(id));
+    co_return true;
   }
   // What an expired session calls, on its worker: post the close to the connection's strand.
   std::function<void()> idle_close(const std::shared_ptr<asio::ip::tcp::socket>& connection) {
@@ -316,12 +325,17 @@ class server {
     };
   }
 
+  // Fire-and-forget: nothing here depends on the outcome (the session exists; pool_stopped
+  // means the pool destroys its items itself), and per-sender order already puts the removal
+  // after every command this connection sent. Waiting would only keep the coroutine and its
+  // socket alive for a round trip. The empty callback runs on the worker (or here, if the
+  // pool has stopped); no Asio completion is needed.
   void close_session(mtp::id_t id) noexcept {
     if (pool_) {
       try {
-        (void)pool_->remove(id);  // one short round trip; destroys the session on its worker
+        pool_->remove_async(id, [](mtp::result<void>&&) noexcept {});
       } catch (const std::exception&) {
-        // pool_stopped: the pool destroys its items itself
+        // no memory for the request: the pool destroys the session when it shuts down
       }
     } else {
       std::lock_guard lock(m_);

@@ -301,4 +301,45 @@ TEST(SessionServer, StopsWithConnectionsOpen) {
   SUCCEED();
 }
 
+// One I/O thread, one worker, and the first session's constructor holding that worker: if
+// opening a session waited for the worker on the I/O thread, the second connection would
+// never be accepted until the worker is released.
+TEST(SessionServer, OpeningASessionDoesNotHoldTheIOThread) {
+  mtp_test::gate entered, release;
+  mtp_test::open_on_exit releaser(release);
+  session_server::options o{.port = 0, .io_threads = 1, .workers = 1};
+  o.on_open = [&](mtp::id_t id) {
+    if (id != 1) return;
+    entered.open();
+    (void)release.wait_for(mtp_test::k_bound);  // bounded: a failing run still ends
+  };
+  session_server::server srv(o);
+  srv.start();
+  asio::io_context io;
+  const tcp::endpoint at(asio::ip::make_address("127.0.0.1"), srv.port());
+  tcp::socket first(io), second(io);
+  first.connect(at);
+  ASSERT_TRUE(entered.wait_for(mtp_test::k_bound));
+  second.connect(at);  // the kernel completes the handshake; the server's accept is the I/O thread's
+  const auto deadline = std::chrono::steady_clock::now() + mtp_test::k_bound;
+  while (srv.connections_accepted() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_EQ(srv.connections_accepted(), 2u) << "the I/O thread waited for the busy worker";
+  EXPECT_FALSE(release.is_open());
+  release.open();
+  for (tcp::socket* s : {&first, &second}) {
+    asio::write(*s, asio::buffer(std::string("add 2\nget\n")));
+    std::string buffer;
+    std::vector<std::string> lines;
+    for (int i = 0; i < 2; ++i) {
+      const std::size_t n = asio::read_until(*s, asio::dynamic_buffer(buffer), '\n');
+      lines.push_back(buffer.substr(0, n - 1));
+      buffer.erase(0, n);
+    }
+    EXPECT_EQ(lines, (std::vector<std::string>{"ok 2", "value 2"}));
+  }
+  first.close();
+  second.close();
+  EXPECT_TRUE(sessions_drain(srv)) << srv.sessions() << " sessions left";
+}
+
 }  // namespace
