@@ -905,4 +905,44 @@ TEST(AsioAdapter, TerminalCancellationCompletesAtOnceWhileTheWorkerIsBusy) {
   EXPECT_EQ(seen.size(), 6u);
 }
 
+// Asio's own I/O objects let the io_context go first: its destructor destroys every handler
+// still waiting. The adapter's operations do the same; the requests still run, and a worker
+// that finishes one later drops its completion instead of posting into the freed context.
+TEST(AsioAdapter, IoContextDestroyedWithOperationsInFlight) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(0);
+  pool.create(2);  // same worker as 0
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+  auto io = std::make_unique<asio::io_context>();
+  auto alive = std::make_shared<int>(0);  // held by every handler
+  const std::weak_ptr<int> watch = alive;
+  int ran = 0;
+  mtp::asio::async_send(pool, add{2, 1}, asio::bind_executor(*io, [&ran, alive](std::error_code, int) { ++ran; }));
+  mtp::asio::async_send_batch(pool, std::vector<add>{{2, 1}, {0, 1}},
+                              asio::bind_executor(*io, [&ran, alive](std::error_code, std::vector<mtp::result<int>>) { ++ran; }));
+  mtp::asio::async_create(pool, mtp::make_create(4, 1), asio::bind_executor(*io, [&ran, alive](std::error_code) { ++ran; }));
+  asio::cancellation_signal signal;  // a cancellation slot still connected when the context goes
+  mtp::asio::async_send(pool, add{2, 1},
+                        asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(*io, [&ran, alive](std::error_code, int) { ++ran; })));
+  asio::co_spawn(
+      *io,
+      [&ran, &pool, alive]() -> asio::awaitable<void> {
+        (void)co_await mtp::asio::async_send(pool, add{2, 1}, asio::use_awaitable);
+        ++ran;
+      },
+      asio::detached);
+  io->poll();  // the coroutine starts its request and suspends
+  alive.reset();
+  EXPECT_FALSE(watch.expired());
+  io.reset();  // every operation still in flight on the busy worker
+  EXPECT_TRUE(watch.expired()) << "a handler outlived its io_context";
+  release.open();
+  EXPECT_EQ(pool.send(add{2, 0}), 4) << "the requests themselves ran";  // and their completions were dropped
+  EXPECT_TRUE(pool.remove(4));
+  EXPECT_EQ(ran, 0);
+}
+
 }  // namespace

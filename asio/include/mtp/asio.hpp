@@ -94,10 +94,16 @@
 //
 // The pool must stay alive until the operation has been initiated (with a deferred token:
 // until it is launched); it may be shut down or destroyed while operations are in flight.
-// The executor's execution context (the io_context) must outlive every operation in flight:
-// a worker posts the completion to it. Shut the pool down first (every completion is then
-// queued), then stop and destroy the io_context; queued completions that never run are
-// destroyed with it, handler included.
+// The executor's execution context (the io_context) may be destroyed with operations in
+// flight, in either order with the pool, as with Asio's own I/O objects: its destructor
+// destroys, on the destroying thread, the handler (and the outstanding work) of every
+// operation whose completion is not queued yet, as it destroys the queued ones; the requests
+// themselves still run, and the worker that finishes one later drops its completion instead of
+// posting into the freed context (a service of the context, mtp::asio::impl::context_guard,
+// records the operations in flight on it). What remains: the handler's associated allocator
+// must stay usable until the pool has answered the request (what is left of such an operation
+// is freed through it, on the worker), and the cancellation slot's signal must outlive the
+// handler, as Asio asks of every operation.
 #pragma once
 
 #ifndef ASIO_STANDALONE
@@ -118,8 +124,10 @@
 #include <asio/bind_executor.hpp>
 #include <asio/cancellation_type.hpp>
 #include <asio/error.hpp>
+#include <asio/execution_context.hpp>
 #include <asio/execution.hpp>
 #include <asio/post.hpp>
+#include <asio/query.hpp>
 #include <asio/prefer.hpp>
 #include <asio/system_executor.hpp>
 #include <asio/use_future.hpp>
@@ -128,11 +136,14 @@
 #endif
 
 #include <atomic>
+#include <cstdint>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <ranges>
 #include <system_error>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -231,13 +242,120 @@ inline std::exception_ptr to_exception_ptr(const mtp::error& e) {
 
 namespace impl {
 
+/// What the context_guard of an execution context sees of an operation in flight: its link in
+/// the guard's list (under the guard's mutex) and who completes it (`state`, see operation).
+struct tracked {
+  static constexpr std::uint8_t k_live = 0;     // in flight; the second arrival will post
+  static constexpr std::uint8_t k_posting = 1;  // the second arrival is posting the completion
+  static constexpr std::uint8_t k_posted = 2;   // the completion is queued on the context
+  static constexpr std::uint8_t k_closing = 3;  // the context shuts down: it destroys the handler
+  static constexpr std::uint8_t k_orphan = 4;   // closing, and the second arrival has come
+  static constexpr std::uint8_t k_gone = 5;     // the handler is destroyed; the pool still owes its arrival
+  std::atomic<std::uint8_t> state{k_live};
+  tracked* prev = nullptr;  // the guard's list, under its mutex
+  tracked* next = nullptr;
+  bool linked = false;
+  void (*close)(tracked*) noexcept = nullptr;  // destroys the handler and the work (shutdown)
+  void (*free_rest)(tracked*) noexcept = nullptr;  // frees what is left of a closed operation
+};
+
+/// An execution context's record of the adapter's operations in flight on it (asio::use_service):
+/// its shutdown, which runs in the context's destructor before the context's scheduler goes,
+/// destroys the handler of every operation whose completion is not queued yet, as Asio's own
+/// services do, so that a worker finishing one later drops its completion instead of posting
+/// into the freed context. One mutex per context, taken when an operation starts and ends on
+/// the context's threads; a worker never takes it.
+class context_guard final : public ::asio::execution_context::service {
+ public:
+  using key_type = context_guard;
+  explicit context_guard(::asio::execution_context& context) : ::asio::execution_context::service(context) {}
+
+  void add(tracked* t) {
+    const std::lock_guard lock(m_);
+    t->next = head_;
+    if (head_ != nullptr) head_->prev = t;
+    head_ = t;
+    t->linked = true;
+  }
+  void remove(tracked* t) noexcept {
+    const std::lock_guard lock(m_);
+    unlink(t);
+  }
+
+ private:
+  void unlink(tracked* t) noexcept {
+    if (!t->linked) return;
+    if (t->prev != nullptr) t->prev->next = t->next;
+    else head_ = t->next;
+    if (t->next != nullptr) t->next->prev = t->prev;
+    t->prev = t->next = nullptr;
+    t->linked = false;
+  }
+
+  void shutdown() override {
+    tracked* closing = nullptr;  // claimed here, closed outside the lock
+    {
+      const std::lock_guard lock(m_);
+      for (tracked* t = head_; t != nullptr;) {
+        tracked* const next = t->next;
+        std::uint8_t s = tracked::k_live;
+        // acq_rel: acquire pairs with the posting side's release of k_posted; release is for
+        // the arrival that later sees k_closing or k_gone.
+        while (!t->state.compare_exchange_weak(s, tracked::k_closing, std::memory_order_acq_rel)) {
+          if (s == tracked::k_posted) break;  // queued: the scheduler's shutdown destroys it
+          s = tracked::k_live;                // k_posting: lasts one post
+          std::this_thread::yield();
+        }
+        if (s != tracked::k_posted) {
+          unlink(t);
+          t->next = closing;
+          closing = t;
+        }
+        t = next;
+      }
+    }
+    while (closing != nullptr) {
+      tracked* const t = closing;
+      closing = t->next;
+      t->close(t);
+      // acq_rel: release hands the closed operation to a later arrival; acquire sees an
+      // arrival that came meanwhile (k_orphan) before freeing here.
+      if (t->state.exchange(tracked::k_gone, std::memory_order_acq_rel) == tracked::k_orphan) t->free_rest(t);
+    }
+  }
+
+  std::mutex m_;
+  tracked* head_ = nullptr;
+};
+
+/// The guard of an executor's execution context (Asio's standard executors and the older
+/// ones), or null for an executor with no context (use_future's runs the handler inline).
+template <class Executor>
+context_guard* guard_of(const Executor& ex) {
+  if constexpr (::asio::can_query<const Executor&, ::asio::execution::context_t>::value) {
+    ::asio::execution_context& context = ::asio::query(ex, ::asio::execution::context);
+    return &::asio::use_service<context_guard>(context);
+  } else if constexpr (requires { ex.context(); }) {
+    ::asio::execution_context& context = ex.context();
+    return &::asio::use_service<context_guard>(context);
+  } else {
+    return nullptr;
+  }
+}
+
 /// One operation in flight: the handler, outstanding work on its executor, the pool's handle
 /// and the value, in one allocation from the handler's associated allocator. The initiating
 /// call arrives once, and so does exactly one of the worker's callback and (Single: one
 /// request, create or remove) a canceller that abandoned the pool's callback; the second
 /// arrival posts the completion. The pool frees its own block when its worker gets to it.
+///
+/// The executor's context may be destroyed first: its context_guard then closes the operation
+/// (destroys the handler and the work, on the thread destroying the context), and the second
+/// arrival, whenever it comes, frees the rest instead of posting. `state` (tracked) decides
+/// between the two: the second arrival moves it from k_live to k_posting, and to k_posted once
+/// the post has returned; the completion waits for k_posted before it frees the operation.
 template <class Handler, class Value, class Deliver, bool Single>
-class operation {
+class operation : tracked {
  public:
   using allocator_type = ::asio::associated_allocator_t<Handler>;
   using executor_type = ::asio::associated_executor_t<Handler, ::asio::system_executor>;
@@ -260,18 +378,23 @@ class operation {
     }
     return p;
   }
-  /// Destroys and frees it (before the handler runs, as Asio asks).
+  /// Destroys and frees it (before the handler runs, as Asio asks); the context is alive.
   static void destroy(operation* p) noexcept {
-    op_allocator alloc(::asio::get_associated_allocator(p->handler_));
-    alloc_traits::destroy(alloc, p);
-    alloc_traits::deallocate(alloc, p, 1);
+    if (p->guard_ != nullptr) p->guard_->remove(p);
+    deallocate_op(p);
   }
 
   explicit operation(Handler&& h)
       : handler_(std::move(h)),
-        work_(::asio::prefer(::asio::get_associated_executor(handler_, ::asio::system_executor()),
+        alloc_(::asio::get_associated_allocator(*handler_)),
+        work_(::asio::prefer(::asio::get_associated_executor(*handler_, ::asio::system_executor()),
                              ::asio::execution::outstanding_work.tracked)),
-        slot_(::asio::get_associated_cancellation_slot(handler_)) {}
+        slot_(::asio::get_associated_cancellation_slot(*handler_)),
+        guard_(guard_of(*work_)) {
+    close = &close_op;
+    free_rest = &free_op;
+    if (guard_ != nullptr) guard_->add(this);
+  }
 
   /// The pool's callback: runs once, on a worker (or inline when the request was not sent).
   struct on_done {
@@ -321,12 +444,16 @@ class operation {
     completer(completer&& other) noexcept : op_(std::exchange(other.op_, nullptr)) {}
     completer& operator=(completer&&) = delete;
     ~completer() {
-      if (op_ != nullptr) destroy(op_);
+      if (op_ != nullptr) {
+        op_->wait_posted();
+        destroy(op_);
+      }
     }
     void operator()() {
       operation* op = std::exchange(op_, nullptr);
+      op->wait_posted();
       if (op->slot_.is_connected()) op->slot_.clear();
-      Handler handler(std::move(op->handler_));
+      Handler handler(std::move(*op->handler_));
       Value value(std::move(op->value_));
       destroy(op);  // also lets go of the outstanding work: this function is still queued work
       Deliver{}(std::move(handler), std::move(value));
@@ -336,16 +463,52 @@ class operation {
     operation* op_;
   };
 
-  void arrive() noexcept {
-    if (!arrived_.exchange(true, std::memory_order_acq_rel)) return;  // the other party posts
-    const work_type work = work_;
-    const allocator_type alloc = ::asio::get_associated_allocator(handler_);
-    ::asio::post(work, ::asio::bind_allocator(alloc, completer(this)));
+  /// The posting side may still be inside asio::post (it leaves the operation alone once it
+  /// has stored k_posted).
+  void wait_posted() const noexcept {
+    // acquire: pairs with the release of k_posted.
+    while (state.load(std::memory_order_acquire) == k_posting) std::this_thread::yield();
   }
 
-  Handler handler_;
-  work_type work_;
+  void arrive() noexcept {
+    // acq_rel: the second arrival sees what the first stored (the value, the handle).
+    if (!arrived_.exchange(true, std::memory_order_acq_rel)) return;  // the other party completes
+    std::uint8_t s = k_live;
+    // acquire: a closed operation's handler destruction happens before this side frees the rest.
+    if (!state.compare_exchange_strong(s, k_posting, std::memory_order_acquire)) {
+      // The context is shutting down (k_closing: its guard frees the rest once the handler is
+      // destroyed) or gone (k_gone: free it here).
+      // acq_rel: acquire sees the close; release publishes this side's value to the guard.
+      if (s == k_closing && state.compare_exchange_strong(s, k_orphan, std::memory_order_acq_rel)) return;
+      deallocate_op(this);
+      return;
+    }
+    const work_type& work = *work_;
+    ::asio::post(work, ::asio::bind_allocator(alloc_, completer(this)));
+    // release: the completion (or the guard) frees the operation once it sees this.
+    state.store(k_posted, std::memory_order_release);
+  }
+
+  /// The guard's close: the slot, the handler and the work go now, while the context lives.
+  static void close_op(tracked* t) noexcept {
+    auto* op = static_cast<operation*>(t);
+    if (op->slot_.is_connected()) op->slot_.clear();
+    op->handler_.reset();
+    op->work_.reset();
+  }
+  static void free_op(tracked* t) noexcept { deallocate_op(static_cast<operation*>(t)); }
+
+  static void deallocate_op(operation* p) noexcept {
+    op_allocator alloc(p->alloc_);
+    alloc_traits::destroy(alloc, p);
+    alloc_traits::deallocate(alloc, p, 1);
+  }
+
+  std::optional<Handler> handler_;
+  allocator_type alloc_;
+  std::optional<work_type> work_;
   slot_type slot_;
+  context_guard* guard_;
   Value value_{};
   async_handle handle_;
   id_t id_ = 0;
