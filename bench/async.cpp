@@ -259,8 +259,8 @@ void session_server_bench(benchmark::State& state, session_server::design mode, 
             co_await s.async_connect({asio::ip::make_address("127.0.0.1"), srv.port()}, asio::use_awaitable);
             s.set_option(asio::ip::tcp::no_delay(true));
             std::string buffer;
-            // One untimed "get" first: the session is open before the timed requests (its
-            // creation is a blocking round trip on the I/O thread in the pool design).
+            // One untimed "get" first: the session is open before the timed requests (in the
+            // pool design its creation is a round trip to a worker, awaited by the session).
             static const std::string warm_up = "get\n";
             co_await asio::async_write(s, asio::buffer(warm_up), asio::use_awaitable);
             buffer.erase(0, co_await asio::async_read_until(s, asio::dynamic_buffer(buffer), '\n', asio::use_awaitable));
