@@ -292,19 +292,19 @@ struct batch_kind {
 struct start_send_batch {
   template <class P, class In, class C>
   async_handle operator()(P& pool, In&& in, C done) const {
-    return pool.send_batch_async(std::move(in), std::move(done));
+    return pool.send_batch_async(std::forward<In>(in), std::move(done));
   }
 };
 struct start_create_batch {
   template <class P, class In, class C>
   async_handle operator()(P& pool, In&& in, C done) const {
-    return pool.create_batch_async(std::move(in), std::move(done));
+    return pool.create_batch_async(std::forward<In>(in), std::move(done));
   }
 };
 struct start_remove_batch {
   template <class P, class In, class C>
   async_handle operator()(P& pool, In&& in, C done) const {
-    return pool.remove_batch_async(std::move(in), std::move(done));
+    return pool.remove_batch_async(std::forward<In>(in), std::move(done));
   }
 };
 

@@ -265,5 +265,8 @@ static_assert(std::is_nothrow_move_constructible_v<result<std::uint64_t>>);
 
 }  // namespace mtp
 
+/// mtp::errc converts to std::error_code (see mtp::make_error_code).
+namespace std {
 template <>
-struct std::is_error_code_enum<mtp::errc> : std::true_type {};
+struct is_error_code_enum<mtp::errc> : true_type {};
+}  // namespace std
