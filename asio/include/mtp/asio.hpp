@@ -645,14 +645,6 @@ struct initiate {
   }
 };
 
-template <class T, class Range>
-std::vector<T> copy_range(Range&& r) {
-  std::vector<T> owned;
-  if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(r));
-  for (auto&& x : r) owned.emplace_back(std::forward<decltype(x)>(x));
-  return owned;
-}
-
 template <class Kind, class Token, class Signature, class ThrowingSignature, class Pool>
 auto start(Pool& pool, typename Kind::input in, Token&& token) {
   constexpr bool throwing = is_throwing_token_v<Token>;
@@ -681,7 +673,7 @@ auto async_send_batch(Pool& pool, Range&& requests, Token&& token) {
   using R = std::ranges::range_value_t<Range>;
   using T = response_t<R>;
   return impl::start<impl::send_batch_kind<R>, Token, batch_signature<T>, throwing_batch_signature<T>>(
-      pool, impl::copy_range<R>(std::forward<Range>(requests)), std::forward<Token>(token));
+      pool, mtp::to_vector<R>(std::forward<Range>(requests)), std::forward<Token>(token));
 }
 
 /// Builds `Item(r.id, args...)` on its worker (Pool::create_async) as an Asio asynchronous
@@ -716,7 +708,7 @@ template <class Pool, std::ranges::input_range Range, class Token>
 auto async_create_batch(Pool& pool, Range&& requests, Token&& token) {
   using C = std::ranges::range_value_t<Range>;
   return impl::start<impl::create_batch_kind<C>, Token, batch_signature<void>, throwing_batch_signature<void>>(
-      pool, impl::copy_range<C>(std::forward<Range>(requests)), std::forward<Token>(token));
+      pool, mtp::to_vector<C>(std::forward<Range>(requests)), std::forward<Token>(token));
 }
 
 /// remove_batch as one Asio asynchronous operation: any input range of ids; completes with
@@ -725,7 +717,7 @@ auto async_create_batch(Pool& pool, Range&& requests, Token&& token) {
 template <class Pool, id_range Ids, class Token>
 auto async_remove_batch(Pool& pool, Ids&& ids, Token&& token) {
   return impl::start<impl::remove_batch_kind, Token, batch_signature<void>, throwing_batch_signature<void>>(
-      pool, impl::copy_range<id_t>(std::forward<Ids>(ids)), std::forward<Token>(token));
+      pool, mtp::to_vector<id_t>(std::forward<Ids>(ids)), std::forward<Token>(token));
 }
 
 }  // namespace mtp::asio

@@ -339,14 +339,6 @@ struct remove_kind {
   }
 };
 
-template <class T, class Range>
-std::vector<T> copy_range(Range&& r) {
-  std::vector<T> owned;
-  if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(r));
-  for (auto&& x : r) owned.emplace_back(std::forward<decltype(x)>(x));
-  return owned;
-}
-
 }  // namespace impl
 
 /// co_await mtp::async(pool, r, resume_on [, stop]): sends `r` when the coroutine suspends and
@@ -374,7 +366,7 @@ template <class Pool, std::ranges::input_range Range, resume_target Sched>
 [[nodiscard]] auto async_batch(Pool& pool, Range&& requests, Sched resume_on, std::stop_token stop = {}) {
   using R = std::ranges::range_value_t<Range>;
   using kind = impl::batch_kind<R, response_t<R>, impl::start_send_batch>;
-  return impl::pool_awaiter<Pool, kind, Sched>(pool, impl::copy_range<R>(std::forward<Range>(requests)),
+  return impl::pool_awaiter<Pool, kind, Sched>(pool, mtp::to_vector<R>(std::forward<Range>(requests)),
                                                std::move(resume_on), std::move(stop));
 }
 
@@ -404,7 +396,7 @@ template <class Pool, std::ranges::input_range Range, resume_target Sched>
 [[nodiscard]] auto async_create_batch(Pool& pool, Range&& requests, Sched resume_on, std::stop_token stop = {}) {
   using C = std::ranges::range_value_t<Range>;
   using kind = impl::batch_kind<C, void, impl::start_create_batch>;
-  return impl::pool_awaiter<Pool, kind, Sched>(pool, impl::copy_range<C>(std::forward<Range>(requests)),
+  return impl::pool_awaiter<Pool, kind, Sched>(pool, mtp::to_vector<C>(std::forward<Range>(requests)),
                                                std::move(resume_on), std::move(stop));
 }
 
@@ -413,7 +405,7 @@ template <class Pool, std::ranges::input_range Range, resume_target Sched>
 template <class Pool, id_range Ids, resume_target Sched>
 [[nodiscard]] auto async_remove_batch(Pool& pool, Ids&& ids, Sched resume_on, std::stop_token stop = {}) {
   using kind = impl::batch_kind<id_t, void, impl::start_remove_batch>;
-  return impl::pool_awaiter<Pool, kind, Sched>(pool, impl::copy_range<id_t>(std::forward<Ids>(ids)),
+  return impl::pool_awaiter<Pool, kind, Sched>(pool, mtp::to_vector<id_t>(std::forward<Ids>(ids)),
                                                std::move(resume_on), std::move(stop));
 }
 

@@ -39,6 +39,17 @@ std::span<const T> gather(Range&& range, std::vector<T>& storage) {
   }
 }
 
+/// The elements of any input range copied (moved, from an rvalue range of rvalues) into a
+/// vector of T that the caller owns: how the asynchronous forms keep a batch alive after the
+/// call returns.
+template <class T, class Range>
+std::vector<T> to_vector(Range&& range) {
+  std::vector<T> owned;
+  if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(range));
+  for (auto&& x : range) owned.emplace_back(std::forward<decltype(x)>(x));
+  return owned;
+}
+
 /// Whether R is a method message (mtp::make_call): it holds a member function pointer, an
 /// address that means nothing in another process.
 template <class R>

@@ -254,10 +254,8 @@ class thread_pool {
   template <request_range Range>
     requires(!std::same_as<std::remove_cvref_t<Range>, std::vector<std::ranges::range_value_t<Range>>>)
   batch<response_t<std::ranges::range_value_t<Range>>> submit_batch(Range&& requests) {
-    std::vector<std::ranges::range_value_t<Range>> owned;  // the batch owns its requests
-    if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(requests));
-    for (auto&& r : requests) owned.emplace_back(std::forward<decltype(r)>(r));
-    return submit_batch(std::move(owned));
+    // The batch owns its requests.
+    return submit_batch(mtp::to_vector<std::ranges::range_value_t<Range>>(std::forward<Range>(requests)));
   }
   /// Starts a batch and returns at once; the handle's wait() returns the responses in
   /// request order. One caller can keep several batches, or several pools, busy this way.
@@ -532,12 +530,9 @@ class thread_pool {
 
   template <class Op, class Range, class F>
   async_handle start_batch_async(Range&& inputs, F on_done) {
-    using input = typename Op::input;
-    std::vector<input> owned_inputs;
-    if constexpr (std::ranges::sized_range<Range>) owned_inputs.reserve(std::ranges::size(inputs));
-    for (auto&& r : inputs) owned_inputs.emplace_back(std::forward<decltype(r)>(r));
     using S = impl::async_batch<Op, F>;
-    auto owned = std::make_unique<S>(std::move(owned_inputs), std::move(on_done), *core_);
+    auto owned = std::make_unique<S>(mtp::to_vector<typename Op::input>(std::forward<Range>(inputs)),
+                                     std::move(on_done), *core_);
     S* const s = owned.get();
     const typename S::sending_scope sending(s);  // a callback run during the send is the caller's
     const impl::worker_base* own_share = nullptr;  // allowed: nobody waits for an async batch
