@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The control thread of a sharded pool (impl/control.hpp).
+// The control thread of a sharded pool with bounded queues (impl/control.hpp).
 #include <mtp/mpi/impl/control.hpp>
 
 #include <cstddef>

@@ -17,11 +17,13 @@ const std::uint64_t sharded_base::timer_cancel_key =
     register_op<sharded_base::timer_cancel_tag>(&sharded_base::serve_timer_cancel, false);
 
 sharded_base::sharded_base()
-    : rank_(environment::current().rank()), ranks_(environment::current().size()), control_(*this, ranks_) {
+    : rank_(environment::current().rank()), ranks_(environment::current().size()) {
   timer_link_->pool = this;
 }
 
-sharded_base::~sharded_base() { control_.stop(); }
+sharded_base::~sharded_base() {
+  if (control_) control_->stop();
+}
 
 void sharded_base::on_message(int source, const char* data, std::size_t size) {
   wire::reader in(data, size);
@@ -45,9 +47,10 @@ void sharded_base::on_message(int source, const char* data, std::size_t size) {
   }
   started_.fetch_add(1, std::memory_order_relaxed);
   // Messages of one source stay in order: once one waits for the control thread, those
-  // behind it from the same source queue behind it.
-  if (entry->control || control_.holds(source)) {
-    control_.push(source, data, size, entry->serve);
+  // behind it from the same source queue behind it. Without the thread (unbounded queues)
+  // nothing waits: a waiting share is served as any other (call_wait_op).
+  if (control_ != nullptr && (entry->waits || control_->holds(source))) {
+    control_->push(source, data, size, entry->serve);
     return;
   }
   entry->serve(*this, source, h.call, in, h.count);
@@ -150,7 +153,7 @@ void sharded_base::close() {
   stopping_.store(true, std::memory_order_seq_cst);
   close_channel(channel_);  // collective; returns once every rank is done
   channel_ = nullptr;
-  control_.stop();
+  if (control_) control_->stop();
 }
 
 void sharded_base::serve_cancel(sharded_base& self, int source, std::uint64_t call, wire::reader&, std::uint32_t) {

@@ -145,6 +145,9 @@ struct item {
     if (start < 0) throw std::domain_error("negative start for " + name_);
   }
   item(mtp::id_t id, long start) : item(id, start, "item") {}
+  // Waits, as handle(const hold&) does, until a release reaches the same rank; the total is
+  // then 1 if released (0 if it waited 30 s).
+  item(mtp::id_t id, const hold&);
   long handle(const add& a) { return total_ += a.amount; }
   long handle(const get&) const { return total_; }
   int handle(const boom& b) { throw std::invalid_argument("boom " + std::to_string(b.id)); }

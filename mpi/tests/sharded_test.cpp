@@ -97,6 +97,7 @@ struct hold_gate {
   }
 } g_hold;
 
+mtp_mpi_test::item::item(mtp::id_t id, const hold&) : item(id, 0L, "held") { total_ = g_hold.wait(); }
 int mtp_mpi_test::item::handle(const where&) const { return g_rank; }
 int mtp_mpi_test::item::handle(const hold&) { return g_hold.wait(); }
 int mtp_mpi_test::item::handle(const release&) { return g_hold.release(); }
@@ -276,6 +277,62 @@ TEST(Sharded, CreateRemoveAndErrorCodesAcrossRanks) {
   EXPECT_TRUE(pool.remove(remote));
   EXPECT_FALSE(pool.remove(remote));
   EXPECT_EQ(pool.send_batch(std::vector<get>{{remote}})[0].error().code, errc::unknown_id);
+  pool.barrier();
+}
+
+// A remote create runs on the owning rank's local pool like any other message: while one
+// constructor waits, the same source rank's other messages (a create on another worker, a
+// request) are served. Rank 0's item 1 (on rank 1) waits in its constructor for the release
+// that rank 0 then sends to another item on rank 1.
+TEST(Sharded, ARemoteCreateHoldsUpNoOtherMessage) {
+  auto o = small();
+  o.router = [](mtp::id_t id, int ranks) { return static_cast<int>((id / 8) % static_cast<mtp::id_t>(ranks)); };
+  pool_t pool(std::move(o));
+  g_hold.reset();
+  pool.barrier();
+  if (pool.rank() == 0) {
+    const mtp::id_t held = 8;  // on rank 1, as the ids up to 15
+    mtp::id_t other = held + 1;  // on the other worker (rank 1's local pool routes as this one)
+    while (other < 16 && pool.local().worker_of(other) == pool.local().worker_of(held)) ++other;
+    if (other == 16) {
+      ADD_FAILURE() << "ids 8 to 15 all route to one worker";
+    } else {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto creating = std::async(std::launch::async, [&] { pool.create(held, hold{held}); });
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // its constructor waits by now
+      pool.create(other, 0L);
+      EXPECT_EQ(pool.send(release{other}), 1);
+      creating.get();
+      EXPECT_EQ(pool.send(get{held}), 1) << "the constructor was released, not timed out";
+      EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+    }
+  }
+  pool.barrier();
+}
+
+// Per-sender order through remote creates and removes: a message sent right after a create
+// (or remove) returns finds the item built (or gone); two threads on every rank, 100 times each.
+TEST(Sharded, MessagesRightAfterARemoteCreateFindTheItem) {
+  pool_t pool(small());
+  const auto ranks = static_cast<mtp::id_t>(pool.ranks());
+  const auto me = static_cast<mtp::id_t>(pool.rank());
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (mtp::id_t t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      // Ids on the next rank, apart for each rank and thread.
+      const mtp::id_t id = (me + 1) % ranks + ranks * (1 + me * 2 + t);
+      for (int i = 0; i < 100; ++i) {
+        pool.create(id, 10L);
+        if (pool.post(add{id, 1}).has_error()) ++failures;
+        if (pool.send(get{id}) != 11) ++failures;
+        if (!pool.remove(id)) ++failures;
+        if (pool.send_batch(std::vector<get>{{id}})[0].error().code != errc::unknown_id) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
   pool.barrier();
 }
 

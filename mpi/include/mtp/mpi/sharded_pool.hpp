@@ -38,8 +38,9 @@
 // results on the wire (protocol.hpp), the registry of operations (registry.hpp) and the typed
 // operations that serve each kind of message (operations.hpp), a call in flight
 // (call_state.hpp), the part of the pool the communication thread sees (sharded_base.hpp),
-// the control thread (control.hpp) and the ids of a rank's items (item_ids.hpp); what does
-// not depend on the item type is compiled into the mtp_mpi library (mpi/src/).
+// the control thread of pools with bounded queues (control.hpp) and the ids of a rank's
+// items (item_ids.hpp); what does not depend on the item type is compiled into the mtp_mpi
+// library (mpi/src/).
 #pragma once
 
 #include <algorithm>
@@ -157,6 +158,7 @@ class sharded_pool final : private impl::sharded_base {
       std::lock_guard lock(registry_m_);  // before the channel opens: other ranks may send at once
       registry_.emplace_back(&pool_, this);
     }
+    if (bounded_) start_control_thread();  // shares that wait for room wait there
     impl::open_channel(*this, channel_);
     pin_token_ = impl::pin_for_callers(pool_.placement().caller_cpus, on_diag_);
   }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// The control thread of a sharded pool: serves, in arrival order, the messages that block on
-// the local pool (create, remove, shares waiting for room in a bounded queue) and, behind
-// each, the later messages from the same source rank, which keeps per-sender order.
+// The control thread of a sharded pool whose local queues are bounded: serves, in arrival
+// order, the shares that wait for room (call_wait_op, the one message that blocks on the
+// local pool: creates and removes go to it asynchronously) and, behind each, the later
+// messages from the same source rank, which keeps per-sender order.
 #pragma once
 
 #include <atomic>

@@ -8,8 +8,10 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <iterator>
 #include <limits>
 #include <memory>
+#include <ranges>
 #include <span>
 #include <tuple>
 #include <vector>
@@ -61,12 +63,19 @@ struct call_op {
 // A share that may wait for room in a bounded queue until its caller's deadline: served on
 // the control thread (which may block, in arrival order per source) with the local pool's
 // blocking or timed batch. Entries: [i64 nanoseconds it may wait, k_wait_forever: no
-// deadline] then the requests.
+// deadline] then the requests. A rank whose queues are unbounded (its options differ from
+// the sender's) has no control thread and nothing to wait for: it serves the share as a
+// call_op, on the communication thread.
 template <class Pool, class R>
 struct call_wait_op {
   static void serve(sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
     auto& self = static_cast<Pool&>(base);
     using T = response_t<R>;
+    if (!self.bounded_) {
+      (void)in.pod<std::int64_t>();
+      call_op<Pool, R>::serve(base, source, call, in, n);
+      return;
+    }
     try {
       const auto wait_ns = in.pod<std::int64_t>();
       const wire::decoded<R> decoded(in, n);
@@ -153,36 +162,56 @@ struct timer_op {
   static inline const std::uint64_t key = register_op<timer_op>(&serve, false);
 };
 
-// Creates: Item(id, args...) for each entry [id][args], on the control thread (the local
-// pool's create_batch blocks).
+// Creates: Item(id, args...) for each entry [id][args], handed to the local pool with
+// create_batch_async on the communication thread, which never waits for a constructor; the
+// callback notes the ids created and replies. A later message from the same source is handed
+// to the local pool after it, by the same thread: the local pool's per-sender order runs it
+// once the item is built.
 template <class Pool, class... A>
 struct create_op {
   static void serve(sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
     auto& self = static_cast<Pool&>(base);
-    std::vector<mtp::create_request<A...>> reqs;
-    reqs.reserve(n);
-    for (std::uint32_t i = 0; i < n; ++i) {
-      const auto id = in.pod<id_t>();
-      reqs.push_back({id, wire::get_tuple<A...>(in)});
+    try {
+      std::vector<mtp::create_request<A...>> reqs;
+      reqs.reserve(n);
+      std::vector<id_t> ids(n);
+      for (std::uint32_t i = 0; i < n; ++i) {
+        ids[i] = in.pod<id_t>();
+        reqs.push_back({ids[i], wire::get_tuple<A...>(in)});
+      }
+      // Moved into the batch (a plain rvalue vector would be copied element by element).
+      std::ranges::subrange moved(std::make_move_iterator(reqs.begin()), std::make_move_iterator(reqs.end()));
+      (void)self.pool_.create_batch_async(moved, [&self, source, call, ids = std::move(ids)](
+                                                     std::vector<result<void>>&& rs) {
+        self.reply(source, call, self.ids_.note_created(ids, std::move(rs)));
+      });
+    } catch (...) {  // an entry that would not decode (or no memory): the whole share fails
+      std::vector<result<void>> failed(n);
+      for (auto& f : failed) f.set_error(error{errc::handler_failed, 0, std::current_exception()});
+      self.reply(source, call, failed);
     }
-    std::vector<id_t> ids;
-    ids.reserve(reqs.size());
-    for (const auto& r : reqs) ids.push_back(r.id);
-    self.reply(source, call, self.ids_.note_created(ids, self.pool_.create_batch(reqs)));
   }
-  static inline const std::uint64_t key = register_op<create_op>(&serve, true);
+  static inline const std::uint64_t key = register_op<create_op>(&serve, false);
 };
 
-// Removes, on the control thread (the local pool's remove_batch blocks).
+// Removes, handed to the local pool with remove_batch_async as creates are.
 template <class Pool>
 struct remove_op {
   static void serve(sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
     auto& self = static_cast<Pool&>(base);
-    std::vector<id_t> ids(n);
-    for (auto& id : ids) id = in.pod<id_t>();
-    self.reply(source, call, self.ids_.note_removed(ids, self.pool_.remove_batch(ids)));
+    try {
+      std::vector<id_t> ids(n);
+      for (auto& id : ids) id = in.pod<id_t>();
+      (void)self.pool_.remove_batch_async(ids, [&self, source, call, ids](std::vector<result<void>>&& rs) {
+        self.reply(source, call, self.ids_.note_removed(ids, std::move(rs)));
+      });
+    } catch (...) {  // an entry that would not decode (or no memory): the whole share fails
+      std::vector<result<void>> failed(n);
+      for (auto& f : failed) f.set_error(error{errc::handler_failed, 0, std::current_exception()});
+      self.reply(source, call, failed);
+    }
   }
-  static inline const std::uint64_t key = register_op<remove_op>(&serve, true);
+  static inline const std::uint64_t key = register_op<remove_op>(&serve, false);
 };
 
 }  // namespace mtp::mpi::impl

@@ -14,7 +14,7 @@ class sharded_base;
 using serve_fn = void (*)(sharded_base& pool, int source, std::uint64_t call, wire::reader& in, std::uint32_t n);
 struct op_entry {
   serve_fn serve;
-  bool control;  // create or remove: blocking on the local pool, run by the control thread
+  bool waits;  // a share that may wait for room in a bounded queue: served on the control thread
 };
 
 /// Adds the operation `key`; aborts, naming the key, when another operation already holds it.
@@ -27,9 +27,9 @@ void add_op(std::uint64_t key, op_entry entry);
 // Runs during static initialisation, so every rank (one program) knows every operation any
 // rank can send before main starts, whatever code path each rank takes.
 template <class Tag>
-std::uint64_t register_op(serve_fn serve, bool control) {
+std::uint64_t register_op(serve_fn serve, bool waits) {
   const std::uint64_t key = op_key(typeid(Tag).name());
-  add_op(key, op_entry{serve, control});
+  add_op(key, op_entry{serve, waits});
   return key;
 }
 

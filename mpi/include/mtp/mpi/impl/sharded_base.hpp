@@ -3,7 +3,7 @@
 // thread sees of it (incoming messages dispatched to their operations, the counts that tell
 // when it is quiescent), the gate that shutdown closes, calls waiting for their replies,
 // replies, cancellation on the caller's and on the serving side, remote timers, and the
-// control thread. Its functions are in src/sharded_base.cpp.
+// control thread of pools with bounded queues. Its functions are in src/sharded_base.cpp.
 #pragma once
 
 #include <atomic>
@@ -117,6 +117,10 @@ class sharded_base : public channel_client {
   // the control thread.
   void close();
 
+  // Starts the control thread; before the channel opens (the communication thread reads
+  // control_ unguarded). Only pools with bounded queues need it (see control_).
+  void start_control_thread() { control_ = std::make_unique<control_thread>(*this, ranks_); }
+
   channel* channel_ = nullptr;
   const int rank_;
   const int ranks_;
@@ -154,9 +158,13 @@ class sharded_base : public channel_client {
   std::mutex timers_m_;
   std::map<std::pair<int, std::uint64_t>, mtp::timer> remote_timers_;
   std::size_t timers_sweep_at_ = 64;
-  // Runs create and remove (blocking on the local pool) in arrival order. Last: its thread
-  // starts once the rest is ready.
-  control_thread control_;
+  // Serves the shares that wait for room in a bounded queue (call_wait_op), and behind each
+  // the later messages from the same source, in arrival order. Waiting for room is the one
+  // blocking step left in serving other ranks (create and remove go to the local pool with
+  // create_batch_async / remove_batch_async from the communication thread), and the local
+  // pool has no asynchronous form of it, so a thread waits. It exists only when the local
+  // pool's queues are bounded (start_control_thread): by default a rank has no such thread.
+  std::unique_ptr<control_thread> control_;
 };
 
 // ---- Helpers of sharded_pool that do not depend on its item type ----------------------------
