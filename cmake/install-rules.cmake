@@ -50,6 +50,9 @@ if(TARGET mtp_asio)
   install(FILES asio/include/mtp/asio.hpp
     DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/mtp
     COMPONENT mtp_development)
+  install(DIRECTORY asio/include/mtp/asio/  # the headers mtp/asio.hpp includes (async_await.hpp)
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/mtp/asio
+    COMPONENT mtp_development)
   install(TARGETS mtp_asio EXPORT mtp-targets COMPONENT mtp_development)
 endif()
 

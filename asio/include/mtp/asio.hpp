@@ -721,3 +721,5 @@ auto async_remove_batch(Pool& pool, Ids&& ids, Token&& token) {
 }
 
 }  // namespace mtp::asio
+
+#include <mtp/asio/async_await.hpp>
