@@ -11,6 +11,18 @@
 //                                 coroutine on the I/O thread co_awaits asio::post(executor of
 //                                 a second io_context run by another thread, use_awaitable),
 //                                 which resumes it on its own executor.
+//   async/completions/<channel>/producers:P
+//                                 the channel that carries completions back to an I/O thread,
+//                                 alone: P threads (standing for workers) each complete N
+//                                 operations as fast as they can; one thread runs the
+//                                 io_context, where each completion runs (a counter). Channels:
+//                                 post: one asio::post per completion (the adapter before);
+//                                 ready_list: the adapter's intrusive lock-free list, one
+//                                 posted drain per empty-to-non-empty transition;
+//                                 moodycamel: ConcurrentQueue, a ProducerToken per producer
+//                                 (one SPSC block ring each), a flag for the posted drain, and
+//                                 try_dequeue_bulk. Completions/s and executor posts per
+//                                 completion.
 //   async/send/callers:T          the blocking round trip (pool.send) from T threads.
 //   async/send_batch/batch:100    one thread, blocking send_batch of 100 requests back to back.
 //   async/session_server/<design>/connections:C
@@ -31,6 +43,8 @@
 #include <vector>
 
 #include <mtp/asio.hpp>
+
+#include <concurrentqueue/concurrentqueue.h>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -183,6 +197,92 @@ void asio_hop(benchmark::State& state) {
   other_thread.join();
 }
 
+enum class channel { post, ready_list, moodycamel };
+
+struct completion_node {
+  completion_node* ready_next = nullptr;  // mtp::asio::impl::ready_list's link
+  std::uint64_t value = 0;
+};
+
+// P producers complete `per` operations each; the io_context's thread runs them.
+void completions(benchmark::State& state, channel kind, std::size_t producers) {
+  const std::size_t per = config().quick ? 200000 : 1000000;
+  const std::size_t total = per * producers;
+  std::vector<completion_node> nodes(total);
+  for (auto _ : state) {
+    asio::io_context io(1);
+    auto busy = asio::make_work_guard(io);
+    std::uint64_t ran = 0, sum = 0, posts = 0;  // on the io_context's thread only
+    auto run_one = [&](completion_node* n) {
+      sum += n->value;
+      if (++ran == total) busy.reset();
+    };
+    mtp::asio::impl::ready_list<completion_node> list;
+    moodycamel::ConcurrentQueue<completion_node*> queue;
+    std::atomic<bool> scheduled{false};
+    auto drain_list = [&] {
+      ++posts;
+      for (completion_node* n = list.take(); n != nullptr;) {
+        completion_node* const next = n->ready_next;
+        run_one(n);
+        n = next;
+      }
+    };
+    auto drain_queue = [&] {
+      ++posts;
+      // seq_cst: a producer that enqueued after this store sees it clear and posts again; one
+      // that saw it set had enqueued before the dequeues below.
+      scheduled.store(false, std::memory_order_seq_cst);
+      completion_node* got[256];
+      std::size_t n = 0;
+      while ((n = queue.try_dequeue_bulk(got, 256)) != 0) {
+        for (std::size_t i = 0; i < n; ++i) run_one(got[i]);
+      }
+    };
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (std::size_t p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        moodycamel::ProducerToken token(queue);
+        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+        for (std::size_t i = 0; i < per; ++i) {
+          completion_node* n = &nodes[p * per + i];
+          n->value = i;
+          switch (kind) {
+            case channel::post:
+              asio::post(io, [&, n] {
+                ++posts;
+                run_one(n);
+              });
+              break;
+            case channel::ready_list:
+              if (list.push(n)) asio::post(io, drain_list);
+              break;
+            case channel::moodycamel:
+              queue.enqueue(token, n);
+              std::atomic_thread_fence(std::memory_order_seq_cst);  // the enqueue before the flag's read
+              if (!scheduled.load(std::memory_order_seq_cst) && !scheduled.exchange(true, std::memory_order_seq_cst)) {
+                asio::post(io, drain_queue);
+              }
+              break;
+          }
+        }
+      });
+    }
+    const auto t0 = clock_type::now();
+    go.store(true, std::memory_order_release);
+    io.run();
+    const double seconds = elapsed_ns(t0, clock_type::now()) / 1e9;
+    for (auto& t : threads) t.join();
+    state.SetIterationTime(seconds);
+    state.SetItemsProcessed(static_cast<std::int64_t>(total));
+    state.counters["msgs_per_s"] = static_cast<double>(total) / seconds;
+    state.counters["posts_per_completion"] = static_cast<double>(posts) / static_cast<double>(total);
+    if (sum != producers * (per * (per - 1) / 2)) return fail(state, "lost completions");
+  }
+  state.counters["producers"] = static_cast<double>(producers);
+}
+
 void blocking_send(benchmark::State& state, std::size_t callers) {
   mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
   create_items(pool);
@@ -301,6 +401,12 @@ void register_async() {
     add("async/core_awaitable/in_flight:" + std::to_string(n), [n](benchmark::State& s) { core_awaitable_in_flight(s, n); });
   }
   add("async/asio_hop/in_flight:1", [](benchmark::State& s) { asio_hop(s); });
+  for (std::size_t p : {1, 2}) {
+    const std::string tail = "/producers:" + std::to_string(p);
+    add("async/completions/post" + tail, [p](benchmark::State& s) { completions(s, channel::post, p); });
+    add("async/completions/ready_list" + tail, [p](benchmark::State& s) { completions(s, channel::ready_list, p); });
+    add("async/completions/moodycamel" + tail, [p](benchmark::State& s) { completions(s, channel::moodycamel, p); });
+  }
   for (std::size_t t : {1, 8}) {
     add("async/send/callers:" + std::to_string(t), [t](benchmark::State& s) { blocking_send(s, t); });
   }

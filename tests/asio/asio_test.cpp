@@ -905,6 +905,92 @@ TEST(AsioAdapter, TerminalCancellationCompletesAtOnceWhileTheWorkerIsBusy) {
   EXPECT_EQ(seen.size(), 6u);
 }
 
+// Completions for an io_context's own executor travel in bulk: every completion queued while
+// the context did not run comes back through one executor post (one drain), in the order the
+// pool completed them. `pool.send` to the same item afterwards returns only once the worker
+// has passed every earlier request to its completion (one worker, in order).
+TEST(AsioAdapter, CompletionsForAnIoContextRunFromOneDrain) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  asio::io_context io;
+  std::vector<int> values;
+  int resumed = 0;
+  constexpr int k_callbacks = 500, k_coroutines = 100;
+  for (int i = 0; i < k_callbacks; ++i) {
+    mtp::asio::async_send(pool, add{1, 1}, asio::bind_executor(io, [&](std::error_code ec, int v) {
+                            EXPECT_FALSE(ec);
+                            values.push_back(v);
+                          }));
+  }
+  for (int i = 0; i < k_coroutines; ++i) {  // use_awaitable: the coroutine's any_io_executor
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          (void)co_await mtp::asio::async_send(pool, add{1, 0}, asio::use_awaitable);
+          ++resumed;
+        },
+        asio::detached);
+  }
+  io.poll();  // the coroutines start their requests; nothing has completed that could run
+  pool.send(add{1, 0});  // every completion above is queued on the context
+  EXPECT_EQ(io.run_one(), 1u);  // one handler: the drain
+  ASSERT_EQ(values.size(), static_cast<std::size_t>(k_callbacks));
+  for (int i = 0; i < k_callbacks; ++i) EXPECT_EQ(values[i], i + 1);
+  EXPECT_EQ(resumed, k_coroutines);
+  run_bounded(io);
+}
+
+// A handler that throws leaves io_context::run() as with any handler; the rest of its drain
+// runs on the next run(), each exactly once, in order.
+TEST(AsioAdapter, AThrowingHandlerLeavesTheRestOfItsDrainToTheNextRun) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  asio::io_context io;
+  std::vector<int> values;
+  for (int i = 0; i < 50; ++i) {
+    mtp::asio::async_send(pool, add{1, 1}, asio::bind_executor(io, [&](std::error_code, int v) {
+                            values.push_back(v);
+                            if (v == 10) throw std::runtime_error("handler");
+                          }));
+  }
+  pool.send(add{1, 0});
+  EXPECT_THROW(io.run(), std::runtime_error);
+  EXPECT_EQ(values.size(), 10u);
+  io.restart();
+  run_bounded(io);
+  ASSERT_EQ(values.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(values[i], i + 1);
+}
+
+// Completions queued for a drain that never runs: the context's destructor destroys their
+// handlers (and nothing leaks, which AddressSanitizer checks).
+TEST(AsioAdapter, IoContextDestroyedWithCompletionsQueued) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(1);
+  auto io = std::make_unique<asio::io_context>();
+  auto alive = std::make_shared<int>(0);
+  const std::weak_ptr<int> watch = alive;
+  int ran = 0;
+  for (int i = 0; i < 20; ++i) {
+    mtp::asio::async_send(pool, add{1, 1}, asio::bind_executor(*io, [&ran, alive](std::error_code, int) { ++ran; }));
+  }
+  asio::co_spawn(
+      *io,
+      [&ran, &pool, alive]() -> asio::awaitable<void> {
+        (void)co_await mtp::asio::async_send(pool, add{1, 1}, asio::use_awaitable);
+        ++ran;
+      },
+      asio::detached);
+  io->poll();
+  pool.send(add{1, 0});  // all 21 completions are queued on the context
+  alive.reset();
+  EXPECT_FALSE(watch.expired());
+  io.reset();
+  EXPECT_TRUE(watch.expired()) << "a queued completion outlived its io_context";
+  EXPECT_EQ(ran, 0);
+  EXPECT_EQ(pool.send(add{1, 0}), 21);
+}
+
 // Asio's own I/O objects let the io_context go first: its destructor destroys every handler
 // still waiting. The adapter's operations do the same; the requests still run, and a worker
 // that finishes one later drops its completion instead of posting into the freed context.

@@ -66,14 +66,21 @@
 // errc::cancelled, those that ran with their responses).
 //
 // Where the completion runs: always on the handler's associated executor (for use_awaitable
-// the coroutine's executor), through asio::post: never on a pool worker and never inside the
-// initiating call. A handler with no associated executor completes on asio::system_executor
+// the coroutine's executor), as through asio::post: never on a pool worker and never inside
+// the initiating call. Completions for an io_context's own executor (io_context::executor_type
+// in any variant, or an any_io_executor holding one: use_awaitable in a coroutine co_spawned
+// on an io_context, bind_executor(io, ...)) travel in bulk: workers queue them on the context
+// without a lock, and one posted drain runs all those queued so far, one after another, in the
+// order they completed (one executor post per drain, not per completion). Every other executor
+// (a strand, a thread pool's, your own) gets one asio::post per completion. A handler with no associated executor completes on asio::system_executor
 // (Asio's own thread pool); bind your callback to your executor (asio::bind_executor). The
 // operation holds outstanding work on that executor until the handler has run, so an
 // io_context::run() does not return while requests are in flight.
 //
-// Allocation: the completion posted to the executor uses the handler's associated allocator,
-// as does the operation's own state; the pool's per-request allocation is the pool's.
+// Allocation: the operation's own state uses the handler's associated allocator, as does the
+// completion posted to an executor that is not an io_context's own (a completion in bulk
+// allocates nothing; Asio allocates its drain once per drain); the pool's per-request
+// allocation is the pool's.
 //
 // Cancellation: per operation, through the handler's associated cancellation slot
 // (asio::cancellation_signal, asio::bind_cancellation_slot, awaitable operators, ...).
@@ -123,8 +130,10 @@
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/bind_executor.hpp>
 #include <asio/cancellation_type.hpp>
+#include <asio/any_io_executor.hpp>
 #include <asio/error.hpp>
 #include <asio/execution_context.hpp>
+#include <asio/io_context.hpp>
 #include <asio/execution.hpp>
 #include <asio/post.hpp>
 #include <asio/query.hpp>
@@ -257,7 +266,66 @@ struct tracked {
   bool linked = false;
   void (*close)(tracked*) noexcept = nullptr;  // destroys the handler and the work (shutdown)
   void (*free_rest)(tracked*) noexcept = nullptr;  // frees what is left of a closed operation
+  // Completion in bulk (an io_context's own executor): the guard's list of completed operations.
+  tracked* ready_next = nullptr;
+  void (*complete)(tracked*) = nullptr;        // runs the handler, from a drain on the context
+  void (*discard)(tracked*) noexcept = nullptr;  // destroys it unrun (the context shuts down)
 };
+
+/// Completed operations on their way to an io_context, pushed by any number of workers and
+/// taken all at once by the context's thread: a lock-free LIFO of intrusive links (the
+/// operation is the node, so nothing is allocated), reversed on taking, so a drain runs them
+/// in the order they completed. Only the push that finds the list empty asks for a drain: one
+/// executor post per drain, however many completions it carries.
+template <class Node>
+class ready_list {
+ public:
+  /// Adds `n`; true when the list was empty (the caller then posts the drain).
+  bool push(Node* n) noexcept {
+    Node* head = head_.load(std::memory_order_relaxed);
+    do {
+      n->ready_next = head;
+      // release: the drain that takes `n` sees everything written to it before the push.
+    } while (!head_.compare_exchange_weak(head, n, std::memory_order_release, std::memory_order_relaxed));
+    return head == nullptr;
+  }
+  /// Takes every node pushed so far, oldest first (null when empty).
+  Node* take() noexcept {
+    // acquire: pairs with the pushes' release.
+    Node* lifo = head_.exchange(nullptr, std::memory_order_acquire);
+    Node* fifo = nullptr;
+    while (lifo != nullptr) {
+      Node* const next = lifo->ready_next;
+      lifo->ready_next = fifo;
+      fifo = lifo;
+      lifo = next;
+    }
+    return fifo;
+  }
+
+ private:
+  std::atomic<Node*> head_{nullptr};
+};
+
+/// The io_context of an executor that runs handlers on the context's own threads without a
+/// strand (io_context::executor_type in any of its variants, or an any_io_executor holding
+/// one): its completions can run one after another from one drain. Null for any other
+/// executor (a strand, a thread pool's, a user's), whose completions are posted one by one.
+template <class Executor>
+::asio::io_context* plain_io_context(const Executor& ex) noexcept {
+  using plain = ::asio::io_context::executor_type;
+  using plain_tracked = std::decay_t<decltype(::asio::prefer(std::declval<const plain&>(),
+                                                             ::asio::execution::outstanding_work.tracked))>;
+  if constexpr (std::is_same_v<Executor, plain> || std::is_same_v<Executor, plain_tracked>) {
+    return &ex.context();
+  } else if constexpr (std::is_same_v<Executor, ::asio::any_io_executor>) {
+    if (const plain* e = ex.template target<plain>()) return &e->context();
+    if (const plain_tracked* e = ex.template target<plain_tracked>()) return &e->context();
+    return nullptr;
+  } else {
+    return nullptr;
+  }
+}
 
 /// An execution context's record of the adapter's operations in flight on it (asio::use_service):
 /// its shutdown, which runs in the context's destructor before the context's scheduler goes,
@@ -282,7 +350,40 @@ class context_guard final : public ::asio::execution_context::service {
     unlink(t);
   }
 
+  /// Queues the completed operation `t` for the next drain on `io` (this guard's context),
+  /// posting the drain when none is pending. Called by the second arrival while `t` is still
+  /// k_posting, so the context cannot shut down meanwhile.
+  void push_ready(tracked* t, ::asio::io_context& io) {
+    if (ready_.push(t)) ::asio::post(io.get_executor(), drain{this, &io});
+  }
+
  private:
+  /// Runs every queued completion on the context's thread. Destroyed unrun when the context
+  /// shuts down with it queued: shutdown() has already discarded the list.
+  struct drain {
+    context_guard* guard;
+    ::asio::io_context* io;
+    void operator()() const {
+      tracked* t = guard->ready_.take();
+      while (t != nullptr) {
+        tracked* const next = t->ready_next;
+        try {
+          t->complete(t);
+        } catch (...) {
+          // The handler's exception leaves io_context::run(), as for any handler; what this
+          // drain had not run yet goes to the next one.
+          for (tracked* rest = next; rest != nullptr;) {
+            tracked* const after = rest->ready_next;
+            guard->push_ready(rest, *io);
+            rest = after;
+          }
+          throw;
+        }
+        t = next;
+      }
+    }
+  };
+
   void unlink(tracked* t) noexcept {
     if (!t->linked) return;
     if (t->prev != nullptr) t->prev->next = t->next;
@@ -322,10 +423,18 @@ class context_guard final : public ::asio::execution_context::service {
       // arrival that came meanwhile (k_orphan) before freeing here.
       if (t->state.exchange(tracked::k_gone, std::memory_order_acq_rel) == tracked::k_orphan) t->free_rest(t);
     }
+    // Completed operations waiting for a drain (k_posted, so the loop above left them): the
+    // drain itself is destroyed unrun by the context's scheduler, which shuts down after.
+    for (tracked* t = ready_.take(); t != nullptr;) {
+      tracked* const next = t->ready_next;
+      t->discard(t);
+      t = next;
+    }
   }
 
   std::mutex m_;
   tracked* head_ = nullptr;
+  ready_list<tracked> ready_;
 };
 
 /// The guard of an executor's execution context (Asio's standard executors and the older
@@ -390,9 +499,12 @@ class operation : tracked {
         work_(::asio::prefer(::asio::get_associated_executor(*handler_, ::asio::system_executor()),
                              ::asio::execution::outstanding_work.tracked)),
         slot_(::asio::get_associated_cancellation_slot(*handler_)),
-        guard_(guard_of(*work_)) {
+        guard_(guard_of(*work_)),
+        bulk_(guard_ != nullptr ? plain_io_context(*work_) : nullptr) {
     close = &close_op;
     free_rest = &free_op;
+    complete = &complete_op;
+    discard = &discard_op;
     if (guard_ != nullptr) guard_->add(this);
   }
 
@@ -483,11 +595,20 @@ class operation : tracked {
       deallocate_op(this);
       return;
     }
-    const work_type& work = *work_;
-    ::asio::post(work, ::asio::bind_allocator(alloc_, completer(this)));
+    if (bulk_ != nullptr) {
+      guard_->push_ready(this, *bulk_);  // runs with the context's other completions, one post
+    } else {
+      const work_type& work = *work_;
+      ::asio::post(work, ::asio::bind_allocator(alloc_, completer(this)));
+    }
     // release: the completion (or the guard) frees the operation once it sees this.
     state.store(k_posted, std::memory_order_release);
   }
+
+  /// A drain's run of the completion (complete) and the context's shutdown's (discard), as a
+  /// posted completer would run or be destroyed.
+  static void complete_op(tracked* t) { completer(static_cast<operation*>(t))(); }
+  static void discard_op(tracked* t) noexcept { completer unrun(static_cast<operation*>(t)); }
 
   /// The guard's close: the slot, the handler and the work go now, while the context lives.
   static void close_op(tracked* t) noexcept {
@@ -509,6 +630,7 @@ class operation : tracked {
   std::optional<work_type> work_;
   slot_type slot_;
   context_guard* guard_;
+  ::asio::io_context* bulk_;  // completes through guard_'s drains (plain_io_context), else null
   Value value_{};
   async_handle handle_;
   id_t id_ = 0;
