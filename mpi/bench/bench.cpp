@@ -22,7 +22,10 @@
 // --large-iters N (16 MiB round trips per repetition, 4), --coll-items N (10000), --hops N
 // (1000). --count FORM (none, reduce, batch, quiesce, barrier, chain) runs only FORM,
 // --count-reps times (10), on the second pool: with MTP_MPI_STATS=1, the messages each rank
-// sent, printed at exit, less those of --count none, are FORM's.
+// sent, printed at exit, less those of --count none, are FORM's. --lifecycle N runs only remote
+// creation and removal: rank 0 creates N items that live on the other ranks (one
+// create_batch), removes them (one remove_batch), then creates 1,000 of them one create at a
+// time (and removes them), --reps times; the medians.
 //
 // Baselines call MPI on MPI_COMM_WORLD from the main thread while the communication thread
 // serves the pool on its own communicators, so the environment asks for MPI_THREAD_MULTIPLE.
@@ -40,6 +43,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -777,6 +781,42 @@ void count_only(mtp::mpi::sharded_pool<node>& pool, int rank, const std::string&
                              form.c_str(), reps);
 }
 
+// --lifecycle N: remote create_batch and remove_batch of N items, and single remote creates,
+// from rank 0 to items on the other ranks.
+void lifecycle_only(mtp::mpi::sharded_pool<counter>& pool, int rank, int ranks, std::size_t n, int reps) {
+  if (rank == 0) {
+    std::vector<mtp::id_t> ids;
+    ids.reserve(n);
+    for (mtp::id_t id = 0; ids.size() < n; ++id) {
+      if (pool.rank_of(id) != 0) ids.push_back(id);
+    }
+    const std::size_t singles = std::min<std::size_t>(1000, n);
+    std::vector<double> created, removed, single;
+    for (int rep = 0; rep < reps; ++rep) {
+      const auto t0 = clock_type::now();
+      for (const auto& r : pool.create_batch(ids, std::int64_t{0})) r.value();
+      const double c = seconds_since(t0);
+      const auto t1 = clock_type::now();
+      for (const auto& r : pool.remove_batch(ids)) r.value();
+      const double d = seconds_since(t1);
+      const auto t2 = clock_type::now();
+      for (std::size_t i = 0; i < singles; ++i) pool.create(ids[i], std::int64_t{0});
+      const double s = seconds_since(t2);
+      for (const auto& r : pool.remove_batch(std::span<const mtp::id_t>(ids.data(), singles))) r.value();
+      created.push_back(c * 1e9 / static_cast<double>(n));
+      removed.push_back(d * 1e9 / static_cast<double>(n));
+      single.push_back(s * 1e6 / static_cast<double>(singles));
+    }
+    const spread c = summarise(created), d = summarise(removed), s = summarise(single);
+    std::printf("remote lifecycle, %zu items on ranks 1..%d from rank 0, median of %d [lowest - highest]:\n", n,
+                ranks - 1, reps);
+    std::printf("  create_batch         %8.1f ns/item  [%.1f - %.1f]\n", c.median, c.lo, c.hi);
+    std::printf("  remove_batch         %8.1f ns/item  [%.1f - %.1f]\n", d.median, d.lo, d.hi);
+    std::printf("  create, one by one   %8.1f us/item  [%.1f - %.1f]  (%zu items)\n", s.median, s.lo, s.hi, singles);
+  }
+  pool.barrier();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -788,6 +828,7 @@ int main(int argc, char** argv) {
   int iters = 5000, reps = 15, large_iters = 4, hops = 1000, count_reps = 10;
   std::size_t n = 10000, items = 1000, big_batch = 100000;
   std::string count;
+  std::size_t lifecycle = 0;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--iters") == 0) iters = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--batch") == 0) n = std::strtoull(argv[++i], nullptr, 10);
@@ -799,6 +840,15 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[i], "--hops") == 0) hops = std::max(1, std::atoi(argv[++i]));
     else if (std::strcmp(argv[i], "--count") == 0) count = argv[++i];
     else if (std::strcmp(argv[i], "--count-reps") == 0) count_reps = std::max(0, std::atoi(argv[++i]));
+    else if (std::strcmp(argv[i], "--lifecycle") == 0) lifecycle = std::strtoull(argv[++i], nullptr, 10);
+  }
+  if (lifecycle > 0) {
+    if (env.size() < 2) return 0;
+    mtp::mpi::sharded_options o;
+    o.local.workers = 2;
+    mtp::mpi::sharded_pool<counter> pool(o);
+    lifecycle_only(pool, env.rank(), env.size(), lifecycle, reps);
+    return 0;
   }
   mtp::mpi::sharded_options o2;
   o2.local.workers = 2;
