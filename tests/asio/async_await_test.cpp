@@ -31,6 +31,7 @@
 #include <coroutine>
 #include <exception>
 #include <future>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
@@ -461,6 +462,28 @@ TEST(AsioAsyncAwait, TheCancellationSlotStopsAFactoryAwaitable) {
   EXPECT_EQ(calls, 3);
   EXPECT_FALSE(total_error);
   EXPECT_EQ(total_value, 1) << "a cancelled request ran";  // only add{1, 1} ran, after the hold
+}
+
+// A completion still queued when the io_context is destroyed is destroyed unrun, with what
+// the operation held: the handler, the work and the cancellation slot's handler.
+TEST(AsioAsyncAwait, AQueuedCompletionIsDestroyedWithTheContext) {
+  asio::cancellation_signal signal;  // outlives the operation, as Asio asks
+  auto held = std::make_shared<int>(0);
+  const std::weak_ptr<int> watch = held;
+  bool ran = false;
+  {
+    asio::io_context io;
+    mtp::asio::async_await(ready_int{1}, asio::bind_executor(io, [&ran, h = std::move(held)](std::error_code, int) {
+                             ran = true;
+                           }));
+    mtp::asio::async_await(
+        [](std::stop_token) { return ready_int{2}; },
+        asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, [&ran](std::error_code, int) { ran = true; })));
+    EXPECT_FALSE(watch.expired());
+  }  // never run
+  EXPECT_TRUE(watch.expired()) << "the handler was not destroyed";
+  EXPECT_FALSE(ran);
+  signal.emit(asio::cancellation_type::terminal);  // the slot was cleared: nothing to call
 }
 
 }  // namespace
