@@ -3,16 +3,22 @@
 
 #include <mtp/core/impl/wait.hpp>
 
+#include "threads.hpp"
+
 #include <pthread.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstdio>
 #include <exception>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 namespace mtp::impl {
@@ -250,6 +256,7 @@ pool_core::pool_core(pool_options options)
   const std::size_t n = placement_.workers.size();
   mask_ = (n > 1 && (n & (n - 1)) == 0) ? n - 1 : 0;
   has_router_ = static_cast<bool>(options_.router);
+  shutdown_mutex_ = std::make_unique<pool_mutex>();
 }
 
 pool_core::~pool_core() {
@@ -322,7 +329,7 @@ void pool_core::shutdown() {
   }
   bool free_after = false;
   {
-    std::lock_guard lock(shutdown_mutex_);
+    std::lock_guard lock(shutdown_mutex_->mutex);
     if (joined_) return;
     // relaxed: read back only by the worker that may finish the pool, after it ran its stop
     // marker, which we push below (the queue orders the two).
@@ -412,7 +419,7 @@ void pool_core::finish_from(worker_base& self) noexcept {
     if (w.get() != &self) w->join();
   }
   write_trace_at_end();  // the workers are done: the same trace file as shutdown() writes
-  self.thread_.detach();  // we are that thread; it ends right after this call
+  self.thread_->thread.detach();  // we are that thread; it ends right after this call
   delete this;
 }
 

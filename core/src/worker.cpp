@@ -6,11 +6,14 @@
 #include <mtp/core/impl/type_name.hpp>
 
 #include "trace_ring.hpp"
+#include "threads.hpp"
 
 #include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
+#include <chrono>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -45,7 +48,7 @@ worker_base::~worker_base() {
 void worker_base::stop_and_join() noexcept {
   // The pool joins its workers before destroying them; a still-joinable thread here means the
   // pool failed half-way through start-up, and std::thread would terminate: stop it instead.
-  if (!thread_.joinable()) return;
+  if (thread_ == nullptr || !thread_->thread.joinable()) return;
   try {
     push_stop();
   } catch (...) {
@@ -53,13 +56,15 @@ void worker_base::stop_and_join() noexcept {
     // hang; std::thread's destructor then terminates, which is the honest outcome.
     return;
   }
-  thread_.join();
+  thread_->thread.join();
 }
 
 void worker_base::start(const worker_placement& where, bool bind_memory) {
   where_ = where;
   sole_cpu_ = where.cpus.size() == 1 ? static_cast<int>(where.cpus.front()) : -1;
-  thread_ = std::thread([this, where, bind_memory] { main(where, bind_memory); });
+  auto t = std::make_unique<worker_thread>();
+  t->thread = std::thread([this, where, bind_memory] { main(where, bind_memory); });
+  thread_ = std::move(t);
 }
 
 int current_cpu() noexcept { return sched_getcpu(); }
@@ -103,7 +108,7 @@ void worker_base::run_stop(worker_base& w, envelope&) noexcept { w.stop_seen_ = 
 void worker_base::push_stop() { push(envelope::make(&run_stop, nullptr)); }
 
 void worker_base::join() {
-  if (thread_.joinable()) thread_.join();
+  if (thread_ != nullptr && thread_->thread.joinable()) thread_->thread.join();
 }
 
 void worker_base::main(const worker_placement& where, bool bind_memory) noexcept {

@@ -47,7 +47,6 @@
 #include <coroutine>
 #include <exception>
 #include <optional>
-#include <ranges>
 #include <stop_token>
 #include <type_traits>
 #include <utility>
@@ -56,6 +55,7 @@
 #include <mtp/core/batch.hpp>
 #include <mtp/core/forwarding.hpp>
 #include <mtp/core/impl/async_slot.hpp>
+#include <mtp/core/impl/std_parts.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
 

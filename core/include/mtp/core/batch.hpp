@@ -3,15 +3,15 @@
 #pragma once
 
 #include <atomic>
-#include <chrono>
-#include <memory>
 #include <span>
 #include <stdexcept>
 #include <utility>
 #include <vector>
 
+#include <mtp/core/impl/shared_control.hpp>
+#include <mtp/core/impl/std_parts.hpp>
 #include <mtp/core/impl/wait.hpp>
-#include <mtp/core/impl/worker.hpp>
+#include <mtp/core/impl/worker_base.hpp>
 #include <mtp/core/result.hpp>
 
 namespace mtp {

@@ -14,13 +14,13 @@
 ///   pool_of<P, R, A...>         all of the above
 #pragma once
 
-#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <span>
 #include <utility>
 #include <vector>
 
+#include <mtp/core/impl/std_parts.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
 

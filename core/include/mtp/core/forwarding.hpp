@@ -4,13 +4,12 @@
 // with the pool's own compile-time messages.
 #pragma once
 
-#include <chrono>
 #include <concepts>
-#include <ranges>
 #include <span>
 #include <utility>
 #include <vector>
 
+#include <mtp/core/impl/std_parts.hpp>
 #include <mtp/core/impl/wait.hpp>
 #include <mtp/core/messages.hpp>
 

@@ -2,13 +2,12 @@
 // Pool options, the diagnostic hook, and the hooks policy.
 #pragma once
 
-#include <chrono>
 #include <cstddef>
-#include <functional>
 #include <optional>
 #include <string>
 
 #include <mtp/affinity/placement.hpp>
+#include <mtp/core/impl/std_parts.hpp>
 #include <mtp/core/result.hpp>
 
 namespace mtp {

@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <optional>
 
-#include <mtp/core/impl/worker.hpp>
+#include <mtp/core/impl/worker_base.hpp>
 #include <mtp/core/result.hpp>
 
 namespace mtp::this_worker {

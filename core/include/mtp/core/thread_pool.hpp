@@ -32,14 +32,10 @@
 // batch handle's wait() returns).
 #pragma once
 
-#include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <new>
 #include <optional>
-#include <memory>
-#include <ranges>
 #include <span>
 #include <stdexcept>
 #include <tuple>
@@ -53,6 +49,7 @@
 #include <mtp/core/impl/item_store.hpp>
 #include <mtp/core/impl/jobs.hpp>
 #include <mtp/core/impl/operations.hpp>
+#include <mtp/core/impl/std_parts.hpp>
 #include <mtp/core/impl/typed_timers.hpp>
 #include <mtp/core/impl/wait.hpp>
 #include <mtp/core/impl/worker.hpp>

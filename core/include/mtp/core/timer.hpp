@@ -9,14 +9,14 @@
 // deadlines keep the order the worker received them in.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <utility>
 
+#include <mtp/core/impl/std_parts.hpp>
 #include <mtp/core/impl/timer_heap.hpp>
-#include <mtp/core/impl/worker.hpp>
+#include <mtp/core/impl/worker_base.hpp>
 
 namespace mtp {
 

@@ -3,7 +3,7 @@
 // frame), so that awaiting a request allocates nothing. Do not include directly.
 #pragma once
 
-#include <mtp/core/impl/worker.hpp>
+#include <mtp/core/impl/shared_control.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
 

@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
-#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -17,6 +16,7 @@
 #include <mtp/core/impl/async_slot.hpp>
 #include <mtp/core/impl/envelope.hpp>
 #include <mtp/core/impl/operations.hpp>
+#include <mtp/core/impl/std_parts.hpp>
 #include <mtp/core/impl/wait.hpp>
 #include <mtp/core/impl/worker.hpp>
 #include <mtp/core/result.hpp>

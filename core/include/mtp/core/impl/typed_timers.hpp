@@ -3,18 +3,16 @@
 // directly; use <mtp/mtp.hpp>.
 #pragma once
 
-#include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <new>
 #include <string>
 #include <type_traits>
 #include <utility>
 
-#include <mtp/core/impl/timer_heap.hpp>
 #include <mtp/core/impl/jobs.hpp>
+#include <mtp/core/impl/std_parts.hpp>
+#include <mtp/core/impl/timer_heap.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
 
@@ -43,7 +41,7 @@ template <class Rep, class Period>
   const std::chrono::duration<long double, std::nano> ns = period;
   if (!(ns > ns.zero())) return false;
   out = ns < std::chrono::duration<long double, std::nano>(static_cast<long double>(k_never))
-            ? std::max<std::int64_t>(1, static_cast<std::int64_t>(ns.count()))
+            ? (ns.count() < 1 ? std::int64_t{1} : static_cast<std::int64_t>(ns.count()))
             : k_never;
   return true;
 }

@@ -7,10 +7,10 @@
 // threads than cores, so every spin loop yields every k_yield_every polls.
 #pragma once
 
-#include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstdint>
+
+#include <mtp/core/impl/std_parts.hpp>
 
 namespace mtp::impl {
 
@@ -135,8 +135,9 @@ class completion {
 
   /// As wait(), but gives up at `deadline`; returns done().
   bool wait_until(std::chrono::nanoseconds spin, std::chrono::steady_clock::time_point deadline) noexcept {
-    const auto until = std::min(spin, std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                          deadline - std::chrono::steady_clock::now()));
+    const auto left =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - std::chrono::steady_clock::now());
+    const auto until = left < spin ? left : spin;  // std::min(spin, left) without <algorithm>
     if (spin_until([this] { return done(); }, until)) return true;
     while (!done()) {
       const std::uint32_t now = word_.fetch_or(k_sleeping, std::memory_order_acquire) | k_sleeping;
