@@ -477,7 +477,7 @@ TEST(AsioAsyncAwait, AQueuedCompletionIsDestroyedWithTheContext) {
                              ran = true;
                            }));
     mtp::asio::async_await(
-        [](std::stop_token) { return ready_int{2}; },
+        [](const std::stop_token&) { return ready_int{2}; },
         asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, [&ran](std::error_code, int) { ran = true; })));
     EXPECT_FALSE(watch.expired());
   }  // never run
