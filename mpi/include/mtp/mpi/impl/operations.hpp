@@ -8,10 +8,8 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
-#include <iterator>
 #include <limits>
 #include <memory>
-#include <ranges>
 #include <span>
 #include <tuple>
 #include <vector>
@@ -179,10 +177,8 @@ struct create_op {
         ids[i] = in.pod<id_t>();
         reqs.push_back({ids[i], wire::get_tuple<A...>(in)});
       }
-      // Moved into the batch (a plain rvalue vector would be copied element by element).
-      std::ranges::subrange moved(std::make_move_iterator(reqs.begin()), std::make_move_iterator(reqs.end()));
-      (void)self.pool_.create_batch_async(moved, [&self, source, call, ids = std::move(ids)](
-                                                     std::vector<result<void>>&& rs) {
+      (void)self.pool_.create_batch_async(reqs, [&self, source, call, ids = std::move(ids)](
+                                                    std::vector<result<void>>&& rs) {
         self.reply(source, call, self.ids_.note_created(ids, std::move(rs)));
       });
     } catch (...) {  // an entry that would not decode (or no memory): the whole share fails
