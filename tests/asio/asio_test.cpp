@@ -907,17 +907,23 @@ TEST(AsioAdapter, TerminalCancellationCompletesAtOnceWhileTheWorkerIsBusy) {
 
 // Completions for an io_context's own executor travel in bulk: every completion queued while
 // the context did not run comes back through one executor post (one drain), in the order the
-// pool completed them. `pool.send` to the same item afterwards returns only once the worker
-// has passed every earlier request to its completion (one worker, in order).
+// pool completed them. The worker is held while the coroutines start (so that nothing
+// completes inside poll()); `pool.send` to the same worker afterwards returns only once the
+// worker has passed every earlier request to its completion.
 TEST(AsioAdapter, CompletionsForAnIoContextRunFromOneDrain) {
   pool_t pool(mtp_test::options(2));
-  pool.create(1);
+  pool.create(0);
+  pool.create(2);  // same worker as 0
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
   asio::io_context io;
   std::vector<int> values;
   int resumed = 0;
   constexpr int k_callbacks = 500, k_coroutines = 100;
   for (int i = 0; i < k_callbacks; ++i) {
-    mtp::asio::async_send(pool, add{1, 1}, asio::bind_executor(io, [&](std::error_code ec, int v) {
+    mtp::asio::async_send(pool, add{2, 1}, asio::bind_executor(io, [&](std::error_code ec, int v) {
                             EXPECT_FALSE(ec);
                             values.push_back(v);
                           }));
@@ -926,13 +932,15 @@ TEST(AsioAdapter, CompletionsForAnIoContextRunFromOneDrain) {
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
-          (void)co_await mtp::asio::async_send(pool, add{1, 0}, asio::use_awaitable);
+          (void)co_await mtp::asio::async_send(pool, add{2, 0}, asio::use_awaitable);
           ++resumed;
         },
         asio::detached);
   }
-  io.poll();  // the coroutines start their requests; nothing has completed that could run
-  pool.send(add{1, 0});  // every completion above is queued on the context
+  io.poll();  // the coroutines start their requests
+  ASSERT_TRUE(values.empty());
+  release.open();
+  pool.send(add{2, 0});  // every completion above is queued on the context
   EXPECT_EQ(io.run_one(), 1u);  // one handler: the drain
   ASSERT_EQ(values.size(), static_cast<std::size_t>(k_callbacks));
   for (int i = 0; i < k_callbacks; ++i) EXPECT_EQ(values[i], i + 1);
@@ -966,29 +974,35 @@ TEST(AsioAdapter, AThrowingHandlerLeavesTheRestOfItsDrainToTheNextRun) {
 // handlers (and nothing leaks, which AddressSanitizer checks).
 TEST(AsioAdapter, IoContextDestroyedWithCompletionsQueued) {
   pool_t pool(mtp_test::options(2));
-  pool.create(1);
+  pool.create(0);
+  pool.create(2);  // same worker as 0
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  ASSERT_TRUE(pool.post(hold{0, &started, &release}).has_value());
+  ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
   auto io = std::make_unique<asio::io_context>();
   auto alive = std::make_shared<int>(0);
   const std::weak_ptr<int> watch = alive;
   int ran = 0;
   for (int i = 0; i < 20; ++i) {
-    mtp::asio::async_send(pool, add{1, 1}, asio::bind_executor(*io, [&ran, alive](std::error_code, int) { ++ran; }));
+    mtp::asio::async_send(pool, add{2, 1}, asio::bind_executor(*io, [&ran, alive](std::error_code, int) { ++ran; }));
   }
   asio::co_spawn(
       *io,
       [&ran, &pool, alive]() -> asio::awaitable<void> {
-        (void)co_await mtp::asio::async_send(pool, add{1, 1}, asio::use_awaitable);
+        (void)co_await mtp::asio::async_send(pool, add{2, 1}, asio::use_awaitable);
         ++ran;
       },
       asio::detached);
-  io->poll();
-  pool.send(add{1, 0});  // all 21 completions are queued on the context
+  io->poll();  // the coroutine starts its request; the worker is held, so nothing completes
+  release.open();
+  pool.send(add{2, 0});  // all 21 completions are queued on the context
   alive.reset();
   EXPECT_FALSE(watch.expired());
   io.reset();
   EXPECT_TRUE(watch.expired()) << "a queued completion outlived its io_context";
   EXPECT_EQ(ran, 0);
-  EXPECT_EQ(pool.send(add{1, 0}), 21);
+  EXPECT_EQ(pool.send(add{2, 0}), 21);
 }
 
 // Asio's own I/O objects let the io_context go first: its destructor destroys every handler

@@ -350,11 +350,24 @@ class context_guard final : public ::asio::execution_context::service {
     unlink(t);
   }
 
-  /// Queues the completed operation `t` for the next drain on `io` (this guard's context),
-  /// posting the drain when none is pending. Called by the second arrival while `t` is still
-  /// k_posting, so the context cannot shut down meanwhile.
+  /// Queues the completed operation `t` (k_posting, so the context cannot shut down
+  /// meanwhile) for the next drain on `io` (this guard's context), stores k_posted, and posts
+  /// the drain when none is pending. k_posted is stored before the post, so the drain never
+  /// waits for this thread to come back from the post's wake-up system call; shutdown() waits
+  /// for `drains_posting_` instead.
   void push_ready(tracked* t, ::asio::io_context& io) {
-    if (ready_.push(t)) ::asio::post(io.get_executor(), drain{this, &io});
+    if (!ready_.push(t)) {
+      // release: the drain that runs `t` (already pending) sees it posted.
+      t->state.store(tracked::k_posted, std::memory_order_release);
+      return;
+    }
+    // relaxed: the release store below orders it before a shutdown that sees k_posted.
+    drains_posting_.fetch_add(1, std::memory_order_relaxed);
+    // release: as above; and a shutdown that sees k_posted also sees the count above.
+    t->state.store(tracked::k_posted, std::memory_order_release);
+    ::asio::post(io.get_executor(), drain{this, &io});
+    // release: shutdown() sees the post done before it discards the list.
+    drains_posting_.fetch_sub(1, std::memory_order_release);
   }
 
  private:
@@ -423,8 +436,11 @@ class context_guard final : public ::asio::execution_context::service {
       // arrival that came meanwhile (k_orphan) before freeing here.
       if (t->state.exchange(tracked::k_gone, std::memory_order_acq_rel) == tracked::k_orphan) t->free_rest(t);
     }
-    // Completed operations waiting for a drain (k_posted, so the loop above left them): the
-    // drain itself is destroyed unrun by the context's scheduler, which shuts down after.
+    // Completed operations waiting for a drain (k_posted, so the loop above left them), once
+    // no drain is being posted: the drain itself is destroyed unrun by the context's scheduler,
+    // which shuts down after.
+    // acquire: pairs with push_ready's release decrement.
+    while (drains_posting_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     for (tracked* t = ready_.take(); t != nullptr;) {
       tracked* const next = t->ready_next;
       t->discard(t);
@@ -435,6 +451,7 @@ class context_guard final : public ::asio::execution_context::service {
   std::mutex m_;
   tracked* head_ = nullptr;
   ready_list<tracked> ready_;
+  std::atomic<int> drains_posting_{0};  // push_ready calls inside asio::post of a drain
 };
 
 /// The guard of an executor's execution context (Asio's standard executors and the older
@@ -462,7 +479,8 @@ context_guard* guard_of(const Executor& ex) {
 /// (destroys the handler and the work, on the thread destroying the context), and the second
 /// arrival, whenever it comes, frees the rest instead of posting. `state` (tracked) decides
 /// between the two: the second arrival moves it from k_live to k_posting, and to k_posted once
-/// the post has returned; the completion waits for k_posted before it frees the operation.
+/// the post has returned; the completion waits for k_posted before it frees the operation (a
+/// completion in bulk finds it stored before its drain was posted: see context_guard).
 template <class Handler, class Value, class Deliver, bool Single>
 class operation : tracked {
  public:
@@ -563,10 +581,10 @@ class operation : tracked {
     }
     void operator()() {
       operation* op = std::exchange(op_, nullptr);
-      op->wait_posted();
       if (op->slot_.is_connected()) op->slot_.clear();
       Handler handler(std::move(*op->handler_));
       Value value(std::move(op->value_));
+      op->wait_posted();
       destroy(op);  // also lets go of the outstanding work: this function is still queued work
       Deliver{}(std::move(handler), std::move(value));
     }
@@ -596,11 +614,11 @@ class operation : tracked {
       return;
     }
     if (bulk_ != nullptr) {
-      guard_->push_ready(this, *bulk_);  // runs with the context's other completions, one post
-    } else {
-      const work_type& work = *work_;
-      ::asio::post(work, ::asio::bind_allocator(alloc_, completer(this)));
+      guard_->push_ready(this, *bulk_);  // runs with the context's other completions; stores k_posted
+      return;
     }
+    const work_type& work = *work_;
+    ::asio::post(work, ::asio::bind_allocator(alloc_, completer(this)));
     // release: the completion (or the guard) frees the operation once it sees this.
     state.store(k_posted, std::memory_order_release);
   }
