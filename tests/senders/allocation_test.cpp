@@ -12,43 +12,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <coroutine>
-#include <cstdlib>
 #include <exception>
-#include <new>
 
+#include "counting_new.hpp"
 #include "pool_test_util.hpp"
 #include "requests.hpp"
 
 namespace {
-// Every allocation in the process, on any thread: a message that allocates on the worker counts
-// as much as one that allocates on the caller.
-std::atomic<std::uint64_t> g_allocations{0};
-
-void* counted(std::size_t size, std::size_t align) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);  // a counter only
-  if (size == 0) size = 1;
-  void* p = align <= alignof(std::max_align_t) ? std::malloc(size) : std::aligned_alloc(align, (size + align - 1) / align * align);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-}  // namespace
-
-void* operator new(std::size_t size) { return counted(size, alignof(std::max_align_t)); }
-void* operator new[](std::size_t size) { return counted(size, alignof(std::max_align_t)); }
-void* operator new(std::size_t size, std::align_val_t a) { return counted(size, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return counted(size, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-
-namespace {
 
 using mtp_test::add;
+using mtp_test::g_allocations;
 using mtp_test::hold;
 
 class counter {
