@@ -72,9 +72,9 @@
 // on an io_context, bind_executor(io, ...)) travel in bulk: workers queue them on the context
 // without a lock, and one posted drain runs all those queued so far, one after another, in the
 // order they completed (one executor post per drain, not per completion). Every other executor
-// (a strand, a thread pool's, your own) gets one asio::post per completion. A handler with no associated executor completes on asio::system_executor
-// (Asio's own thread pool); bind your callback to your executor (asio::bind_executor). The
-// operation holds outstanding work on that executor until the handler has run, so an
+// (a strand, a thread pool's, your own) gets one asio::post per completion. A handler with no
+// associated executor completes on asio::system_executor (Asio's own thread pool); bind your
+// callback to your executor (asio::bind_executor). The operation holds outstanding work on that executor until the handler has run, so an
 // io_context::run() does not return while requests are in flight.
 //
 // Allocation: the operation's own state uses the handler's associated allocator, as does the
