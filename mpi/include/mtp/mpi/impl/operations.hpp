@@ -48,9 +48,7 @@ struct call_op {
         self.forget(source, call);
       });
     } catch (...) {  // a request that would not decode (or no memory): the whole share fails
-      std::vector<result<T>> failed(n);
-      for (auto& f : failed) f.set_error(error{errc::handler_failed, 0, std::current_exception()});
-      self.reply(source, call, failed);
+      self.template reply_failed<T>(source, call, n);
       return;
     }
     self.remember(source, call, std::move(h));
@@ -82,9 +80,7 @@ struct call_wait_op {
                  wait_ns == k_wait_forever ? self.pool_.send_batch(requests)
                                            : self.pool_.send_batch(requests, std::chrono::nanoseconds(wait_ns)));
     } catch (...) {  // a request that would not decode (or no memory): the whole share fails
-      std::vector<result<T>> failed(n);
-      for (auto& f : failed) f.set_error(error{errc::handler_failed, 0, std::current_exception()});
-      self.reply(source, call, failed);
+      self.template reply_failed<T>(source, call, n);
     }
   }
   static inline const std::uint64_t key = register_op<call_wait_op>(&serve, true);
@@ -182,9 +178,7 @@ struct create_op {
         self.reply(source, call, self.ids_.note_created(ids, std::move(rs)));
       });
     } catch (...) {  // an entry that would not decode (or no memory): the whole share fails
-      std::vector<result<void>> failed(n);
-      for (auto& f : failed) f.set_error(error{errc::handler_failed, 0, std::current_exception()});
-      self.reply(source, call, failed);
+      self.template reply_failed<void>(source, call, n);
     }
   }
   static inline const std::uint64_t key = register_op<create_op>(&serve, false);
@@ -202,9 +196,7 @@ struct remove_op {
         self.reply(source, call, self.ids_.note_removed(ids, std::move(rs)));
       });
     } catch (...) {  // an entry that would not decode (or no memory): the whole share fails
-      std::vector<result<void>> failed(n);
-      for (auto& f : failed) f.set_error(error{errc::handler_failed, 0, std::current_exception()});
-      self.reply(source, call, failed);
+      self.template reply_failed<void>(source, call, n);
     }
   }
   static inline const std::uint64_t key = register_op<remove_op>(&serve, false);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -92,6 +93,14 @@ class sharded_base : public channel_client {
     for (const auto& r : rs) put_result(w, r, rank_);
     send_bytes(channel_, source, std::move(w.bytes()));
     done_.fetch_add(1, std::memory_order_release);
+  }
+  /// Answers each of a share's `n` requests with errc::handler_failed and the exception being
+  /// handled (a request that would not decode, or no memory): call it from a catch block.
+  template <class T>
+  void reply_failed(int source, std::uint64_t call, std::uint32_t n) {
+    std::vector<result<T>> failed(n);
+    for (auto& f : failed) f.set_error(error{errc::handler_failed, 0, std::current_exception()});
+    reply(source, call, failed);
   }
   void served() noexcept { done_.fetch_add(1, std::memory_order_release); }
   // A broadcast's reply: each item's id, then its result.
