@@ -85,6 +85,18 @@ bool sharded_base::cancel_remote_timer(const std::weak_ptr<timer_link>& link, in
 
 void sharded_base::cancel(cancel_control& c) noexcept {
   std::lock_guard lock(c.m);
+  cancel_locked(c);
+}
+
+bool sharded_base::abandon(cancel_control& c) noexcept {
+  std::lock_guard lock(c.m);
+  if (c.completed) return false;
+  cancel_locked(c);
+  c.completed = true;  // call_state::arrive() finds the callback taken and skips it
+  return true;
+}
+
+void sharded_base::cancel_locked(cancel_control& c) noexcept {
   if (c.completed || c.cancelled) return;
   c.cancelled = true;
   c.local.cancel();

@@ -12,17 +12,21 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <mtp/core/awaitable.hpp>
 #include <mtp/core/concepts.hpp>
 #include <mtp/mpi/sharded_pool.hpp>
 
 #include "items.hpp"
+#include "run_loop.hpp"
 
 namespace {
 using namespace mtp_mpi_test;
@@ -859,6 +863,14 @@ std::vector<long> exercise(Pool& pool, const std::vector<mtp::id_t>& ids) {
   (void)pool.send_async(mtp::make_call<&item::scaled>(ids[2], -1L),
                         [&](mtp::result<long>&& r) { named.set_value(r.has_value() ? r.value() : -999); });
   seen.push_back(named.get_future().get());
+  mtp_test::run_loop loop;
+  std::optional<long> awaited;
+  auto await_one = [&]() -> mtp_test::task {  // named: its captures must outlive the coroutine
+    awaited = co_await mtp::async(pool, mtp::make_call<&item::scaled>(ids[3], 5L), mtp_test::on_loop{&loop});
+  };
+  await_one();
+  EXPECT_TRUE(loop.run_until([&] { return awaited.has_value(); }));
+  seen.push_back(awaited.value_or(-999));
   EXPECT_TRUE(pool.post(mtp::make_call<&item::bump>(ids[2])).has_value());
   seen.push_back(pool.send(get{ids[2]}));  // after the post: one sender, one item, in order
   return seen;
@@ -871,9 +883,72 @@ TEST(Sharded, GenericCodeRunsOnBothPoolsInOneSpelling) {
     mtp::thread_pool<item> plain(small().local);
     const std::vector<long> expect = exercise(plain, ids);
     EXPECT_EQ(exercise(pool, ids), expect);
-    EXPECT_EQ(expect.size(), 6u + 2 + 6 + 2);
+    EXPECT_EQ(expect.size(), 6u + 2 + 6 + 3);
   }
   pool.barrier();
+}
+
+// Coroutines await the sharded pool as they await a plain one (mtp::async, async_result,
+// async_batch), resuming on their own loop, for local and remote items alike; a stop request
+// resumes a co_await at once while the rank that owns the item is busy, and the request is
+// then skipped there.
+TEST(Sharded, CoroutinesAwaitTheShardedPool) {
+  g_hold.reset();
+  mtp_test::g_escaped = 0;
+  pool_t pool(by_tens());
+  create_by_tens(pool);
+  if (pool.rank() == 0) {
+    mtp_test::run_loop loop;
+    const mtp_test::on_loop on{&loop};
+    std::vector<std::string> seen;
+    const auto text = [](const auto& r) {  // a value or an error's code, as text
+      return r.has_value() ? std::to_string(r.value()) : std::string(mtp::to_string(r.error().code));
+    };
+    const std::vector<add> batch{{0, 1}, {10, 1}, {11, 2}, {1, 4}};
+    bool done = false;
+    auto client = [&]() -> mtp_test::task {
+      seen.push_back(std::to_string(co_await mtp::async(pool, add{10, 5}, on)));  // rank 1
+      seen.push_back(std::to_string(co_await mtp::async(pool, add{0, 3}, on)));   // this rank
+      seen.push_back(std::this_thread::get_id() == loop.owner() ? std::string("on the loop") : std::string("elsewhere"));
+      seen.push_back(text(co_await mtp::async_result(pool, boom{11}, on)));
+      try {
+        (void)co_await mtp::async(pool, add{12, 1}, on);  // no item 12
+        seen.emplace_back("no error");
+      } catch (const mtp::pool_error& e) {
+        seen.emplace_back(mtp::to_string(e.code()));
+      }
+      for (const auto& r : co_await mtp::async_batch(pool, batch, on)) {
+        seen.push_back(text(r));
+      }
+      done = true;
+    };
+    client();
+    ASSERT_TRUE(loop.run_until([&] { return done; }));
+    EXPECT_EQ(seen, (std::vector<std::string>{"5", "3", "on the loop", "handler_failed", "unknown_id", "4", "6", "2", "4"}));
+
+    // Prompt cancellation: rank 1's only worker for item 10 is held.
+    ASSERT_TRUE(pool.post(hold{10}).has_value());
+    std::stop_source stop;
+    std::string code;
+    done = false;
+    auto cancelled = [&]() -> mtp_test::task {
+      try {
+        (void)co_await mtp::async(pool, add{10, 100}, on, stop.get_token());
+        code = "ran";
+      } catch (const mtp::pool_error& e) {
+        code = mtp::to_string(e.code());
+      }
+      done = true;
+    };
+    cancelled();
+    stop.request_stop();
+    ASSERT_TRUE(loop.run_until([&] { return done; })) << "the co_await did not resume while rank 1 was busy";
+    EXPECT_EQ(code, "cancelled");
+    EXPECT_EQ(pool.send(release{11}), 1);
+    EXPECT_EQ(pool.send(get{10}), 6) << "the cancelled request ran";
+  }
+  pool.barrier();
+  EXPECT_EQ(mtp_test::g_escaped.load(), 0) << "an exception escaped a coroutine";
 }
 
 // Items post to each other across ranks (chains of hops from every rank); quiesce() returns

@@ -8,10 +8,7 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <coroutine>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <mutex>
 #include <stdexcept>
@@ -22,6 +19,7 @@
 
 #include "pool_test_util.hpp"
 #include "requests.hpp"
+#include "run_loop.hpp"
 
 namespace {
 
@@ -46,55 +44,10 @@ class item {
 };
 using pool_t = mtp::thread_pool<item>;
 
-// A fire-and-forget coroutine: starts at once, frees itself at the end; an escaping exception
-// is recorded (the tests check there is none).
-std::atomic<int> g_escaped{0};
-struct task {
-  struct promise_type {
-    task get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept { g_escaped.fetch_add(1); }
-  };
-};
-
-// A single-thread run loop: post() from any thread, run_until() on the loop's thread.
-class run_loop {
- public:
-  void post(std::coroutine_handle<> h) {
-    std::lock_guard lock(m_);
-    queue_.push_back(h);
-    cv_.notify_one();
-  }
-  // Resumes posted coroutines on this thread until done() holds; false on timeout.
-  template <class Done>
-  bool run_until(Done done, std::chrono::seconds limit = mtp_test::k_bound) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    owner_ = std::this_thread::get_id();
-    while (!done()) {
-      std::unique_lock lock(m_);
-      if (!cv_.wait_until(lock, deadline, [&] { return !queue_.empty(); })) return done();
-      const std::coroutine_handle<> h = queue_.front();
-      queue_.pop_front();
-      lock.unlock();
-      h.resume();
-    }
-    return true;
-  }
-  [[nodiscard]] std::thread::id owner() const { return owner_; }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::deque<std::coroutine_handle<>> queue_;
-  std::thread::id owner_ = std::this_thread::get_id();
-};
-
-struct on_loop {
-  run_loop* loop;
-  void operator()(std::coroutine_handle<> h) const { loop->post(h); }
-};
+using mtp_test::g_escaped;
+using mtp_test::on_loop;
+using mtp_test::run_loop;
+using mtp_test::task;
 
 class AsyncCoro : public ::testing::Test {
  protected:

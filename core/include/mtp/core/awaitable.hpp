@@ -39,7 +39,10 @@
 // own, which the worker may still hold after the coroutine has resumed). The batch, create
 // and remove forms go through the pool's asynchronous forms (send_batch_async, create_async,
 // ...): one allocation per request or batch, as for send_async. Any pool whose asynchronous
-// forms take a callback and return an mtp::async_handle can be awaited the same way.
+// forms take a callback and return a handle with cancel() and abandon() can be awaited the
+// same way: mtp::mpi::sharded_pool's send_async and send_batch_async are (async,
+// async_result, async_batch; there the callback, so a coroutine resumed inline, runs on a
+// local worker or on the rank's communication thread).
 #pragma once
 
 #include <atomic>
@@ -80,8 +83,9 @@ namespace impl {
 
 /// The state every mtp awaiter shares: the coroutine, the scheduler, cancellation, and a
 /// two-party hand-off between the suspending coroutine and the completion (whichever finishes
-/// second resumes).
-template <class Sched>
+/// second resumes). `Handle` is what the pool's asynchronous forms return (mtp::async_handle,
+/// mtp::mpi::async_handle): movable, with cancel() and abandon().
+template <class Sched, class Handle = async_handle>
 class await_core {
  public:
   await_core(const await_core&) = delete;
@@ -140,7 +144,7 @@ class await_core {
 
   void (*abandon_)(await_core&) noexcept = nullptr;  // stores errc::cancelled as the value
   std::coroutine_handle<> coro_;
-  async_handle handle_;
+  Handle handle_;
   [[no_unique_address]] Sched on_;
   std::stop_token stop_;
   std::optional<std::stop_callback<canceller>> cancel_;  // destroyed before handle_
@@ -148,10 +152,10 @@ class await_core {
 };
 
 /// An awaiter whose value the pool's callback delivers (any pool with the asynchronous forms).
-template <class Value, class Sched>
-class await_base : public await_core<Sched> {
+template <class Value, class Sched, class Handle>
+class await_base : public await_core<Sched, Handle> {
  protected:
-  using await_core<Sched>::await_core;
+  using await_core<Sched, Handle>::await_core;
 
   /// The callback given to the pool: stores the value, then resumes if the coroutine has
   /// finished suspending.
@@ -221,11 +225,17 @@ class slot_awaiter final : public await_core<Sched> {
   id_t id_ = 0;  // what a prompt cancellation answers
 };
 
+/// What `Kind::start` returns on `Pool`: the handle of the pool's asynchronous forms.
+template <class Pool, class Kind>
+using handle_of = std::remove_cvref_t<decltype(Kind::start(
+    std::declval<Pool&>(), std::declval<typename Kind::input&&>(), std::declval<void (*)(typename Kind::value&&)>()))>;
+
 /// The awaiter of every form: `Kind` says how the operation starts on the pool (which
 /// asynchronous member it calls, with what input) and what co_await returns.
 template <class Pool, class Kind, class Sched>
-class pool_awaiter final : public await_base<typename Kind::value, Sched> {
-  using base = await_base<typename Kind::value, Sched>;
+class pool_awaiter final : public await_base<typename Kind::value, Sched, handle_of<Pool, Kind>> {
+  using base = await_base<typename Kind::value, Sched, handle_of<Pool, Kind>>;
+  using core = await_core<Sched, handle_of<Pool, Kind>>;
 
  public:
   pool_awaiter(Pool& pool, typename Kind::input in, Sched on, std::stop_token stop)
@@ -235,7 +245,7 @@ class pool_awaiter final : public await_base<typename Kind::value, Sched> {
     this->coro_ = h;
     if constexpr (Kind::k_single) {
       id_ = Kind::id_of(input_);
-      this->abandon_ = [](await_core<Sched>& c) noexcept {
+      this->abandon_ = [](core& c) noexcept {
         auto& self = static_cast<pool_awaiter&>(c);
         self.value_.set_error(error{errc::cancelled, self.id_, {}});
       };
@@ -263,7 +273,7 @@ struct send_kind {
   using value = result<response_t<R>>;
   static id_t id_of(const input& r) noexcept { return static_cast<id_t>(r.id); }
   template <class P, class C>
-  static async_handle start(P& pool, input&& in, C done) {
+  static auto start(P& pool, input&& in, C done) -> decltype(pool.send_async(std::move(in), std::move(done))) {
     return pool.send_async(std::move(in), std::move(done));
   }
   static std::conditional_t<Throws, response_t<R>, value> finish(value&& v) {
@@ -284,26 +294,26 @@ struct batch_kind {
   using input = std::vector<In>;
   using value = std::vector<result<Out>>;
   template <class P, class C>
-  static async_handle start(P& pool, input&& in, C done) {
+  static auto start(P& pool, input&& in, C done) -> decltype(Start{}(pool, std::move(in), std::move(done))) {
     return Start{}(pool, std::move(in), std::move(done));
   }
   static value finish(value&& v) noexcept { return std::move(v); }
 };
 struct start_send_batch {
   template <class P, class In, class C>
-  async_handle operator()(P& pool, In&& in, C done) const {
+  auto operator()(P& pool, In&& in, C done) const -> decltype(pool.send_batch_async(std::forward<In>(in), std::move(done))) {
     return pool.send_batch_async(std::forward<In>(in), std::move(done));
   }
 };
 struct start_create_batch {
   template <class P, class In, class C>
-  async_handle operator()(P& pool, In&& in, C done) const {
+  auto operator()(P& pool, In&& in, C done) const -> decltype(pool.create_batch_async(std::forward<In>(in), std::move(done))) {
     return pool.create_batch_async(std::forward<In>(in), std::move(done));
   }
 };
 struct start_remove_batch {
   template <class P, class In, class C>
-  async_handle operator()(P& pool, In&& in, C done) const {
+  auto operator()(P& pool, In&& in, C done) const -> decltype(pool.remove_batch_async(std::forward<In>(in), std::move(done))) {
     return pool.remove_batch_async(std::forward<In>(in), std::move(done));
   }
 };
@@ -316,7 +326,7 @@ struct create_kind {
   using value = result<void>;
   static id_t id_of(const input& r) noexcept { return r.id; }
   template <class P, class C>
-  static async_handle start(P& pool, input&& in, C done) {
+  static auto start(P& pool, input&& in, C done) -> decltype(pool.create_async(std::move(in), std::move(done))) {
     return pool.create_async(std::move(in), std::move(done));
   }
   static void finish(value&& v) { std::move(v).value(); }
@@ -329,7 +339,7 @@ struct remove_kind {
   using value = result<void>;
   static id_t id_of(input id) noexcept { return id; }
   template <class P, class C>
-  static async_handle start(P& pool, input&& in, C done) {
+  static auto start(P& pool, input&& in, C done) -> decltype(pool.remove_async(in, std::move(done))) {
     return pool.remove_async(in, std::move(done));
   }
   static bool finish(value&& v) {

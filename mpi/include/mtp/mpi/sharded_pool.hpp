@@ -138,6 +138,13 @@ class [[nodiscard]] async_handle {
     if (control_) impl::sharded_base::cancel(*control_);
   }
 
+  /// Cancels, and takes the completion over if the callback has not been claimed: returns
+  /// true when the callback will never run (the caller completes the call itself, at once;
+  /// the shares still finish on their ranks, skipping what has not started, and their
+  /// results are dropped), false when the callback has run or is running (or the handle is
+  /// empty). What prompt cancellation of a co_await (mtp::async with a stop_token) uses.
+  [[nodiscard]] bool abandon() noexcept { return control_ && impl::sharded_base::abandon(*control_); }
+
  private:
   std::shared_ptr<impl::cancel_control> control_;
 };

@@ -29,8 +29,8 @@ class sharded_base;
 // What cancelling an asynchronous call needs: the local share's handle and the (rank, call
 // number) of each remote share. Lives inside the call's state (the handle aliases it).
 struct cancel_control {
-  std::mutex m;            // orders cancel() against the completion
-  bool completed = false;  // the callback has been claimed: cancelling is too late
+  std::mutex m;            // orders cancel() and abandon() against the completion
+  bool completed = false;  // the callback has been claimed (or abandoned): cancelling is too late
   bool cancelled = false;
   sharded_base* pool = nullptr;  // alive while not completed: the call holds the pool's gate
   mtp::async_handle local;
@@ -51,14 +51,17 @@ struct call_state {
   void arrive() {
     if (remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
     if (on_done) {
+      bool abandoned = false;
       {
         std::lock_guard lock(control.m);
-        control.completed = true;
+        abandoned = std::exchange(control.completed, true);  // set by abandon(): the caller completed it
       }
-      try {
-        on_done(std::move(results));
-      } catch (...) {
-        std::fputs("mtp::mpi: a completion callback threw; ignored\n", stderr);
+      if (!abandoned) {
+        try {
+          on_done(std::move(results));
+        } catch (...) {
+          std::fputs("mtp::mpi: a completion callback threw; ignored\n", stderr);
+        }
       }
       if (after) after();
     } else {

@@ -57,6 +57,9 @@ class sharded_base : public channel_client {
   // and asks each remote rank to do the same with its share. Too late once the callback has
   // been claimed; until then the call holds the gate, so the pool and its channel are alive.
   static void cancel(cancel_control& c) noexcept;
+  // cancel(), and takes the completion over if the callback has not been claimed: true when
+  // it will never run (the call still finishes on every rank, holding the gate until then).
+  static bool abandon(cancel_control& c) noexcept;
 
  protected:
   sharded_base();
@@ -142,6 +145,7 @@ class sharded_base : public channel_client {
   std::shared_ptr<timer_link> timer_link_ = std::make_shared<timer_link>();
 
  private:
+  static void cancel_locked(cancel_control& c) noexcept;  // cancel(), under c.m
   // A caller gave up on call `call`: skip what has not started of the share being served (a
   // cancel queues behind its call like any message from that source; a share already
   // answered has nothing left to skip).
