@@ -79,8 +79,8 @@
 //
 // Allocation: the operation's own state uses the handler's associated allocator, as does the
 // completion posted to an executor that is not an io_context's own (a completion in bulk
-// allocates nothing; Asio allocates its drain once per drain); the pool's per-request
-// allocation is the pool's.
+// allocates nothing, and its drain lives in a buffer of the context's own); the pool's
+// per-request allocation is the pool's.
 //
 // Cancellation: per operation, through the handler's associated cancellation slot
 // (asio::cancellation_signal, asio::bind_cancellation_slot, awaitable operators, ...).
@@ -145,6 +145,7 @@
 #endif
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -365,12 +366,45 @@ class context_guard final : public ::asio::execution_context::service {
     drains_posting_.fetch_add(1, std::memory_order_relaxed);
     // release: as above; and a shutdown that sees k_posted also sees the count above.
     t->state.store(tracked::k_posted, std::memory_order_release);
-    ::asio::post(io.get_executor(), drain{this, &io});
+    ::asio::post(io.get_executor(), ::asio::bind_allocator(drain_allocator<void>{this}, drain{this, &io}));
     // release: shutdown() sees the post done before it discards the list.
     drains_posting_.fetch_sub(1, std::memory_order_release);
   }
 
  private:
+  /// Where Asio builds a posted drain: the guard's own buffer. At most one drain is posted and
+  /// not yet run (a push posts one only when it finds the list empty, and Asio frees a
+  /// handler's memory before it runs it), so one buffer serves them all and a drain allocates
+  /// nothing; a drain that does not fit, or finds the buffer taken, goes to the heap.
+  template <class T>
+  struct drain_allocator {
+    using value_type = T;
+    context_guard* guard;
+    explicit drain_allocator(context_guard* g) noexcept : guard(g) {}
+    template <class U>
+    drain_allocator(const drain_allocator<U>& other) noexcept : guard(other.guard) {}  // NOLINT: rebinding converts implicitly
+    T* allocate(std::size_t n) {
+      if (n * sizeof(T) <= sizeof(guard->drain_buffer_) && alignof(T) <= alignof(std::max_align_t) &&
+          // acquire: the previous drain's release of the buffer happens before it is reused.
+          !guard->drain_buffer_busy_.exchange(true, std::memory_order_acquire)) {
+        return reinterpret_cast<T*>(guard->drain_buffer_);  // NOLINT: the buffer is raw storage for one T
+      }
+      return std::allocator<T>().allocate(n);
+    }
+    void deallocate(T* p, std::size_t n) noexcept {
+      if (static_cast<void*>(p) == static_cast<void*>(guard->drain_buffer_)) {
+        // release: this drain's last use of the buffer happens before the next one takes it.
+        guard->drain_buffer_busy_.store(false, std::memory_order_release);
+      } else {
+        std::allocator<T>().deallocate(p, n);
+      }
+    }
+    template <class U>
+    bool operator==(const drain_allocator<U>& other) const noexcept {
+      return guard == other.guard;
+    }
+  };
+
   /// Runs every queued completion on the context's thread. Destroyed unrun when the context
   /// shuts down with it queued: shutdown() has already discarded the list.
   struct drain {
@@ -452,6 +486,10 @@ class context_guard final : public ::asio::execution_context::service {
   tracked* head_ = nullptr;
   ready_list<tracked> ready_;
   std::atomic<int> drains_posting_{0};  // push_ready calls inside asio::post of a drain
+  // The posted drain's storage (see drain_allocator): Asio's operation holding a drain is a
+  // few pointers; 128 bytes leave room for other Asio versions.
+  alignas(std::max_align_t) unsigned char drain_buffer_[128]{};
+  std::atomic<bool> drain_buffer_busy_{false};
 };
 
 /// The guard of an executor's execution context (Asio's standard executors and the older
