@@ -4,7 +4,9 @@
 #include "pool_test_util.hpp"
 #include "requests.hpp"
 
+#include <atomic>
 #include <cstdint>
+#include <future>
 #include <random>
 #include <span>
 #include <stdexcept>
@@ -25,6 +27,19 @@ struct append {
   using response_type = std::size_t;  // the log's length after appending
 };
 
+// A request that counts its copies.
+struct counted {
+  static inline std::atomic<int> copies{0};
+  mtp::id_t id;
+  using response_type = mtp::id_t;
+  explicit counted(mtp::id_t i) noexcept : id(i) {}
+  counted(const counted& other) noexcept : id(other.id) { copies.fetch_add(1); }
+  counted(counted&&) noexcept = default;
+  counted& operator=(const counted&) = delete;
+  counted& operator=(counted&&) noexcept = default;
+  ~counted() = default;
+};
+
 class recorder {
  public:
   explicit recorder(mtp::id_t id) : id_(id) {}
@@ -35,6 +50,7 @@ class recorder {
   }
   void handle(const hold& h) const { mtp_test::hold_until_released(h); }
   void handle(const mtp_test::run_fn& r) const { r.fn(); }
+  mtp::id_t handle(const counted& c) const { return c.id + id_; }
   std::vector<int> log() const { return log_; }
 
  private:
@@ -136,6 +152,30 @@ TEST_F(Batch, SpanOutputOverloadAndSizeMismatch) {
                std::invalid_argument);
   for (const auto& w : wrong) EXPECT_FALSE(w.has_value() || w.has_error()) << "a refused batch wrote results";
   EXPECT_EQ(pool.call(0, &recorder::log).size(), 34u) << "a refused batch ran requests";
+}
+
+// An asynchronous batch keeps its requests in a vector of its own: one passed as an rvalue is
+// taken over whole, an lvalue is copied.
+TEST_F(Batch, AnAsynchronousBatchTakesOverAVectorPassedAsAnRvalue) {
+  const auto run = [&](auto&& requests) {
+    std::promise<std::vector<mtp::result<mtp::id_t>>> got;
+    (void)pool.send_batch_async(std::forward<decltype(requests)>(requests),
+                                [&](std::vector<mtp::result<mtp::id_t>>&& rs) { got.set_value(std::move(rs)); });
+    return got.get_future().get();
+  };
+  std::vector<counted> requests;
+  for (mtp::id_t i = 0; i < 16; ++i) requests.emplace_back(i);
+  counted::copies = 0;
+  const auto copied = run(requests);
+  EXPECT_EQ(counted::copies.load(), 16);
+  counted::copies = 0;
+  const auto moved = run(std::move(requests));
+  EXPECT_EQ(counted::copies.load(), 0);
+  ASSERT_EQ(moved.size(), 16u);
+  for (mtp::id_t i = 0; i < 16; ++i) {
+    EXPECT_EQ(copied[i].value(), 2 * i);
+    EXPECT_EQ(moved[i].value(), 2 * i);
+  }
 }
 
 TEST_F(Batch, LargeBatch) {

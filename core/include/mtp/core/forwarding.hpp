@@ -6,6 +6,7 @@
 
 #include <concepts>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -40,13 +41,17 @@ std::span<const T> gather(Range&& range, std::vector<T>& storage) {
 
 /// The elements of any input range copied (moved, from an rvalue range of rvalues) into a
 /// vector of T that the caller owns: how the asynchronous forms keep a batch alive after the
-/// call returns.
+/// call returns. A std::vector<T> passed as an rvalue is taken over whole, without a copy.
 template <class T, class Range>
 std::vector<T> to_vector(Range&& range) {
-  std::vector<T> owned;
-  if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(range));
-  for (auto&& x : range) owned.emplace_back(std::forward<decltype(x)>(x));
-  return owned;
+  if constexpr (std::is_same_v<Range, std::vector<T>>) {  // an rvalue vector
+    return std::move(range);
+  } else {
+    std::vector<T> owned;
+    if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(range));
+    for (auto&& x : range) owned.emplace_back(std::forward<decltype(x)>(x));
+    return owned;
+  }
 }
 
 /// Whether R is a method message (mtp::make_call): it holds a member function pointer, an
