@@ -45,7 +45,7 @@ std::span<const T> gather(Range&& range, std::vector<T>& storage) {
 template <class T, class Range>
 std::vector<T> to_vector(Range&& range) {
   if constexpr (std::is_same_v<Range, std::vector<T>>) {  // an rvalue vector
-    return std::move(range);
+    return std::forward<Range>(range);  // Range is not a reference here: a move
   } else {
     std::vector<T> owned;
     if constexpr (std::ranges::sized_range<Range>) owned.reserve(std::ranges::size(range));
