@@ -905,6 +905,30 @@ TEST(AsioAdapter, TerminalCancellationCompletesAtOnceWhileTheWorkerIsBusy) {
   EXPECT_EQ(seen.size(), 6u);
 }
 
+// A request abandoned by a terminal cancellation lives in its operation, which the worker still
+// holds: the io_context may go first, and the worker frees the operation when it is done (ASan
+// checks that nothing is touched after, and nothing leaks).
+TEST(AsioAdapter, AnAbandonedRequestMayOutliveItsIoContext) {
+  pool_t pool(mtp_test::options(2));
+  pool.create(0);
+  mtp_test::gate started, release;
+  mtp_test::open_on_exit releaser(release);
+  {
+    asio::io_context io;
+    asio::cancellation_signal signal;
+    bool aborted = false;
+    mtp::asio::async_send(pool, hold{0, &started, &release},
+                          asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, [&](std::error_code ec, auto&&...) {
+                                                         aborted = ec == asio::error::operation_aborted;
+                                                       })));
+    ASSERT_TRUE(started.wait_for(mtp_test::k_bound));
+    asio::post(io, [&] { signal.emit(asio::cancellation_type::terminal); });
+    EXPECT_TRUE(run_until(io, [&] { return aborted; })) << "the cancelled request did not complete at once";
+  }  // the io_context goes while the worker still runs the request
+  release.open();
+  EXPECT_EQ(pool.send(add{0, 1}), 1);  // after the held request, and its operation freed
+}
+
 // Completions for an io_context's own executor travel in bulk: every completion queued while
 // the context did not run comes back through one executor post (one drain), in the order the
 // pool completed them. The worker is held while the coroutines start (so that nothing

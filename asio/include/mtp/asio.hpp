@@ -79,8 +79,11 @@
 //
 // Allocation: the operation's own state uses the handler's associated allocator, as does the
 // completion posted to an executor that is not an io_context's own (a completion in bulk
-// allocates nothing, and its drain lives in a buffer of the context's own); the pool's
-// per-request allocation is the pool's.
+// allocates nothing, and its drain lives in a buffer of the context's own). On a
+// mtp::thread_pool, async_send's request and result live in the operation (an
+// mtp::async_slot), so one request is one allocation, through that allocator (none with one
+// that recycles, such as asio::recycling_allocator); the batch, create and remove forms add
+// the pool's own block.
 //
 // Cancellation: per operation, through the handler's associated cancellation slot
 // (asio::cancellation_signal, asio::bind_cancellation_slot, awaitable operators, ...).
@@ -158,6 +161,7 @@
 #include <utility>
 #include <vector>
 
+#include <mtp/core/async_slot.hpp>
 #include <mtp/core/batch.hpp>
 #include <mtp/core/forwarding.hpp>
 #include <mtp/core/messages.hpp>
@@ -519,8 +523,21 @@ context_guard* guard_of(const Executor& ex) {
 /// between the two: the second arrival moves it from k_live to k_posting, and to k_posted once
 /// the post has returned; the completion waits for k_posted before it frees the operation (a
 /// completion in bulk finds it stored before its drain was posted: see context_guard).
-template <class Handler, class Value, class Deliver, bool Single>
+/// Where an operation keeps its request when the pool runs caller-owned slots (SlotRequest:
+/// the request type; void: the pool's send_async allocates a block of its own instead).
+template <class SlotRequest>
+struct request_slot {
+  using type = std::optional<mtp::async_slot<SlotRequest>>;
+};
+template <>
+struct request_slot<void> {
+  struct type {};
+};
+
+template <class Handler, class Value, class Deliver, bool Single, class SlotRequest = void>
 class operation : tracked {
+  static constexpr bool k_slot = !std::is_void_v<SlotRequest>;
+
  public:
   using allocator_type = ::asio::associated_allocator_t<Handler>;
   using executor_type = ::asio::associated_executor_t<Handler, ::asio::system_executor>;
@@ -573,6 +590,24 @@ class operation : tracked {
     }
   };
 
+  /// The slot form: hold_request keeps the request in the operation's own slot, and
+  /// start_in_slot starts it on `pool`, which allocates nothing, then the initiating call's
+  /// part. The slot's `done` is the worker's last touch: it arrives as the
+  /// pool's callback would, or, when a canceller has abandoned the slot, only lets go of the
+  /// memory (see deallocate_op).
+  template <class R>
+    requires k_slot
+  void hold_request(R&& r) {
+    auto& slot = request_.emplace(std::forward<R>(r));
+    slot.owner = this;
+    slot.done = &slot_done;
+  }
+  template <class Pool>
+  void start_in_slot(Pool& pool, ::asio::cancellation_type supported, id_t id) {
+    pool.send_async(*request_);
+    started(async_handle(), supported, id);
+  }
+
   /// The initiating call's part, once the request is on its way. `id`: what an abandoned
   /// single operation answers.
   void started(async_handle handle, ::asio::cancellation_type supported, id_t id) {
@@ -594,15 +629,47 @@ class operation : tracked {
         // Terminal or partial: complete now unless the pool's callback has started (a request
         // not yet started is skipped, a running one's result dropped). Total cancellation
         // promises no side effect, which only a request that never starts can keep: skip it.
-        if ((type & prompt) != ::asio::cancellation_type::none && op->handle_.abandon()) {
+        if ((type & prompt) != ::asio::cancellation_type::none && op->abandon_pool()) {
           op->value_.set_error(mtp::error{errc::cancelled, op->id_, {}});
           op->arrive();  // the callback never runs: this arrival stands in for it
           return;
         }
       }
-      op->handle_.cancel();
+      op->cancel_pool();
     }
   };
+
+  /// Skips the request if its worker has not started it.
+  void cancel_pool() noexcept {
+    if constexpr (k_slot) {
+      request_->cancelled.store(true, std::memory_order_relaxed);  // relaxed: a hint, as async_handle::cancel
+    } else {
+      handle_.cancel();
+    }
+  }
+  /// cancel_pool(), and takes the completion over if the pool's side has not: true when the
+  /// pool will never arrive (its slot's `done` then only lets go of the memory).
+  bool abandon_pool() noexcept {
+    if constexpr (k_slot) {
+      cancel_pool();
+      if (!request_->abandon()) return false;
+      abandoned_ = true;  // read once both arrivals are in: arrive()'s acq_rel exchange orders it
+      return true;
+    } else {
+      return handle_.abandon();
+    }
+  }
+
+  /// The slot's `done`: the worker's last touch of the operation.
+  static void slot_done(mtp::async_slot<SlotRequest>& slot) noexcept {
+    auto* op = static_cast<operation*>(slot.owner);
+    if (!slot.take_turn()) {  // a canceller has completed the operation: only the memory is left
+      op->release_memory();
+      return;
+    }
+    op->value_ = std::move(slot.out);
+    op->arrive();
+  }
 
   /// Runs the handler on its executor; owns the operation until then (freed unrun if the
   /// executor is destroyed with it still queued).
@@ -675,7 +742,26 @@ class operation : tracked {
   }
   static void free_op(tracked* t) noexcept { deallocate_op(static_cast<operation*>(t)); }
 
+  /// The completion's side is done with the operation (run, discarded, or closed with its
+  /// context). When a canceller abandoned the slot, the worker may still hold it: the handler
+  /// and the work go now (on the context's thread, or already gone), and the memory goes with
+  /// whichever of this side and the worker's `done` comes last.
   static void deallocate_op(operation* p) noexcept {
+    if constexpr (k_slot) {
+      if (p->abandoned_) {
+        p->handler_.reset();
+        p->work_.reset();
+        p->release_memory();
+        return;
+      }
+    }
+    free_memory(p);
+  }
+  void release_memory() noexcept {
+    // acq_rel: the side that frees sees everything the other side did to the operation.
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) free_memory(this);
+  }
+  static void free_memory(operation* p) noexcept {
     op_allocator alloc(p->alloc_);
     alloc_traits::destroy(alloc, p);
     alloc_traits::deallocate(alloc, p, 1);
@@ -688,7 +774,10 @@ class operation : tracked {
   context_guard* guard_;
   ::asio::io_context* bulk_;  // completes through guard_'s drains (plain_io_context), else null
   Value value_{};
-  async_handle handle_;
+  async_handle handle_;  // the pool's block, when the request is not in request_
+  [[no_unique_address]] typename request_slot<SlotRequest>::type request_;
+  bool abandoned_ = false;                // a canceller abandoned request_ (slot form)
+  std::atomic<std::uint8_t> refs_{2};      // slot form, abandoned: this side and the worker
   id_t id_ = 0;
   std::atomic<bool> arrived_{false};
 };
@@ -764,6 +853,7 @@ struct kind_base {
 };
 template <class R>
 struct send_kind : kind_base<R, mtp::result<response_t<R>>, deliver_one, response_t<R>, true> {
+  using slot_request = R;  // on a pool that runs caller-owned slots, the request lives in the operation
   static id_t id_of(const R& r) noexcept { return static_cast<id_t>(r.id); }
   template <class Pool, class F>
   static async_handle start(Pool& pool, R&& r, F done) {
@@ -808,18 +898,36 @@ struct remove_batch_kind
   }
 };
 
+/// The request type an operation of Kind keeps in its own slot on Pool, or void.
+template <class Pool, class Kind>
+struct slot_request_of {
+  using type = void;
+};
+template <class Pool, class Kind>
+  requires requires { typename Kind::slot_request; } && starts_async_slots<Pool, typename Kind::slot_request>
+struct slot_request_of<Pool, Kind> {
+  using type = typename Kind::slot_request;
+};
+
 template <class Pool, class Kind, bool Throwing>
 struct initiate {
   template <class Handler>
   void operator()(Handler&& handler, Pool* pool, typename Kind::input in) const {
+    using slot_request = typename slot_request_of<Pool, Kind>::type;
     using op = operation<std::decay_t<Handler>, typename Kind::value, typename Kind::template deliver<Throwing>,
-                         Kind::k_single>;
+                         Kind::k_single, slot_request>;
     std::unique_ptr<op, void (*)(op*)> owned(op::make(std::forward<Handler>(handler)), &op::destroy);
     id_t id = 0;
     if constexpr (Kind::k_single) id = Kind::id_of(in);
-    async_handle h = Kind::start(*pool, std::move(in), typename op::on_done{owned.get()});
     constexpr auto some = ::asio::cancellation_type::terminal | ::asio::cancellation_type::partial;
-    owned.release()->started(std::move(h), Kind::k_single ? some | ::asio::cancellation_type::total : some, id);
+    constexpr auto supported = Kind::k_single ? some | ::asio::cancellation_type::total : some;
+    if constexpr (!std::is_void_v<slot_request>) {
+      owned->hold_request(std::move(in));
+      owned.release()->start_in_slot(*pool, supported, id);  // the pool holds it from here on
+    } else {
+      async_handle h = Kind::start(*pool, std::move(in), typename op::on_done{owned.get()});
+      owned.release()->started(std::move(h), supported, id);
+    }
   }
 };
 

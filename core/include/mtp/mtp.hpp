@@ -9,6 +9,7 @@
 
 #include <mtp/affinity/config.hpp>
 #include <mtp/affinity/placement.hpp>
+#include <mtp/core/async_slot.hpp>
 #include <mtp/core/awaitable.hpp>
 #include <mtp/core/batch.hpp>
 #include <mtp/core/concepts.hpp>

@@ -57,7 +57,7 @@
 
 #include <mtp/core/batch.hpp>
 #include <mtp/core/forwarding.hpp>
-#include <mtp/core/impl/async_slot.hpp>
+#include <mtp/core/async_slot.hpp>
 #include <mtp/core/impl/std_parts.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/result.hpp>
@@ -197,7 +197,7 @@ class slot_awaiter final : public await_core<Sched> {
       slot_.owner = this;
       slot_.done = [](async_slot<R>& s) noexcept { static_cast<slot_awaiter*>(s.owner)->arrive(); };
       this->handle_ = async_handle(&slot_);  // its reference never frees the slot
-      pool_->start_slot(slot_);
+      pool_->send_async(slot_);
     }
     return this->finish_suspend();
   }
@@ -284,7 +284,7 @@ struct send_kind {
 
 /// The awaiter of one request: in place where the pool allows it, else through send_async.
 template <class Pool, class R, class Sched, bool Throws>
-using request_awaiter = std::conditional_t<has_async_slot<Pool>, slot_awaiter<Pool, R, Sched, Throws>,
+using request_awaiter = std::conditional_t<starts_async_slots<Pool, R>, slot_awaiter<Pool, R, Sched, Throws>,
                                            pool_awaiter<Pool, send_kind<R, Throws>, Sched>>;
 
 /// A batch of requests, creates or removes: the results in order, never throws.

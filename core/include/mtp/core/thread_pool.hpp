@@ -44,6 +44,7 @@
 #include <utility>
 #include <vector>
 
+#include <mtp/core/async_slot.hpp>
 #include <mtp/core/batch.hpp>
 #include <mtp/core/forwarding.hpp>
 #include <mtp/core/impl/item_store.hpp>
@@ -77,9 +78,6 @@ class slot_awaiter;
 template <class Item, class Hooks = no_hooks>
 class thread_pool {
   using worker_type = impl::worker<Item, Hooks>;
-  template <class Pool, class R, class Sched, bool Throws>
-  friend class impl::slot_awaiter;  // start_slot
-
  public:
   using item_type = Item;
   using hooks_type = Hooks;
@@ -299,6 +297,19 @@ class thread_pool {
     return start_async<impl::request_op<R>>(std::move(r), std::move(on_done));
   }
 
+  /// Starts a request whose storage the caller owns (see mtp::async_slot: `slot.done` is called
+  /// exactly once, on the worker as the pool's last touch, or here when it could not be sent)
+  /// and allocates nothing. What co_await mtp::async and the Asio adapter use.
+  template <request R>
+  void send_async(async_slot<R>& slot) {
+    impl::check_handles<Item, R>();
+    std::optional<error> failed = send_async_envelope<impl::request_op<R>>(
+        static_cast<id_t>(slot.input.id), impl::envelope::make(&impl::serve_async_slot<worker_type, R>, &slot));
+    if (!failed) return;
+    slot.out.set_error(std::move(*failed));
+    slot.done(slot);
+  }
+
   /// A batch with a callback: returns at once; `on_done(std::vector<mtp::result<T>>)` is
   /// called exactly once with the responses in request order, on the worker that answered
   /// the last piece (or on the calling thread when nothing could be sent). Any input range of
@@ -495,17 +506,6 @@ class thread_pool {
     s->complete(*core_, 0);
     s->release();  // the reference no worker will drop
     return async_handle(owned.release());
-  }
-
-  // The awaitables' form (impl::slot_awaiter): the caller owns the block, nothing is allocated.
-  template <request R>
-  void start_slot(impl::async_slot<R>& slot) {
-    impl::check_handles<Item, R>();
-    std::optional<error> failed = send_async_envelope<impl::request_op<R>>(
-        static_cast<id_t>(slot.input.id), impl::envelope::make(&impl::serve_async_slot<worker_type, R>, &slot));
-    if (!failed) return;
-    slot.out.set_error(std::move(*failed));
-    slot.done(slot);
   }
 
   // Sends the envelope of one asynchronous operation: nothing, or why it could not be sent.
@@ -796,11 +796,6 @@ class thread_pool {
 
   std::unique_ptr<impl::pool_core> core_;
 };
-
-namespace impl {
-template <class Item, class Hooks>
-inline constexpr bool has_async_slot<thread_pool<Item, Hooks>> = true;
-}  // namespace impl
 
 /// The pool that runs the calling handler: how an item reaches its own pool, to post to its
 /// siblings or to create and remove items. Callable from a handler, an item's constructor or

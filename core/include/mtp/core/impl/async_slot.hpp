@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Internals: an asynchronous request whose storage its caller keeps (an awaiter in a coroutine
-// frame), so that awaiting a request allocates nothing. Do not include directly.
+// frame, an adapter's operation), so that starting it allocates nothing. Do not include
+// directly; see <mtp/core/async_slot.hpp> for the contract.
 #pragma once
 
 #include <mtp/core/impl/shared_control.hpp>
@@ -30,10 +31,5 @@ struct async_slot final : shared_control {
   async_slot(const async_slot&) = delete;
   async_slot& operator=(const async_slot&) = delete;
 };
-
-/// Whether Pool can run an async_slot (mtp::thread_pool can; a pool that cannot is awaited
-/// through its send_async, with the allocation that makes).
-template <class Pool>
-inline constexpr bool has_async_slot = false;
 
 }  // namespace mtp::impl
