@@ -511,18 +511,6 @@ context_guard* guard_of(const Executor& ex) {
   }
 }
 
-/// One operation in flight: the handler, outstanding work on its executor, the pool's handle
-/// and the value, in one allocation from the handler's associated allocator. The initiating
-/// call arrives once, and so does exactly one of the worker's callback and (Single: one
-/// request, create or remove) a canceller that abandoned the pool's callback; the second
-/// arrival posts the completion. The pool frees its own block when its worker gets to it.
-///
-/// The executor's context may be destroyed first: its context_guard then closes the operation
-/// (destroys the handler and the work, on the thread destroying the context), and the second
-/// arrival, whenever it comes, frees the rest instead of posting. `state` (tracked) decides
-/// between the two: the second arrival moves it from k_live to k_posting, and to k_posted once
-/// the post has returned; the completion waits for k_posted before it frees the operation (a
-/// completion in bulk finds it stored before its drain was posted: see context_guard).
 /// Where an operation keeps its request when the pool runs caller-owned slots (SlotRequest:
 /// the request type; void: the pool's send_async allocates a block of its own instead).
 template <class SlotRequest>
@@ -534,6 +522,21 @@ struct request_slot<void> {
   struct type {};
 };
 
+/// One operation in flight: the handler, outstanding work on its executor, the pool's handle
+/// (or, on a pool that runs caller-owned slots, the request itself: SlotRequest) and the value,
+/// in one allocation from the handler's associated allocator. The initiating call arrives
+/// once, and so does exactly one of the worker's callback and (Single: one request, create or
+/// remove) a canceller that abandoned the pool's callback; the second arrival posts the
+/// completion. The pool frees its own block when its worker gets to it; an abandoned slot,
+/// which the worker may still hold, goes with whichever of the completion and the worker's
+/// last touch comes second.
+///
+/// The executor's context may be destroyed first: its context_guard then closes the operation
+/// (destroys the handler and the work, on the thread destroying the context), and the second
+/// arrival, whenever it comes, frees the rest instead of posting. `state` (tracked) decides
+/// between the two: the second arrival moves it from k_live to k_posting, and to k_posted once
+/// the post has returned; the completion waits for k_posted before it frees the operation (a
+/// completion in bulk finds it stored before its drain was posted: see context_guard).
 template <class Handler, class Value, class Deliver, bool Single, class SlotRequest = void>
 class operation : tracked {
   static constexpr bool k_slot = !std::is_void_v<SlotRequest>;
@@ -592,9 +595,9 @@ class operation : tracked {
 
   /// The slot form: hold_request keeps the request in the operation's own slot, and
   /// start_in_slot starts it on `pool`, which allocates nothing, then the initiating call's
-  /// part. The slot's `done` is the worker's last touch: it arrives as the
-  /// pool's callback would, or, when a canceller has abandoned the slot, only lets go of the
-  /// memory (see deallocate_op).
+  /// part. The slot's `done` is the worker's last touch: it arrives as the pool's callback
+  /// would, or, when a canceller has abandoned the slot, only lets go of the memory (see
+  /// deallocate_op).
   template <class R>
     requires k_slot
   void hold_request(R&& r) {
