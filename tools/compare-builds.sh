@@ -15,7 +15,7 @@
 # EXTRA...          more mtp_bench arguments, e.g. --quick (one repetition per round: its
 #                   single run counts as the round's median).
 # Rows that report p50_us compare it; rows that also report msgs_per_s (the async rows) get a
-# second line comparing messages per second.
+# second line comparing messages per second; create/... rows compare create_ns_per_item.
 set -euo pipefail
 if [[ $# -lt 2 ]]; then sed -n '3,15p' "$0"; exit 2; fi
 a="$1/bench/mtp_bench"
@@ -41,6 +41,8 @@ for f in sorted(glob.glob(sys.argv[1] + '/*.json')):
         name = bench['name'].split('/iterations')[0].split('/min_time')[0]
         if 'p50_us' in bench:
             value = bench['p50_us']
+        elif 'create_ns_per_item' in bench:  # create/...: ns per item created
+            value = bench['create_ns_per_item']
         else:  # a batch: real_time is per batch, in us
             value = bench['real_time'] * 1000.0 / float(name.split('batch:')[1].split('/')[0])
         runs.setdefault(name, {}).setdefault(which, []).append(value)

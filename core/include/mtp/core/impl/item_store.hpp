@@ -10,10 +10,11 @@
 #include <tuple>
 #include <type_traits>
 #include <typeinfo>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include <mtp/core/impl/id_index.hpp>
+#include <mtp/core/impl/slot_cache.hpp>
 #include <mtp/core/impl/worker.hpp>
 #include <mtp/core/messages.hpp>
 #include <mtp/core/options.hpp>
@@ -39,8 +40,9 @@ concept activates_on_first_message = requires {
   requires Item::activate_on_first_message;
 } && std::is_constructible_v<Item, id_t>;
 
-/// The worker of a thread_pool<Item, Hooks>: owns the items routed to it, in a map that only
-/// its own thread touches, so items need no locks.
+/// The worker of a thread_pool<Item, Hooks>: owns the items routed to it, each in a slot of
+/// its own (so it never moves; its memory comes from a slot_cache) found through an id_index,
+/// both touched only by its own thread, so items need no locks.
 template <class Item, class Hooks>
 class worker final : public worker_base {
  public:
@@ -53,10 +55,21 @@ class worker final : public worker_base {
   // Worker thread only, from here on.
 
   [[nodiscard]] Item* find(id_t id) noexcept {
-    const auto it = items_.find(id);
-    if (it == items_.end()) return nullptr;
-    if (passivate_after_.count() > 0) it->second.touched = std::chrono::steady_clock::now();
-    return &it->second.item;
+    slot* const s = items_.find(id);
+    if (s == nullptr) return nullptr;
+    if (passivate_after_.count() > 0) s->touched = std::chrono::steady_clock::now();
+    return &s->item;
+  }
+
+  /// About `n` items are about to be created here (a batch's share): makes room for them in
+  /// the index at once rather than growing it step by step. Only a hint: without memory the
+  /// creates grow it one by one and report what fails.
+  void expect_items(std::size_t n) noexcept {
+    try {
+      items_.reserve(items_.size() + n);
+    } catch (...) {
+      // Each create reserves its own room again and fails alone if there is none.
+    }
   }
 
   /// Runs `body` as the message for `id`: sets the current id and runs the hooks around it.
@@ -88,8 +101,9 @@ class worker final : public worker_base {
 
   template <class... A>
   Item& emplace_item(id_t id, A&&... args) {
-    // try_emplace: the key is checked before anything is built, so a duplicate never runs the
-    // constructor; a throwing constructor leaves the map unchanged.
+    // The key is checked and the index's room taken before anything is built, so a duplicate
+    // never runs the constructor and no allocation can fail after it; a throwing constructor
+    // (or no memory for the slot) leaves the index unchanged.
     // The new life's number is known while the constructor runs, so that a timer the
     // constructor arms belongs to it (and one armed by a constructor that throws never fires).
     building_ = {id, ++generations_};
@@ -97,21 +111,23 @@ class worker final : public worker_base {
       std::pair<id_t, std::uint64_t>& b;
       ~done_building() { b = {}; }
     } done{building_};
-    const auto [it, added] = items_.try_emplace(id, id, std::forward<A>(args)...);
-    it->second.generation = building_.second;
+    if (slot* const existing = items_.find(id)) return existing->item;
+    items_.reserve(items_.size() + 1);
+    slot* const s = slots_.make(id, std::forward<A>(args)...);
+    s->generation = building_.second;
+    items_.insert_reserved(id, s);
     set_item_count(items_.size());
-    if (passivate_after_.count() > 0) it->second.touched = std::chrono::steady_clock::now();
-    return it->second.item;
+    if (passivate_after_.count() > 0) s->touched = std::chrono::steady_clock::now();
+    return s->item;
   }
   /// Which life of item `id` this is (each create, or activation, starts a new one), or 0 when
   /// it does not exist: a timer armed for one life does not fire in another (see timers).
   [[nodiscard]] std::uint64_t generation_of(id_t id) const noexcept {
-    const auto it = items_.find(id);
-    if (it != items_.end()) return it->second.generation;
+    if (const slot* const s = items_.find(id)) return s->generation;
     return building_.first == id ? building_.second : 0;  // its constructor runs now
   }
   void erase_item(id_t id) noexcept {
-    items_.erase(id);
+    delete_slot(id);
     set_item_count(items_.size());
   }
 
@@ -157,7 +173,18 @@ class worker final : public worker_base {
   void on_stop() noexcept override {
     // Items die on their own thread, one by one, each with its id readable in its destructor
     // and the message hooks around it, as for remove.
-    while (!items_.empty()) destroy_item(items_.begin()->first, "shutdown");
+    // A destroyed item's place may take a later entry of its run (id_index::erase), so the walk
+    // moves on only past empty places; none are filled behind it, since nothing is created now.
+    while (!items_.empty()) {
+      for (std::size_t i = 0; i < items_.capacity();) {
+        const auto& e = items_.at(i);
+        if (e.value == nullptr) {
+          ++i;
+        } else {
+          destroy_item(e.id, "shutdown");
+        }
+      }
+    }
     set_item_count(0);
     mark_idle();
     if constexpr (has_worker_stop<Hooks>) run_hook("on_worker_stop", [&] { hooks_.on_worker_stop(index()); });
@@ -173,8 +200,8 @@ class worker final : public worker_base {
               diagnostic::kind::hook_failed,
               [&] { return std::string("a message hook threw while the item was destroyed at ") + why; }, e);
         },
-        [&] { items_.erase(id); });
-    items_.erase(id);  // also when before_message threw: the item goes all the same
+        [&] { delete_slot(id); });
+    delete_slot(id);  // also when before_message threw: the item goes all the same
     set_item_count(items_.size());
   }
 
@@ -186,14 +213,15 @@ class worker final : public worker_base {
     if (passivate_after_.count() <= 0) return time_point::max();
     stale_.clear();
     bool more = false;
-    for (const auto& [id, slot] : items_) {
-      if (now - slot.touched < passivate_after_) continue;
+    for (std::size_t i = 0; i < items_.capacity(); ++i) {
+      const auto& e = items_.at(i);
+      if (e.value == nullptr || now - e.value->touched < passivate_after_) continue;
       if (stale_.size() == k_passivate_per_round) {
         more = true;
         break;
       }
       try {
-        stale_.push_back(id);
+        stale_.push_back(e.id);
       } catch (...) {
         break;  // no memory for the list: passivate what fits, the rest next time
       }
@@ -214,7 +242,12 @@ class worker final : public worker_base {
     std::uint64_t generation = 0;
   };
 
-  std::unordered_map<id_t, slot> items_;
+  // Takes item `id` out of the index, then destroys it (if it was there): while its destructor
+  // runs, the id is no longer found.
+  void delete_slot(id_t id) noexcept { slots_.destroy(items_.erase(id)); }
+
+  slot_cache<slot> slots_;  // the slots' memory, kept for the next creates (declared first: freed last)
+  id_index<slot> items_;
   std::uint64_t generations_ = 0;
   std::pair<id_t, std::uint64_t> building_{};  // the item whose constructor runs, and its life
   Hooks hooks_;

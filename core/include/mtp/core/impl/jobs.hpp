@@ -51,6 +51,7 @@ void serve_chunk(worker_base& base, envelope& e) noexcept {
   auto& job = *static_cast<batch_job<Op>*>(static_cast<job_base*>(c.job));
   shared_control* const control = job.control;
   w.trace_instant("chunk", c.count);
+  if constexpr (creates_items<Op>) w.expect_items(c.count);
   c.for_each([&](std::uint32_t i) {
     // relaxed: a hint; a request that slips past it just runs, and its response is dropped.
     if (control != nullptr && control->cancelled.load(std::memory_order_relaxed)) [[unlikely]] {

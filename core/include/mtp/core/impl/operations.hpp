@@ -15,6 +15,13 @@
 
 namespace mtp::impl {
 
+/// An operation that creates items: a worker about to run a share of n of them makes room for
+/// n more items at once (worker::expect_items).
+template <class Op>
+concept creates_items = requires {
+  requires Op::k_creates;
+};
+
 /// Send request R to its item.
 template <class R>
 struct request_op {
@@ -60,6 +67,7 @@ struct create_op {
   using input = id_t;
   using output = void;
   static constexpr bool k_control = true;  // never held back by a bounded queue
+  static constexpr bool k_creates = true;  // a batch's share reserves its room at once
   static id_t id_of(id_t id) noexcept { return id; }
 
   Args* args;
@@ -87,6 +95,7 @@ struct create_each_op {
   using input = create_request<A...>;
   using output = void;
   static constexpr bool k_control = true;
+  static constexpr bool k_creates = true;
   static id_t id_of(const input& r) noexcept { return r.id; }
 
   template <class Item>
