@@ -70,14 +70,10 @@ concept maybe_request_range = std::ranges::input_range<Range> && !id_range<Range
                               !std::is_same_v<std::remove_cvref_t<Range>, std::nullptr_t>;
 }  // namespace impl
 
-namespace impl {
-template <class Pool, class R, class Sched, bool Throws>
-class slot_awaiter;
-}  // namespace impl
-
 template <class Item, class Hooks = no_hooks>
 class thread_pool {
   using worker_type = impl::worker<Item, Hooks>;
+
  public:
   using item_type = Item;
   using hooks_type = Hooks;
