@@ -78,6 +78,29 @@ struct latch {
     cv.wait(l, [&] { return left == 0; });
   }
 };
+
+// An asynchronous call's callback: what it got, on which thread, and whether that thread was a
+// pool worker. get() waits for it.
+template <class V>
+struct completion {
+  std::promise<V> value;
+  std::thread::id thread;
+  bool on_worker = false;
+  auto callback() {
+    return [this](V&& v) {
+      thread = std::this_thread::get_id();
+      on_worker = mtp::this_worker::is_worker();
+      value.set_value(std::move(v));
+    };
+  }
+  V get() { return value.get_future().get(); }
+};
+
+// "ok", or the error's code: what the checks of results compare (safe on either).
+template <class T>
+std::string code_of(const mtp::result<T>& r) {
+  return r.has_value() ? std::string("ok") : std::string(mtp::to_string(r.error().code));
+}
 }  // namespace
 
 // The gate that hold waits on and release opens, one per process.
@@ -505,6 +528,199 @@ TEST(Sharded, CancelSkipsWhatHasNotStartedOnEveryRank) {
     one.wait();
     h2.cancel();
     EXPECT_EQ(late.value(), 4);
+  }
+  pool.barrier();
+}
+
+// The asynchronous creates and removes, from every rank, for ids on every rank: results in
+// order with the codes of the blocking forms, the items there (or gone) afterwards, and the
+// ids noted for broadcasts. A callback runs off the local workers for a remote share, and on
+// this thread before the call returns when nothing could be sent.
+TEST(Sharded, AsyncCreateAndRemoveAcrossRanks) {
+  auto o = small();
+  o.router = [](mtp::id_t id, int ranks) {
+    return id >= 1000000 ? -1 : static_cast<int>(id % static_cast<mtp::id_t>(ranks));
+  };
+  pool_t pool(std::move(o));
+  const auto ranks = static_cast<mtp::id_t>(pool.ranks());
+  const mtp::id_t base = 1000 * (static_cast<mtp::id_t>(pool.rank()) + 1);  // apart for each rank
+  const mtp::id_t bad_route = 1000000;
+  const mtp::id_t failing = base + 2 * ranks;  // its constructor throws
+  std::vector<mtp::id_t> singles;              // one on each rank
+  std::vector<mtp::id_t> batched;              // one on each rank
+  for (mtp::id_t k = 0; k < ranks; ++k) {
+    singles.push_back(base + k);
+    batched.push_back(base + ranks + k);
+  }
+  const auto here = std::this_thread::get_id();
+
+  for (const mtp::id_t id : singles) {
+    completion<mtp::result<void>> c;
+    (void)pool.create_async(mtp::make_create(id, 5L), c.callback());
+    EXPECT_TRUE(c.get().has_value()) << id;
+    // On the local worker, or on the communication thread for another rank's item (on this
+    // thread too, when the share was answered before the call returned).
+    if (pool.rank_of(id) == pool.rank()) {
+      EXPECT_TRUE(c.on_worker || c.thread == here);
+    } else {
+      EXPECT_FALSE(c.on_worker) << "a remote create completes off the local workers";
+    }
+  }
+  for (const mtp::id_t id : singles) {
+    completion<mtp::result<void>> c;
+    (void)pool.create_async(mtp::make_create(id, 1L), c.callback());
+    const mtp::result<void> r = c.get();
+    ASSERT_TRUE(r.has_error()) << id;
+    EXPECT_EQ(code_of(r), "duplicate_id");
+    EXPECT_EQ(r.error().id, id);
+  }
+  {
+    completion<mtp::result<void>> c;
+    (void)pool.create_async(mtp::make_create(bad_route, 1L), c.callback());
+    EXPECT_EQ(code_of(c.get()), "invalid_route");
+    EXPECT_EQ(c.thread, here) << "nothing was sent: the callback runs on the calling thread";
+  }
+
+  // A batch: the new ids, a duplicate, a constructor that throws, a bad route.
+  std::vector<mtp::create_request<long>> creates;
+  std::vector<std::string> expected;  // "ok" or the error's code
+  for (const mtp::id_t id : batched) {
+    creates.push_back(mtp::make_create(id, 7L));
+    expected.emplace_back("ok");
+    if (id == batched[0]) {
+      creates.push_back(mtp::make_create(singles[1], 7L));
+      expected.emplace_back("duplicate_id");
+    }
+  }
+  creates.push_back(mtp::make_create(failing, -1L));
+  expected.emplace_back("constructor_failed");
+  creates.push_back(mtp::make_create(bad_route, 7L));
+  expected.emplace_back("invalid_route");
+  completion<std::vector<mtp::result<void>>> made;
+  (void)pool.create_batch_async(creates, made.callback());
+  const std::vector<mtp::result<void>> rs = made.get();
+  std::vector<std::string> got;
+  for (const auto& r : rs) got.push_back(code_of(r));
+  ASSERT_EQ(got, expected);
+  if (pool.rank_of(failing) == pool.rank()) {
+    EXPECT_THROW(std::rethrow_exception(rs[rs.size() - 2].error().exception), std::domain_error);
+  } else {
+    EXPECT_THROW(std::rethrow_exception(rs[rs.size() - 2].error().exception), mtp::mpi::remote_error);
+  }
+  std::vector<get> gets;
+  for (const mtp::id_t id : singles) gets.push_back({id});
+  for (const mtp::id_t id : batched) gets.push_back({id});
+  gets.push_back({failing});
+  const auto values = pool.send_batch(gets);
+  for (mtp::id_t k = 0; k < ranks; ++k) {
+    EXPECT_EQ(values[k].value(), 5);
+    EXPECT_EQ(values[ranks + k].value(), 7);
+  }
+  EXPECT_EQ(code_of(values[2 * ranks]), "unknown_id");
+  completion<std::vector<mtp::result<void>>> none;
+  (void)pool.create_batch_async(std::vector<mtp::create_request<long>>{}, none.callback());
+  EXPECT_TRUE(none.get().empty());
+
+  pool.barrier();  // every rank's items exist: a broadcast reaches them all
+  const auto every = pool.broadcast(get{0});
+  EXPECT_EQ(every.size(), 2 * ranks * ranks);
+  long sum = 0;
+  for (const auto& [id, r] : every) sum += r.value();
+  EXPECT_EQ(sum, static_cast<long>((5 + 7) * ranks * ranks));
+  pool.barrier();
+
+  for (const mtp::id_t id : singles) {
+    completion<mtp::result<void>> c;
+    (void)pool.remove_async(id, c.callback());
+    EXPECT_TRUE(c.get().has_value()) << id;
+  }
+  {
+    completion<mtp::result<void>> c;
+    (void)pool.remove_async(singles[1], c.callback());
+    EXPECT_EQ(code_of(c.get()), "unknown_id");
+  }
+  std::vector<mtp::id_t> removes = batched;
+  removes.push_back(singles[0]);  // already removed
+  removes.push_back(bad_route);
+  completion<std::vector<mtp::result<void>>> removed;
+  (void)pool.remove_batch_async(removes, removed.callback());
+  const auto gone = removed.get();
+  ASSERT_EQ(gone.size(), removes.size());
+  for (mtp::id_t k = 0; k < ranks; ++k) EXPECT_TRUE(gone[k].has_value()) << batched[k];
+  EXPECT_EQ(code_of(gone[ranks]), "unknown_id");
+  if (gone[ranks].has_error()) {
+    EXPECT_EQ(gone[ranks].error().id, singles[0]);
+  }
+  EXPECT_EQ(code_of(gone[ranks + 1]), "invalid_route");
+  for (const auto& r : pool.send_batch(gets)) EXPECT_EQ(code_of(r), "unknown_id");
+
+  pool.barrier();  // every rank's removes are done: the broadcast finds nothing
+  EXPECT_TRUE(pool.broadcast(get{0}).empty());
+  pool.shutdown();  // collective
+  {
+    completion<mtp::result<void>> c;
+    (void)pool.create_async(mtp::make_create(singles[0], 1L), c.callback());
+    EXPECT_EQ(code_of(c.get()), "pool_stopped");
+    EXPECT_EQ(c.thread, here);
+    completion<std::vector<mtp::result<void>>> b;
+    (void)pool.remove_batch_async(batched, b.callback());
+    const auto stopped = b.get();
+    ASSERT_EQ(stopped.size(), batched.size());
+    for (const auto& r : stopped) EXPECT_EQ(code_of(r), "pool_stopped");
+    EXPECT_EQ(b.thread, here);
+  }
+}
+
+// Cancelling asynchronous creates and removes skips what has not started, on every rank: the
+// items are neither built nor removed, and broadcasts do not count them.
+TEST(Sharded, AsyncCreateAndRemoveCancelWhatHasNotStarted) {
+  g_hold.reset();
+  pool_t pool(by_tens());
+  create_by_tens(pool);
+  if (pool.rank() == 0) {
+    // Ids behind the holds: on item 10's worker of rank 1, on item 0's worker of this rank
+    // (rank 1's local pool routes as this one).
+    mtp::id_t far = 12;
+    while (far < 20 && pool.local().worker_of(far) != pool.local().worker_of(10)) ++far;
+    mtp::id_t near = 2;
+    while (near < 10 && pool.local().worker_of(near) != pool.local().worker_of(0)) ++near;
+    ASSERT_LT(far, 20u);
+    ASSERT_LT(near, 10u);
+    ASSERT_TRUE(pool.post(hold{10}).has_value());
+    ASSERT_TRUE(pool.post(hold{0}).has_value());
+    std::vector<mtp::create_request<long>> creates;
+    creates.push_back(mtp::make_create(far, 1L));
+    creates.push_back(mtp::make_create(near, 1L));
+    completion<std::vector<mtp::result<void>>> created;
+    auto h1 = pool.create_batch_async(creates, created.callback());
+    const std::vector<mtp::id_t> held{10, 0};
+    completion<std::vector<mtp::result<void>>> removed;
+    auto h2 = pool.remove_batch_async(held, removed.callback());
+    completion<mtp::result<void>> one;
+    auto h3 = pool.remove_async(10, one.callback());
+    h1.cancel();
+    h2.cancel();
+    h3.cancel();
+    EXPECT_EQ(pool.send(release{11}), 1);  // rank 1 has seen the cancels
+    g_hold.release();                      // this rank's shares were cancelled above
+    const auto c = created.get();
+    ASSERT_EQ(c.size(), 2u);
+    for (const auto& r : c) EXPECT_EQ(code_of(r), "cancelled");
+    const auto r = removed.get();
+    ASSERT_EQ(r.size(), 2u);
+    for (const auto& x : r) EXPECT_EQ(code_of(x), "cancelled");
+    EXPECT_EQ(code_of(one.get()), "cancelled");
+    EXPECT_EQ(code_of(pool.send_batch(std::vector<get>{{far}})[0]), "unknown_id");
+    EXPECT_EQ(code_of(pool.send_batch(std::vector<get>{{near}})[0]), "unknown_id");
+    EXPECT_EQ(pool.send(get{10}), 0);
+    EXPECT_EQ(pool.send(get{0}), 0);
+    EXPECT_EQ(pool.broadcast(get{0}).size(), 4u);
+    // A cancel that comes too late leaves the result alone.
+    completion<mtp::result<void>> late;
+    auto h4 = pool.remove_async(11, late.callback());
+    EXPECT_TRUE(late.get().has_value());
+    h4.cancel();
+    EXPECT_EQ(pool.broadcast(get{0}).size(), 3u);
   }
   pool.barrier();
 }
@@ -946,6 +1162,88 @@ TEST(Sharded, CoroutinesAwaitTheShardedPool) {
     EXPECT_EQ(code, "cancelled");
     EXPECT_EQ(pool.send(release{11}), 1);
     EXPECT_EQ(pool.send(get{10}), 6) << "the cancelled request ran";
+  }
+  pool.barrier();
+  EXPECT_EQ(mtp_test::g_escaped.load(), 0) << "an exception escaped a coroutine";
+}
+
+// Coroutines create and remove items on the sharded pool (mtp::async_create, async_remove
+// and the batch forms) as on a plain pool, on this rank and on another, resuming on their own
+// loop; a stop request resumes a co_await async_create at once while the owning rank is
+// busy, and the create is then skipped there.
+TEST(Sharded, CoroutinesCreateAndRemoveOnTheShardedPool) {
+  g_hold.reset();
+  mtp_test::g_escaped = 0;
+  pool_t pool(by_tens());
+  create_by_tens(pool);
+  if (pool.rank() == 0) {
+    mtp_test::run_loop loop;
+    const mtp_test::on_loop on{&loop};
+    std::vector<std::string> seen;
+    std::vector<mtp::create_request<long>> creates;
+    creates.push_back(mtp::make_create(13, 4L));  // rank 1
+    creates.push_back(mtp::make_create(3, 4L));   // this rank
+    creates.push_back(mtp::make_create(12, 4L));  // made by the first co_await below
+    const std::vector<mtp::id_t> made{12, 2, 13, 3};
+    const std::vector<mtp::id_t> removes{13, 3, 12, 2, 14};  // 12: removed by then; 14: none
+    bool done = false;
+    auto client = [&]() -> mtp_test::task {
+      co_await mtp::async_create(pool, mtp::make_create(12, 2L), on);  // rank 1
+      co_await mtp::async_create(pool, mtp::make_create(2, 2L), on);   // this rank
+      seen.push_back(std::this_thread::get_id() == loop.owner() ? std::string("on the loop") : std::string("elsewhere"));
+      try {
+        co_await mtp::async_create(pool, mtp::make_create(12, 0L), on);
+        seen.emplace_back("created twice");
+      } catch (const mtp::pool_error& e) {
+        seen.emplace_back(mtp::to_string(e.code()));
+      }
+      try {
+        co_await mtp::async_create(pool, mtp::make_create(15, -1L), on);  // throws on rank 1
+        seen.emplace_back("no error");
+      } catch (const mtp::mpi::remote_error& e) {
+        seen.push_back(e.remote_what());
+      }
+      for (const auto& r : co_await mtp::async_create_batch(pool, creates, on)) seen.push_back(code_of(r));
+      for (const mtp::id_t id : made) seen.push_back(std::to_string(pool.send(get{id})));
+      const bool first = co_await mtp::async_remove(pool, 12, on);
+      seen.push_back(first ? std::string("removed") : std::string("not there"));
+      const bool again = co_await mtp::async_remove(pool, 12, on);
+      seen.push_back(again ? std::string("removed") : std::string("not there"));
+      for (const auto& r : co_await mtp::async_remove_batch(pool, removes, on)) seen.push_back(code_of(r));
+      done = true;
+    };
+    client();
+    ASSERT_TRUE(loop.run_until([&] { return done; }));
+    EXPECT_EQ(seen, (std::vector<std::string>{"on the loop", "duplicate_id", "negative start for item", "ok", "ok",
+                                              "duplicate_id", "2", "2", "4", "4", "removed", "not there", "ok", "ok",
+                                              "unknown_id", "ok", "unknown_id"}));
+    for (const mtp::id_t id : made) EXPECT_EQ(code_of(pool.send_batch(std::vector<get>{{id}})[0]), "unknown_id") << id;
+    EXPECT_EQ(pool.broadcast(get{0}).size(), 4u);  // 0, 1, 10 and 11
+
+    // Prompt cancellation: rank 1's worker of item 10 is held, and the create waits behind it.
+    mtp::id_t behind = 12;
+    while (behind < 20 && pool.local().worker_of(behind) != pool.local().worker_of(10)) ++behind;
+    ASSERT_LT(behind, 20u);
+    ASSERT_TRUE(pool.post(hold{10}).has_value());
+    std::stop_source stop;
+    std::string code;
+    done = false;
+    auto cancelled = [&]() -> mtp_test::task {
+      try {
+        co_await mtp::async_create(pool, mtp::make_create(behind, 0L), on, stop.get_token());
+        code = "created";
+      } catch (const mtp::pool_error& e) {
+        code = mtp::to_string(e.code());
+      }
+      done = true;
+    };
+    cancelled();
+    stop.request_stop();
+    ASSERT_TRUE(loop.run_until([&] { return done; })) << "the co_await did not resume while rank 1 was busy";
+    EXPECT_EQ(code, "cancelled");
+    EXPECT_EQ(pool.send(release{11}), 1);
+    EXPECT_EQ(code_of(pool.send_batch(std::vector<get>{{behind}})[0]), "unknown_id") << "the cancelled create ran";
+    EXPECT_EQ(pool.broadcast(get{0}).size(), 4u);
   }
   pool.barrier();
   EXPECT_EQ(mtp_test::g_escaped.load(), 0) << "an exception escaped a coroutine";

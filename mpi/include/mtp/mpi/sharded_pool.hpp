@@ -116,7 +116,8 @@ class sharded_timer {
   std::uint64_t call_ = 0;
 };
 
-/// Refers to an asynchronous call of a sharded pool in flight (send_async, send_batch_async).
+/// Refers to an asynchronous call of a sharded pool in flight (send_async, send_batch_async,
+/// create_async, remove_async and their batch forms).
 /// cancel() makes the requests that have not started, on every rank, complete with
 /// errc::cancelled: one that has started finishes, and a share that its rank has already
 /// answered keeps its responses. The callback still runs exactly once. Dropping the handle
@@ -215,12 +216,9 @@ class sharded_pool final : private impl::sharded_base {
     const std::span<const id_t> all = mtp::gather<id_t>(std::forward<Ids>(ids), storage);
     using Op = impl::create_op<sharded_pool, std::decay_t<A>...>;
     const std::tuple<std::decay_t<A>...> copy(args...);
-    return run<void>(all, [](id_t id) { return id; },
+    return run<void>(all, same_id,
                      [&](std::span<const id_t> local) { return ids_.note_created(local, pool_.create_batch(local, args...)); },
-                     Op::key, [&](wire::writer& w, id_t id) {
-                       w.pod(id);
-                       wire::put_tuple(w, copy);
-                     });
+                     Op::key, [&](wire::writer& w, id_t id) { put_create(w, id, copy); });
   }
 
   /// Destroys the item on its rank, after what was sent to it before. False if it did not
@@ -236,10 +234,9 @@ class sharded_pool final : private impl::sharded_base {
   std::vector<result<void>> remove_batch(Ids&& ids) {
     std::vector<id_t> storage;
     const std::span<const id_t> all = mtp::gather<id_t>(std::forward<Ids>(ids), storage);
-    return run<void>(all, [](id_t id) { return id; },
+    return run<void>(all, same_id,
                      [&](std::span<const id_t> local) { return ids_.note_removed(local, pool_.remove_batch(local)); },
-                     impl::remove_op<sharded_pool>::key,
-                     [](wire::writer& w, id_t id) { w.pod(id); });
+                     impl::remove_op<sharded_pool>::key, put_id);
   }
 
   // ---- Requests ----------------------------------------------------------------------------
@@ -428,7 +425,8 @@ class sharded_pool final : private impl::sharded_base {
   /// A batch with a callback: returns at once; on_done(std::vector<mtp::result<T>>) runs
   /// exactly once, responses in request order, on the thread that completed the last share (a
   /// local worker, or the communication thread for a remote share; the caller's own thread
-  /// when nothing could be sent). Keep it short and non-blocking. The handle can cancel it.
+  /// when nothing could be sent, or when every share was answered before the call returned).
+  /// Keep it short and non-blocking. The handle can cancel it.
   template <mtp::request_range Range, class F>
   async_handle send_batch_async(Range&& requests, F on_done) {
     using R = std::ranges::range_value_t<Range>;
@@ -437,30 +435,71 @@ class sharded_pool final : private impl::sharded_base {
     impl::check_remote_request<R>();
     std::vector<R> storage;
     const std::span<const R> all = mtp::gather<R>(std::forward<Range>(requests), storage);
-    auto state = std::make_shared<impl::call_state<T>>();
-    state->on_done = std::move(on_done);
-    state->control.pool = this;
-    launch<T>(state, all, [](const R& r) { return static_cast<id_t>(r.id); },
-              [this](std::span<const R> local, const std::shared_ptr<impl::call_state<T>>& s,
-                     std::vector<std::uint32_t> index) {
-                mtp::async_handle h = pool_.send_batch_async(local, [s, index = std::move(index)](std::vector<result<T>>&& rs) {
-                  for (std::size_t i = 0; i < rs.size(); ++i) s->results[index[i]] = std::move(rs[i]);
-                  s->arrive();
-                });
-                std::lock_guard lock(s->control.m);
-                s->control.local = std::move(h);
-              },
-              impl::call_op<sharded_pool, R>::key, [](wire::writer& w, const R& r) { wire::put(w, r); }, true);
-    // Aliasing: the handle keeps the whole state alive and sees its cancel control.
-    return async_handle(std::shared_ptr<impl::cancel_control>(state, &state->control));
+    return launch_async<T>(
+        all, [](const R& r) { return static_cast<id_t>(r.id); },
+        [this](std::span<const R> local, auto done) { return pool_.send_batch_async(local, std::move(done)); },
+        impl::call_op<sharded_pool, R>::key, [](wire::writer& w, const R& r) { wire::put(w, r); }, std::move(on_done));
   }
   /// One request with a callback: on_done(mtp::result<T>), as send_batch_async.
   template <request R, class F>
   async_handle send_async(const R& r, F on_done) {
-    return send_batch_async(std::span<const R>(&r, 1), [f = std::move(on_done)](
-                                                          std::vector<result<response_t<R>>>&& rs) mutable {
-      f(std::move(rs[0]));
-    });
+    return send_batch_async(std::span<const R>(&r, 1), first_result<response_t<R>>(std::move(on_done)));
+  }
+
+  // ---- Asynchronous lifecycle: create and remove without waiting ---------------------------
+
+  /// Starts Item(r.id, args...) on the rank and worker the id routes to and returns at once;
+  /// on_done(mtp::result<void>) runs exactly once, on a thread as for send_batch_async: empty
+  /// on success, else errc::duplicate_id (no constructor ran), errc::constructor_failed (the
+  /// constructor's exception; remote_error from another rank), or errc::pool_stopped /
+  /// invalid_route / cancelled. As mtp::thread_pool::create_async, but the arguments are
+  /// copied (they may cross ranks). A message sent after it returns, from the same thread,
+  /// runs once the item is built. `mtp::make_create(id, args...)` builds the request.
+  template <class... A, class F>
+    requires std::invocable<F&, result<void>&&>
+  async_handle create_async(create_request<A...> r, F on_done) {
+    return start_creates(std::span<const create_request<A...>>(&r, 1), first_result<void>(std::move(on_done)));
+  }
+
+  /// Starts the removal of item `id` on its rank (destroyed on its worker, after what was sent
+  /// to it before) and returns at once; on_done(mtp::result<void>) runs exactly once, as for
+  /// create_async: empty once the item is gone, errc::unknown_id if there was none, or
+  /// errc::pool_stopped / invalid_route / cancelled.
+  template <class F>
+    requires std::invocable<F&, result<void>&&>
+  async_handle remove_async(id_t id, F on_done) {
+    return remove_batch_async(std::span<const id_t>(&id, 1), first_result<void>(std::move(on_done)));
+  }
+
+  /// create_async for any input range of mtp::create_request<A...> (copied), each item from its
+  /// own arguments: on_done(std::vector<mtp::result<void>>) with one result per request, in
+  /// order, as for send_batch_async.
+  template <std::ranges::input_range Range, class F>
+    requires mtp::impl::is_create_request<std::ranges::range_value_t<Range>> &&
+             std::invocable<F&, std::vector<result<void>>&&>
+  async_handle create_batch_async(Range&& requests, F on_done) {
+    using C = std::ranges::range_value_t<Range>;
+    std::vector<C> storage;
+    return start_creates(mtp::gather<C>(std::forward<Range>(requests), storage), std::move(on_done));
+  }
+
+  /// remove_async for any input range of ids: on_done(std::vector<mtp::result<void>>) with one
+  /// result per id, in order (errc::unknown_id for the ids that did not exist), as for
+  /// send_batch_async.
+  template <mtp::id_range Ids, class F>
+    requires std::invocable<F&, std::vector<result<void>>&&>
+  async_handle remove_batch_async(Ids&& ids, F on_done) {
+    std::vector<id_t> storage;
+    const std::span<const id_t> all = mtp::gather<id_t>(std::forward<Ids>(ids), storage);
+    return launch_async<void>(
+        all, same_id,
+        [this](std::span<const id_t> local, auto done) {
+          return pool_.remove_batch_async(local, [this, mine = std::vector<id_t>(local.begin(), local.end()),
+                                                  done = std::move(done)](std::vector<result<void>>&& rs) mutable {
+            done(ids_.note_removed(mine, std::move(rs)));
+          });
+        },
+        impl::remove_op<sharded_pool>::key, put_id, std::move(on_done));
   }
 
   // ---- Lifecycle ---------------------------------------------------------------------------
@@ -555,12 +594,45 @@ class sharded_pool final : private impl::sharded_base {
   std::vector<result<void>> create_remote_one(id_t id, B&&... args) {
     const id_t one[1] = {id};
     const std::tuple<A...> copy(std::forward<B>(args)...);
-    return run<void>(std::span<const id_t>(one), [](id_t x) { return x; },
+    return run<void>(std::span<const id_t>(one), same_id,
                      [](std::span<const id_t>) -> std::vector<result<void>> { return {}; },  // never local
-                     impl::create_op<sharded_pool, A...>::key, [&](wire::writer& w, id_t x) {
-                       w.pod(x);
-                       wire::put_tuple(w, copy);
-                     });
+                     impl::create_op<sharded_pool, A...>::key, [&](wire::writer& w, id_t x) { put_create(w, x, copy); });
+  }
+
+  // The entries of remote creates (impl::create_op: [id][arguments]) and removes
+  // (impl::remove_op: [id]), for the blocking and the asynchronous forms.
+  static id_t same_id(id_t id) noexcept { return id; }
+  template <class... A>
+  static void put_create(wire::writer& w, id_t id, const std::tuple<A...>& args) {
+    w.pod(id);
+    wire::put_tuple(w, args);
+  }
+  static void put_id(wire::writer& w, id_t id) { w.pod(id); }
+
+  // The asynchronous creates of create_async and create_batch_async: the local share goes to
+  // the local pool's create_batch_async, whose callback notes the ids created.
+  template <class... A, class F>
+  async_handle start_creates(std::span<const create_request<A...>> all, F on_done) {
+    check_arguments<A...>();
+    using C = create_request<A...>;
+    return launch_async<void>(
+        all, [](const C& c) { return c.id; },
+        [this](std::span<const C> local, auto done) {
+          std::vector<id_t> mine(local.size());
+          for (std::size_t i = 0; i < local.size(); ++i) mine[i] = local[i].id;
+          return pool_.create_batch_async(local, [this, mine = std::move(mine), done = std::move(done)](
+                                                     std::vector<result<void>>&& rs) mutable {
+            done(ids_.note_created(mine, std::move(rs)));
+          });
+        },
+        impl::create_op<sharded_pool, A...>::key, [](wire::writer& w, const C& c) { put_create(w, c.id, c.args); },
+        std::move(on_done));
+  }
+
+  // A batch callback that hands its one result to `f`: the single asynchronous forms.
+  template <class T, class F>
+  static auto first_result(F f) {
+    return [f = std::move(f)](std::vector<result<T>>&& rs) mutable { f(std::move(rs[0])); };
   }
 
   template <class... A>
@@ -717,6 +789,30 @@ class sharded_pool final : private impl::sharded_base {
     state->wait_sent();
     if (entered) leave();
     return std::move(state->results);
+  }
+
+  // The asynchronous form of launch: on_done(std::vector<result<T>>&&) completes the call.
+  // `start_local(span, done)` starts the local share on an asynchronous form of the local pool
+  // with `done` as its callback, and returns its handle. The returned handle cancels the call.
+  template <class T, class X, class IdOf, class StartLocal, class Encode, class F>
+  async_handle launch_async(std::span<const X> all, IdOf id_of, StartLocal start_local, std::uint64_t op,
+                            Encode encode, F on_done) {
+    auto state = std::make_shared<impl::call_state<T>>();
+    state->on_done = std::move(on_done);
+    state->control.pool = this;
+    launch<T>(
+        state, all, id_of,
+        [&](std::span<const X> local, const std::shared_ptr<impl::call_state<T>>& s, std::vector<std::uint32_t> index) {
+          mtp::async_handle h = start_local(local, [s, index = std::move(index)](std::vector<result<T>>&& rs) {
+            for (std::size_t i = 0; i < rs.size(); ++i) s->results[index[i]] = std::move(rs[i]);
+            s->arrive();
+          });
+          std::lock_guard lock(s->control.m);
+          s->control.local = std::move(h);
+        },
+        op, encode, true);
+    // Aliasing: the handle keeps the whole state alive and sees its cancel control.
+    return async_handle(std::shared_ptr<impl::cancel_control>(state, &state->control));
   }
 
   template <class X, class IdOf>

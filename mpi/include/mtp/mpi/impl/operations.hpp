@@ -160,11 +160,12 @@ struct timer_op {
 // create_batch_async on the communication thread, which never waits for a constructor; the
 // callback notes the ids created and replies. A later message from the same source is handed
 // to the local pool after it, by the same thread: the local pool's per-sender order runs it
-// once the item is built.
+// once the item is built. Cancellable as a call_op share.
 template <class Pool, class... A>
 struct create_op {
   static void serve(sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
     auto& self = static_cast<Pool&>(base);
+    mtp::async_handle h;
     try {
       std::vector<mtp::create_request<A...>> reqs;
       reqs.reserve(n);
@@ -173,31 +174,37 @@ struct create_op {
         ids[i] = in.pod<id_t>();
         reqs.push_back({ids[i], wire::get_tuple<A...>(in)});
       }
-      (void)self.pool_.create_batch_async(reqs, [&self, source, call, ids = std::move(ids)](
-                                                    std::vector<result<void>>&& rs) {
+      h = self.pool_.create_batch_async(reqs, [&self, source, call, ids = std::move(ids)](std::vector<result<void>>&& rs) {
         self.reply(source, call, self.ids_.note_created(ids, std::move(rs)));
+        self.forget(source, call);
       });
     } catch (...) {  // an entry that would not decode (or no memory): the whole share fails
       self.template reply_failed<void>(source, call, n);
+      return;
     }
+    self.remember(source, call, std::move(h));
   }
   static inline const std::uint64_t key = register_op<create_op>(&serve, false);
 };
 
-// Removes, handed to the local pool with remove_batch_async as creates are.
+// Removes, handed to the local pool with remove_batch_async as creates are (cancellable too).
 template <class Pool>
 struct remove_op {
   static void serve(sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
     auto& self = static_cast<Pool&>(base);
+    mtp::async_handle h;
     try {
       std::vector<id_t> ids(n);
       for (auto& id : ids) id = in.pod<id_t>();
-      (void)self.pool_.remove_batch_async(ids, [&self, source, call, ids](std::vector<result<void>>&& rs) {
+      h = self.pool_.remove_batch_async(ids, [&self, source, call, ids](std::vector<result<void>>&& rs) {
         self.reply(source, call, self.ids_.note_removed(ids, std::move(rs)));
+        self.forget(source, call);
       });
     } catch (...) {  // an entry that would not decode (or no memory): the whole share fails
       self.template reply_failed<void>(source, call, n);
+      return;
     }
+    self.remember(source, call, std::move(h));
   }
   static inline const std::uint64_t key = register_op<remove_op>(&serve, false);
 };
