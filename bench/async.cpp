@@ -7,6 +7,13 @@
 //                                 the same with the core's awaitable, co_await mtp::async(pool,
 //                                 r, resume_on) from a minimal coroutine type, resumed through
 //                                 asio::post to the I/O thread (no Asio adapter involved).
+//   async/callback/in_flight:N    the same as awaitable/, with completion handlers instead of
+//                                 coroutines: N chains, each handler (bound to the io_context)
+//                                 starting its chain's next mtp::asio::async_send.
+//   async/asio_self/in_flight:N   no pool: N coroutines on the I/O thread each co_await
+//                                 asio::post(io, use_awaitable) back to back, the cost of one
+//                                 use_awaitable suspension and resumption through the
+//                                 io_context's queue, which every awaitable/ request also pays.
 //   async/asio_hop/in_flight:1    the cheapest plain-Asio hop to another thread and back: a
 //                                 coroutine on the I/O thread co_awaits asio::post(executor of
 //                                 a second io_context run by another thread, use_awaitable),
@@ -46,6 +53,7 @@
 
 #include <concurrentqueue/concurrentqueue.h>
 
+#include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -166,6 +174,80 @@ void core_awaitable_in_flight(benchmark::State& state, std::size_t in_flight) {
     record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, per * in_flight);
   }
   if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
+  state.counters["in_flight"] = static_cast<double>(in_flight);
+}
+
+// One chain of callback_in_flight: sends request i to its item, and from the handler the next.
+struct callback_chain {
+  mtp::thread_pool<echo_item>* pool;
+  asio::io_context* io;
+  std::vector<double>* ns;
+  std::uint64_t* wrong;
+  std::size_t c, in_flight, per, i = 0;
+  clock_type::time_point t0{};
+
+  void next() {
+    if (i == per) return;
+    const mtp::id_t id = (c + i * in_flight) % k_items;
+    t0 = clock_type::now();
+    mtp::asio::async_send(*pool, ping{id, i}, asio::bind_executor(*io, [this, id](std::error_code ec, std::uint64_t r) {
+                            ns->push_back(elapsed_ns(t0, clock_type::now()));
+                            if (ec || r != i + id) ++*wrong;
+                            ++i;
+                            next();
+                          }));
+  }
+};
+
+void callback_in_flight(benchmark::State& state, std::size_t in_flight) {
+  mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
+  create_items(pool);
+  const std::size_t total = total_messages(in_flight);
+  const std::size_t per = total / in_flight;
+  std::vector<double> ns;
+  std::uint64_t wrong = 0;
+  for (auto _ : state) {
+    ns.clear();
+    ns.reserve(per * in_flight);
+    asio::io_context io(1);
+    std::vector<callback_chain> chains;
+    chains.reserve(in_flight);
+    for (std::size_t c = 0; c < in_flight; ++c) chains.push_back({&pool, &io, &ns, &wrong, c, in_flight, per});
+    asio::post(io, [&] {  // started from the I/O thread, as the coroutines are
+      for (callback_chain& chain : chains) chain.next();
+    });
+    const auto t0 = clock_type::now();
+    io.run();
+    record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, per * in_flight);
+  }
+  if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
+  state.counters["in_flight"] = static_cast<double>(in_flight);
+}
+
+void asio_self(benchmark::State& state, std::size_t in_flight) {
+  const std::size_t total = total_messages(in_flight);
+  const std::size_t per = total / in_flight;
+  std::vector<double> ns;
+  for (auto _ : state) {
+    ns.clear();
+    ns.reserve(per * in_flight);
+    asio::io_context io(1);
+    for (std::size_t c = 0; c < in_flight; ++c) {
+      asio::co_spawn(
+          io,
+          [&]() -> asio::awaitable<void> {
+            for (std::size_t i = 0; i < per; ++i) {
+              const auto t0 = clock_type::now();
+              co_await asio::post(io, asio::use_awaitable);
+              ns.push_back(elapsed_ns(t0, clock_type::now()));
+            }
+          },
+          asio::detached);
+    }
+    const auto t0 = clock_type::now();
+    io.run();
+    record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, per * in_flight);
+  }
   state.counters["in_flight"] = static_cast<double>(in_flight);
 }
 
@@ -400,6 +482,8 @@ void register_async() {
   for (std::size_t n : {1, 10000}) {
     add("async/core_awaitable/in_flight:" + std::to_string(n), [n](benchmark::State& s) { core_awaitable_in_flight(s, n); });
   }
+  add("async/callback/in_flight:10000", [](benchmark::State& s) { callback_in_flight(s, 10000); });
+  add("async/asio_self/in_flight:10000", [](benchmark::State& s) { asio_self(s, 10000); });
   add("async/asio_hop/in_flight:1", [](benchmark::State& s) { asio_hop(s); });
   for (std::size_t p : {1, 2}) {
     const std::string tail = "/producers:" + std::to_string(p);

@@ -25,7 +25,8 @@
 // sent, printed at exit, less those of --count none, are FORM's. --lifecycle N runs only remote
 // creation and removal: rank 0 creates N items that live on the other ranks (one
 // create_batch), removes them (one remove_batch), then creates 1,000 of them one create at a
-// time (and removes them), --reps times; the medians.
+// time (and removes them), --reps times; the medians. --big-batch-only runs only the batch of
+// --big-batch requests beside the plain pool (say, under a profiler).
 //
 // Baselines call MPI on MPI_COMM_WORLD from the main thread while the communication thread
 // serves the pool on its own communicators, so the environment asks for MPI_THREAD_MULTIPLE.
@@ -829,6 +830,7 @@ int main(int argc, char** argv) {
   std::size_t n = 10000, items = 1000, big_batch = 100000;
   std::string count;
   std::size_t lifecycle = 0;
+  bool big_batch_only = false;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--iters") == 0) iters = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--batch") == 0) n = std::strtoull(argv[++i], nullptr, 10);
@@ -842,6 +844,7 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[i], "--count-reps") == 0) count_reps = std::max(0, std::atoi(argv[++i]));
     else if (std::strcmp(argv[i], "--lifecycle") == 0) lifecycle = std::strtoull(argv[++i], nullptr, 10);
   }
+  for (int i = 1; i < argc; ++i) big_batch_only = big_batch_only || std::strcmp(argv[i], "--big-batch-only") == 0;
   if (lifecycle > 0) {
     if (env.size() < 2) return 0;
     mtp::mpi::sharded_options o;
@@ -872,15 +875,15 @@ int main(int argc, char** argv) {
       std::printf("mpi_bench: %d ranks, 2 workers per rank, processor %s\n", env.size(), env.processor_name().c_str());
     }
     pool.barrier();
-    if (env.size() >= 2) round_trip(pool, env.rank(), iters);
-    run_batch(pool, env.rank(), env.size(), n, items);
+    if (env.size() >= 2 && !big_batch_only) round_trip(pool, env.rank(), iters);
+    if (!big_batch_only) run_batch(pool, env.rank(), env.size(), n, items);
     if (env.size() >= 2) {
-      large_round_trip(pool, env.rank(), reps, large_iters);
+      if (!big_batch_only) large_round_trip(pool, env.rank(), reps, large_iters);
       batch_vs_plain(pool, env.rank(), env.size(), big_batch, items, reps);
     }
     MPI_Barrier(MPI_COMM_WORLD);
   }
-  if (env.size() >= 2) {  // the collectives, on a pool of their own
+  if (env.size() >= 2 && !big_batch_only) {  // the collectives, on a pool of their own
     mtp::mpi::sharded_pool<node> pool(o2);
     create_nodes(pool, env.rank());
     reduce_vs_batch(pool, env.rank(), env.size(), reps);

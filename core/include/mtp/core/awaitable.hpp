@@ -40,9 +40,8 @@
 // and remove forms go through the pool's asynchronous forms (send_batch_async, create_async,
 // ...): one allocation per request or batch, as for send_async. Any pool whose asynchronous
 // forms take a callback and return a handle with cancel() and abandon() can be awaited the
-// same way: mtp::mpi::sharded_pool's send_async and send_batch_async are (async,
-// async_result, async_batch; there the callback, so a coroutine resumed inline, runs on a
-// local worker or on the rank's communication thread).
+// same way: mtp::mpi::sharded_pool's are (every form above; there the callback, so a
+// coroutine resumed inline, runs on a local worker or on the rank's communication thread).
 #pragma once
 
 #include <atomic>

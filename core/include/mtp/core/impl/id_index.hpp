@@ -48,7 +48,6 @@ class id_index {
 
   /// The value for `id`, or nullptr.
   [[nodiscard]] T* find(id_t id) const noexcept {
-    if (size_ == 0) return nullptr;
     const std::size_t i = place(id);
     return i == k_absent ? nullptr : table_[i].value;
   }
