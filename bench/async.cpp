@@ -93,21 +93,35 @@ std::size_t total_messages(std::size_t in_flight) {
   return in_flight == 1 ? base / 4 : base;
 }
 
-void awaitable_in_flight(benchmark::State& state, std::size_t in_flight) {
-  mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
-  create_items(pool);
-  const std::size_t total = total_messages(in_flight);
-  const std::size_t per = total / in_flight;
+// What the in_flight rows share: `in_flight` clients on one I/O thread (a fresh io_context
+// each iteration), `per` requests each. start(io, per, ns, wrong) starts them and returns what
+// must live while the context runs; messages/s, and the latency of every request in `ns`.
+template <class Start>
+void in_flight_row(benchmark::State& state, std::size_t in_flight, Start start) {
+  const std::size_t per = total_messages(in_flight) / in_flight;
   std::vector<double> ns;
   std::uint64_t wrong = 0;
   for (auto _ : state) {
     ns.clear();
     ns.reserve(per * in_flight);
     asio::io_context io(1);
+    [[maybe_unused]] const auto keep = start(io, per, ns, wrong);
+    const auto t0 = clock_type::now();
+    io.run();
+    record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, per * in_flight);
+  }
+  if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
+  state.counters["in_flight"] = static_cast<double>(in_flight);
+}
+
+void awaitable_in_flight(benchmark::State& state, std::size_t in_flight) {
+  mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
+  create_items(pool);
+  in_flight_row(state, in_flight, [&](asio::io_context& io, std::size_t per, std::vector<double>& ns, std::uint64_t& wrong) {
     for (std::size_t c = 0; c < in_flight; ++c) {
       asio::co_spawn(
           io,
-          [&, c]() -> asio::awaitable<void> {
+          [&, c, per]() -> asio::awaitable<void> {
             for (std::size_t i = 0; i < per; ++i) {
               const mtp::id_t id = (c + i * in_flight) % k_items;
               const auto t0 = clock_type::now();
@@ -118,12 +132,8 @@ void awaitable_in_flight(benchmark::State& state, std::size_t in_flight) {
           },
           asio::detached);
     }
-    const auto t0 = clock_type::now();
-    io.run();
-    record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, per * in_flight);
-  }
-  if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
-  state.counters["in_flight"] = static_cast<double>(in_flight);
+    return 0;
+  });
 }
 
 // A coroutine that starts at once and frees itself at the end (the core's awaitables need no
@@ -202,40 +212,23 @@ struct callback_chain {
 void callback_in_flight(benchmark::State& state, std::size_t in_flight) {
   mtp::thread_pool<echo_item> pool(pool_options_for(bench_workers(), where::fallback));
   create_items(pool);
-  const std::size_t total = total_messages(in_flight);
-  const std::size_t per = total / in_flight;
-  std::vector<double> ns;
-  std::uint64_t wrong = 0;
-  for (auto _ : state) {
-    ns.clear();
-    ns.reserve(per * in_flight);
-    asio::io_context io(1);
-    std::vector<callback_chain> chains;
+  in_flight_row(state, in_flight, [&](asio::io_context& io, std::size_t per, std::vector<double>& ns, std::uint64_t& wrong) {
+    std::vector<callback_chain> chains;  // returned: it lives while the context runs
     chains.reserve(in_flight);
     for (std::size_t c = 0; c < in_flight; ++c) chains.push_back({&pool, &io, &ns, &wrong, c, in_flight, per});
-    asio::post(io, [&] {  // started from the I/O thread, as the coroutines are
-      for (callback_chain& chain : chains) chain.next();
+    asio::post(io, [first = chains.data(), n = chains.size()] {  // from the I/O thread, as the coroutines start
+      for (std::size_t c = 0; c < n; ++c) first[c].next();
     });
-    const auto t0 = clock_type::now();
-    io.run();
-    record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, per * in_flight);
-  }
-  if (wrong != 0) return fail(state, std::to_string(wrong) + " wrong replies");
-  state.counters["in_flight"] = static_cast<double>(in_flight);
+    return chains;
+  });
 }
 
 void asio_self(benchmark::State& state, std::size_t in_flight) {
-  const std::size_t total = total_messages(in_flight);
-  const std::size_t per = total / in_flight;
-  std::vector<double> ns;
-  for (auto _ : state) {
-    ns.clear();
-    ns.reserve(per * in_flight);
-    asio::io_context io(1);
+  in_flight_row(state, in_flight, [&](asio::io_context& io, std::size_t per, std::vector<double>& ns, std::uint64_t&) {
     for (std::size_t c = 0; c < in_flight; ++c) {
       asio::co_spawn(
           io,
-          [&]() -> asio::awaitable<void> {
+          [&io, &ns, per]() -> asio::awaitable<void> {
             for (std::size_t i = 0; i < per; ++i) {
               const auto t0 = clock_type::now();
               co_await asio::post(io, asio::use_awaitable);
@@ -244,11 +237,8 @@ void asio_self(benchmark::State& state, std::size_t in_flight) {
           },
           asio::detached);
     }
-    const auto t0 = clock_type::now();
-    io.run();
-    record(state, ns, elapsed_ns(t0, clock_type::now()) / 1e9, per * in_flight);
-  }
-  state.counters["in_flight"] = static_cast<double>(in_flight);
+    return 0;
+  });
 }
 
 void asio_hop(benchmark::State& state) {

@@ -1104,6 +1104,29 @@ TEST(Sharded, GenericCodeRunsOnBothPoolsInOneSpelling) {
   pool.barrier();
 }
 
+// Starts a coroutine on `loop` that co_awaits `make()` (an awaitable made with `stop`'s token),
+// requests stop at once, and says how the co_await ended: "completed", the pool_error's code,
+// or "did not resume" when the loop gave up waiting for it (the owning rank is expected to be
+// busy). The awaitable is made inside the coroutine: GCC 12 would copy an lvalue awaiter.
+template <class Make>
+std::string stopped_at_once(mtp_test::run_loop& loop, std::stop_source& stop, Make make) {
+  std::string code;
+  bool done = false;
+  auto waiter = [&]() -> mtp_test::task {
+    try {
+      (void)co_await make();
+      code = "completed";
+    } catch (const mtp::pool_error& e) {
+      code = mtp::to_string(e.code());
+    }
+    done = true;
+  };
+  waiter();
+  stop.request_stop();
+  if (!loop.run_until([&] { return done; })) return "did not resume";
+  return code;
+}
+
 // Coroutines await the sharded pool as they await a plain one (mtp::async, async_result,
 // async_batch), resuming on their own loop, for local and remote items alike; a stop request
 // resumes a co_await at once while the rank that owns the item is busy, and the request is
@@ -1145,21 +1168,8 @@ TEST(Sharded, CoroutinesAwaitTheShardedPool) {
     // Prompt cancellation: rank 1's only worker for item 10 is held.
     ASSERT_TRUE(pool.post(hold{10}).has_value());
     std::stop_source stop;
-    std::string code;
-    done = false;
-    auto cancelled = [&]() -> mtp_test::task {
-      try {
-        (void)co_await mtp::async(pool, add{10, 100}, on, stop.get_token());
-        code = "ran";
-      } catch (const mtp::pool_error& e) {
-        code = mtp::to_string(e.code());
-      }
-      done = true;
-    };
-    cancelled();
-    stop.request_stop();
-    ASSERT_TRUE(loop.run_until([&] { return done; })) << "the co_await did not resume while rank 1 was busy";
-    EXPECT_EQ(code, "cancelled");
+    EXPECT_EQ(stopped_at_once(loop, stop, [&] { return mtp::async(pool, add{10, 100}, on, stop.get_token()); }),
+              "cancelled");
     EXPECT_EQ(pool.send(release{11}), 1);
     EXPECT_EQ(pool.send(get{10}), 6) << "the cancelled request ran";
   }
@@ -1226,21 +1236,9 @@ TEST(Sharded, CoroutinesCreateAndRemoveOnTheShardedPool) {
     ASSERT_LT(behind, 20u);
     ASSERT_TRUE(pool.post(hold{10}).has_value());
     std::stop_source stop;
-    std::string code;
-    done = false;
-    auto cancelled = [&]() -> mtp_test::task {
-      try {
-        co_await mtp::async_create(pool, mtp::make_create(behind, 0L), on, stop.get_token());
-        code = "created";
-      } catch (const mtp::pool_error& e) {
-        code = mtp::to_string(e.code());
-      }
-      done = true;
-    };
-    cancelled();
-    stop.request_stop();
-    ASSERT_TRUE(loop.run_until([&] { return done; })) << "the co_await did not resume while rank 1 was busy";
-    EXPECT_EQ(code, "cancelled");
+    EXPECT_EQ(stopped_at_once(
+                  loop, stop, [&] { return mtp::async_create(pool, mtp::make_create(behind, 0L), on, stop.get_token()); }),
+              "cancelled");
     EXPECT_EQ(pool.send(release{11}), 1);
     EXPECT_EQ(code_of(pool.send_batch(std::vector<get>{{behind}})[0]), "unknown_id") << "the cancelled create ran";
     EXPECT_EQ(pool.broadcast(get{0}).size(), 4u);
