@@ -9,6 +9,16 @@
 
 namespace mtp::impl {
 
+/// Whether this build runs under AddressSanitizer (g++ defines __SANITIZE_ADDRESS__, clang
+/// answers __has_feature).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool k_address_sanitizer = true;
+#elif defined(__has_feature)
+inline constexpr bool k_address_sanitizer = __has_feature(address_sanitizer);
+#else
+inline constexpr bool k_address_sanitizer = false;
+#endif
+
 /// Builds and destroys objects of type T, one heap block each, and keeps the blocks of
 /// destroyed ones (up to k_max_kept, about k_kept_bytes) for the next objects: removing items
 /// and creating others then costs no trip to the heap and no fresh pages per item. The kept
@@ -25,17 +35,8 @@ class slot_cache {
  public:
   /// The most memory the kept blocks take, about.
   static constexpr std::size_t k_kept_bytes = std::size_t{4} << 20;
-#if defined(__SANITIZE_ADDRESS__)
-  static constexpr std::size_t k_max_kept = 0;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  static constexpr std::size_t k_max_kept = 0;
-#else
-  static constexpr std::size_t k_max_kept = k_kept_bytes / k_size > 0 ? k_kept_bytes / k_size : 1;
-#endif
-#else
-  static constexpr std::size_t k_max_kept = k_kept_bytes / k_size > 0 ? k_kept_bytes / k_size : 1;
-#endif
+  static constexpr std::size_t k_max_kept =
+      k_address_sanitizer ? 0 : (k_kept_bytes / k_size > 0 ? k_kept_bytes / k_size : 1);
 
   slot_cache() noexcept = default;
   slot_cache(const slot_cache&) = delete;

@@ -39,19 +39,10 @@ template <class Pool, class R>
 struct call_op {
   static void serve(sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
     auto& self = static_cast<Pool&>(base);
-    using T = response_t<R>;
-    mtp::async_handle h;
-    try {
+    self.template serve_async_share<response_t<R>>(source, call, n, [&](auto answer) {
       const wire::decoded<R> decoded(in, n);  // in the message itself where it can be
-      h = self.pool_.send_batch_async(decoded.moved(), [&self, source, call](std::vector<result<T>>&& rs) {
-        self.reply(source, call, rs);
-        self.forget(source, call);
-      });
-    } catch (...) {  // a request that would not decode (or no memory): the whole share fails
-      self.template reply_failed<T>(source, call, n);
-      return;
-    }
-    self.remember(source, call, std::move(h));
+      return self.pool_.send_batch_async(decoded.moved(), std::move(answer));
+    });
   }
   static inline const std::uint64_t key = register_op<call_op>(&serve, false);
 };
@@ -165,8 +156,7 @@ template <class Pool, class... A>
 struct create_op {
   static void serve(sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
     auto& self = static_cast<Pool&>(base);
-    mtp::async_handle h;
-    try {
+    self.template serve_async_share<void>(source, call, n, [&](auto answer) {
       std::vector<mtp::create_request<A...>> reqs;
       reqs.reserve(n);
       std::vector<id_t> ids(n);
@@ -174,15 +164,11 @@ struct create_op {
         ids[i] = in.pod<id_t>();
         reqs.push_back({ids[i], wire::get_tuple<A...>(in)});
       }
-      h = self.pool_.create_batch_async(reqs, [&self, source, call, ids = std::move(ids)](std::vector<result<void>>&& rs) {
-        self.reply(source, call, self.ids_.note_created(ids, std::move(rs)));
-        self.forget(source, call);
-      });
-    } catch (...) {  // an entry that would not decode (or no memory): the whole share fails
-      self.template reply_failed<void>(source, call, n);
-      return;
-    }
-    self.remember(source, call, std::move(h));
+      return self.pool_.create_batch_async(
+          reqs, [&self, answer = std::move(answer), ids = std::move(ids)](std::vector<result<void>>&& rs) {
+            answer(self.ids_.note_created(ids, std::move(rs)));
+          });
+    });
   }
   static inline const std::uint64_t key = register_op<create_op>(&serve, false);
 };
@@ -192,19 +178,13 @@ template <class Pool>
 struct remove_op {
   static void serve(sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
     auto& self = static_cast<Pool&>(base);
-    mtp::async_handle h;
-    try {
+    self.template serve_async_share<void>(source, call, n, [&](auto answer) {
       std::vector<id_t> ids(n);
       for (auto& id : ids) id = in.pod<id_t>();
-      h = self.pool_.remove_batch_async(ids, [&self, source, call, ids](std::vector<result<void>>&& rs) {
-        self.reply(source, call, self.ids_.note_removed(ids, std::move(rs)));
-        self.forget(source, call);
+      return self.pool_.remove_batch_async(ids, [&self, answer = std::move(answer), ids](std::vector<result<void>>&& rs) {
+        answer(self.ids_.note_removed(ids, std::move(rs)));
       });
-    } catch (...) {  // an entry that would not decode (or no memory): the whole share fails
-      self.template reply_failed<void>(source, call, n);
-      return;
-    }
-    self.remember(source, call, std::move(h));
+    });
   }
   static inline const std::uint64_t key = register_op<remove_op>(&serve, false);
 };

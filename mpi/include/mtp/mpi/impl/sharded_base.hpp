@@ -124,6 +124,24 @@ class sharded_base : public channel_client {
   // Without memory for an entry, a share cannot be cancelled; it still runs and answers.
   void remember(int source, std::uint64_t call, mtp::async_handle h) noexcept;
   void forget(int source, std::uint64_t call) noexcept;
+  /// Serves a share on an asynchronous form of the local pool, cancellable while it runs:
+  /// `start(answer)` decodes the share, starts it with a callback that ends with
+  /// `answer(results)` (which replies and forgets the share) and returns the local handle,
+  /// remembered here. A share that would not decode (or no memory) fails whole.
+  template <class T, class Start>
+  void serve_async_share(int source, std::uint64_t call, std::uint32_t n, Start start) {
+    mtp::async_handle h;
+    try {
+      h = start([this, source, call](const std::vector<result<T>>& rs) {
+        reply(source, call, rs);
+        forget(source, call);
+      });
+    } catch (...) {
+      reply_failed<T>(source, call, n);
+      return;
+    }
+    remember(source, call, std::move(h));
+  }
 
   // Closes the gate, then (collective) closes the channel once every rank is done, and stops
   // the control thread.
