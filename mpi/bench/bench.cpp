@@ -10,7 +10,8 @@
 //     MPI_Send + MPI_Recv round trip of the same bytes, and the same 16 MiB through cereal;
 //   - one batch of 100,000 small requests over every rank, and the same requests split over
 //     the ranks sent at once, beside a plain mtp::thread_pool running the same requests;
-//   - context switches per round trip (getrusage) beside those of the MPI ping-pong.
+//   - thread hand-offs and context switches (getrusage) per round trip beside those of the
+//     MPI ping-pong.
 // Then, on a second pool of 10,000 items spread over the ranks (created once):
 //   - pool.reduce over every item from rank 0, beside a send_batch of the same 10,000
 //     per-item requests (ids 0..N-1) built and folded by the caller;
@@ -26,7 +27,8 @@
 // creation and removal: rank 0 creates N items that live on the other ranks (one
 // create_batch), removes them (one remove_batch), then creates 1,000 of them one create at a
 // time (and removes them), --reps times; the medians. --big-batch-only runs only the batch of
-// --big-batch requests beside the plain pool (say, under a profiler).
+// --big-batch requests beside the plain pool (say, under a profiler); --round-trip-only only
+// the round trip.
 //
 // Baselines call MPI on MPI_COMM_WORLD from the main thread while the communication thread
 // serves the pool on its own communicators, so the environment asks for MPI_THREAD_MULTIPLE.
@@ -155,25 +157,38 @@ void release_others(int ranks) {
   for (int r = 1; r < ranks; ++r) MPI_Send(&token, 1, MPI_BYTE, r, k_release_tag, MPI_COMM_WORLD);
 }
 
-// Thread hand-offs in one remote round trip (mpi/include/mtp/mpi/sharded_pool.hpp with its
-// impl/ headers, mpi/src/sharded_base.cpp and mpi/src/environment.cpp): 4. (1) The caller
-// queues the message (send_bytes) and waits on its call_state; the communication thread of
-// rank 0 sends it. (2) Rank 1's communication thread receives it (on_message, call_op::serve)
-// and hands it to a worker with
-// send_batch_async. (3) The worker runs the handler and, in the completion, queues the reply
-// for rank 1's communication thread, which sends it. (4) Rank 0's communication thread
-// receives the reply (on_reply) and wakes the caller (call_state::arrive). The ping-pong has
-// none: each rank's main thread sends and receives itself.
+// Thread hand-offs in one remote round trip, counted by the engine (impl::progress_counts):
+// a message sent by a thread other than the one that queued it (the communication thread, for
+// a caller or worker that found the progress lock taken) is one; a message delivered by the
+// communication thread is one (a request to its worker, a reply to its caller); a request
+// delivered by a caller driving progress is one too (it goes to a worker), while a reply it
+// takes itself is not. At best 1: rank 1's communication thread hands the request to the
+// item's worker; the caller sends its request and takes its reply, the worker sends its reply.
+// Up to 4 (as before callers and workers made progress themselves): caller -> rank 0's
+// communication thread -> (MPI) -> rank 1's -> worker -> rank 1's -> (MPI) -> rank 0's ->
+// caller. The ping-pong has none: each rank's main thread sends and receives itself.
+double handoffs_since(const mtp::mpi::impl::progress_counts& a, int rank) {
+  const mtp::mpi::impl::progress_counts b = mtp::mpi::impl::progress_counts_now();
+  const double handed_sends = static_cast<double>((b.queued - a.queued) - (b.sent_by_queuer - a.sent_by_queuer));
+  const double by_caller = static_cast<double>(b.delivered_by_caller - a.delivered_by_caller);
+  const double by_comm = static_cast<double>(b.delivered - a.delivered) - by_caller;
+  // Rank 0 receives only replies (taken by the caller itself, or handed to it); rank 1 only
+  // requests, each handed to a worker whoever delivers it.
+  return handed_sends + by_comm + (rank == 0 ? 0.0 : by_caller);
+}
+
 void round_trip(mtp::mpi::sharded_pool<counter>& pool, int rank, int iters) {
   // Bytes on the wire for one request and its reply.
   const int req_bytes = static_cast<int>(k_header + sizeof(echo));
   const int rep_bytes = static_cast<int>(k_header + 1 + sizeof(std::uint64_t));
   double pool_ns = 0, mpi_ns = 0;
-  // Context switches per round trip of this rank's process, 4 per repetition: pool voluntary,
-  // pool involuntary, ping-pong voluntary, ping-pong involuntary.
+  // Per round trip of this rank's process, 5 per repetition: the pool's context switches
+  // voluntary and involuntary, the ping-pong's voluntary and involuntary, the pool's thread
+  // hand-offs.
+  constexpr std::size_t k_figures = 5;
   std::vector<double> csw;
   for (int rep = 0; rep < 3; ++rep) {
-    double c[4] = {0, 0, 0, 0};
+    double c[k_figures] = {0, 0, 0, 0, 0};
     // The pool's own barrier: a rank waiting inside an MPI call would compete with the
     // communication thread for MPI's progress lock (MPI_THREAD_MULTIPLE).
     pool.barrier();
@@ -183,6 +198,7 @@ void round_trip(mtp::mpi::sharded_pool<counter>& pool, int rank, int iters) {
     }
     pool.barrier();  // rank 1 counts its context switches over the timed loop only
     const switches s0 = context_switches();
+    const mtp::mpi::impl::progress_counts h0 = mtp::mpi::impl::progress_counts_now();
     if (rank == 0) {
       const auto t0 = clock_type::now();
       for (int i = 0; i < iters; ++i) (void)pool.send(e);
@@ -191,6 +207,7 @@ void round_trip(mtp::mpi::sharded_pool<counter>& pool, int rank, int iters) {
     }
     if (rank != 0) pool.barrier();
     const switches s1 = context_switches();
+    c[4] = handoffs_since(h0, rank) / iters;
     if (rank == 0) pool.barrier();
     c[0] = (s1.voluntary - s0.voluntary) / iters;
     c[1] = (s1.involuntary - s0.involuntary) / iters;
@@ -217,7 +234,7 @@ void round_trip(mtp::mpi::sharded_pool<counter>& pool, int rank, int iters) {
       c[2] = (m1.voluntary - m0.voluntary) / iters;
       c[3] = (m1.involuntary - m0.involuntary) / iters;
     }
-    csw.insert(csw.end(), c, c + 4);
+    csw.insert(csw.end(), c, c + k_figures);
   }
   // Rank 1's figures to rank 0.
   std::vector<double> far(csw.size(), 0.0);
@@ -232,11 +249,17 @@ void round_trip(mtp::mpi::sharded_pool<counter>& pool, int rank, int iters) {
                 req_bytes, rep_bytes, pool_ns, mpi_ns, pool_ns / mpi_ns);
     auto med = [](const std::vector<double>& v, std::size_t k) {  // the k-th figure of every repetition
       std::vector<double> x;
-      for (std::size_t i = k; i < v.size(); i += 4) x.push_back(v[i]);
+      for (std::size_t i = k; i < v.size(); i += k_figures) x.push_back(v[i]);
       return summarise(x);
     };
+    std::vector<double> both;  // hand-offs per round trip on both ranks, each repetition
+    for (std::size_t i = 4; i < csw.size(); i += k_figures) both.push_back(csw[i] + far[i]);
+    const spread h = summarise(both), h0 = med(csw, 4), h1 = med(far, 4);
+    std::printf("  thread hand-offs per round trip (median of %zu [lowest - highest]): %.2f [%.2f - %.2f] "
+                "(rank 0 %.2f, rank 1 %.2f); MPI ping-pong 0\n",
+                both.size(), h.median, h.lo, h.hi, h0.median, h1.median);
     std::printf("  context switches per round trip (getrusage, whole process, median of %zu [lowest - highest]):\n",
-                csw.size() / 4);
+                csw.size() / k_figures);
     const char* names[2] = {"rank 0 (caller)", "rank 1 (item)  "};
     for (int w = 0; w < 2; ++w) {
       const std::vector<double>& v = w == 0 ? csw : far;
@@ -831,6 +854,7 @@ int main(int argc, char** argv) {
   std::string count;
   std::size_t lifecycle = 0;
   bool big_batch_only = false;
+  bool round_trip_only = false;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--iters") == 0) iters = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--batch") == 0) n = std::strtoull(argv[++i], nullptr, 10);
@@ -844,7 +868,10 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[i], "--count-reps") == 0) count_reps = std::max(0, std::atoi(argv[++i]));
     else if (std::strcmp(argv[i], "--lifecycle") == 0) lifecycle = std::strtoull(argv[++i], nullptr, 10);
   }
-  for (int i = 1; i < argc; ++i) big_batch_only = big_batch_only || std::strcmp(argv[i], "--big-batch-only") == 0;
+  for (int i = 1; i < argc; ++i) {
+    big_batch_only = big_batch_only || std::strcmp(argv[i], "--big-batch-only") == 0;
+    round_trip_only = round_trip_only || std::strcmp(argv[i], "--round-trip-only") == 0;
+  }
   if (lifecycle > 0) {
     if (env.size() < 2) return 0;
     mtp::mpi::sharded_options o;
@@ -876,6 +903,10 @@ int main(int argc, char** argv) {
     }
     pool.barrier();
     if (env.size() >= 2 && !big_batch_only) round_trip(pool, env.rank(), iters);
+    if (round_trip_only) {
+      MPI_Barrier(MPI_COMM_WORLD);
+      return 0;
+    }
     if (!big_batch_only) run_batch(pool, env.rank(), env.size(), n, items);
     if (env.size() >= 2) {
       if (!big_batch_only) large_round_trip(pool, env.rank(), reps, large_iters);

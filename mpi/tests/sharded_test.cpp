@@ -430,6 +430,57 @@ TEST(Sharded, AsyncForms) {
   pool.barrier();
 }
 
+// A caller waiting for a remote reply makes MPI progress itself: its request leaves and its
+// reply arrives with no thread hand-off. Meanwhile it delivers whatever else has arrived, the
+// replies of asynchronous calls included, whose callbacks then run on it: they keep the
+// communication thread's rules wherever they run (a blocking call from one fails with
+// would_deadlock instead of waiting for itself, also on the waiting caller, which holds the
+// progress), and every call completes once.
+TEST(Sharded, AWaitingCallerMakesProgressUnderTheCommunicationThreadsRules) {
+  pool_t pool(small());
+  if (pool.rank() == 0) {
+    std::vector<mtp::id_t> ids;
+    for (int r = 0; r < pool.ranks(); ++r) ids.push_back(static_cast<mtp::id_t>(r));
+    for (const auto& r : pool.create_batch(ids, 0L)) ASSERT_TRUE(r.has_value());
+  }
+  pool.barrier();
+  const mtp::id_t remote = static_cast<mtp::id_t>((pool.rank() + 1) % pool.ranks());
+  const mtp::mpi::impl::progress_counts before = mtp::mpi::impl::progress_counts_now();
+  constexpr int k_async = 200;
+  std::atomic<int> refused{0}, otherwise{0}, left{k_async};
+  for (int i = 0; i < k_async; ++i) {
+    (void)pool.send_async(add{remote, 1}, [&](mtp::result<long>&& r) {
+      EXPECT_TRUE(r.has_value());
+      try {
+        (void)pool.send(get{remote});
+        otherwise.fetch_add(1);
+      } catch (const mtp::pool_error& e) {
+        (e.code() == errc::would_deadlock ? refused : otherwise).fetch_add(1);
+      }
+      left.fetch_sub(1);
+    });
+  }
+  // Blocking round trips meanwhile (at least 500, and on until every callback has run: this
+  // thread delivers some of them), each seeing every add of this rank that completed before.
+  long last = 0;
+  for (int i = 0; i < 500 || left.load() > 0; ++i) {
+    ASSERT_LT(i, 1'000'000) << left.load() << " callbacks never ran";
+    const long now = pool.send(get{remote});
+    EXPECT_GE(now, last);
+    last = now;
+  }
+  EXPECT_EQ(refused.load(), k_async);
+  EXPECT_EQ(otherwise.load(), 0);
+  const mtp::mpi::impl::progress_counts after = mtp::mpi::impl::progress_counts_now();
+  // Of hundreds of round trips, some requests went out from this thread and some replies were
+  // taken by it (the communication thread does the rest when it holds the progress lock).
+  EXPECT_GT(after.sent_by_queuer, before.sent_by_queuer);
+  EXPECT_GT(after.delivered_by_caller, before.delivered_by_caller);
+  pool.barrier();
+  EXPECT_EQ(pool.send(get{remote}), static_cast<long>(k_async));  // each rank added k_async to its next rank's item
+  pool.barrier();
+}
+
 // pool.call<&item::member>(id, args...) reaches the item wherever it lives, arguments and
 // results crossing ranks as bytes or through cereal.
 TEST(Sharded, MethodCallsAcrossRanks) {

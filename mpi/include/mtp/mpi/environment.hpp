@@ -11,10 +11,14 @@
 //       ...
 //     }                                          // pool (collective), then MPI_Finalize
 //
-// Threads and MPI: between MPI_Init_thread and MPI_Finalize only the communication thread
-// calls MPI (users' threads, workers and callbacks hand it bytes through a queue). That thread
-// is not the main thread, so the design needs MPI_THREAD_SERIALIZED (FUNNELED would allow MPI
-// calls from the main thread only); the environment asks for it and throws
+// Threads and MPI: between MPI_Init_thread and MPI_Finalize the library calls MPI from one
+// thread at a time, under its progress lock: the communication thread; a thread that has just
+// queued a message, which sends it itself when the lock is free (a worker's reply, a caller's
+// request); and a caller waiting for its reply, which polls for it itself while it spins. So
+// a remote round trip needs no thread hand-off but rank 1's, from its communication thread to
+// the item's worker. MPI is called from several threads, one at a time, so the design needs
+// MPI_THREAD_SERIALIZED (FUNNELED would allow MPI calls from the main thread only); the
+// environment asks for it and throws
 // std::runtime_error naming both levels if the library offers less. The communication thread
 // runs on the CPUs the local pool's placement keeps for callers (":reserve=N", e.g.
 // "cores:reserve=1"; the latest sharded pool that keeps some decides) and is not pinned
@@ -104,7 +108,7 @@ class channel_client {
   ~channel_client() = default;
 };
 
-class channel;  // one pool's communicator and counters; owned by the communication thread
+class channel;  // one pool's communicator and counters; used under the engine's progress lock
 
 /// Collective (every rank, same order): a communicator of its own for `client`; waits until
 /// it is ready. `slot` receives the channel before any message can reach the client.
@@ -143,9 +147,30 @@ std::uint64_t pin_communication_thread(const std::vector<unsigned>& cpus, std::s
 /// Lets the communication thread run where it could at start again, unless a later pin
 /// replaced the one `token` names.
 void unpin_communication_thread(std::uint64_t token);
-/// Whether the calling thread is the communication thread (where remote shares of async
-/// calls complete: blocking calls there would wait for themselves).
+/// Whether the calling thread is the communication thread, or a thread delivering messages
+/// in drive_progress (where remote shares of async calls complete: blocking calls there would
+/// wait for themselves).
 [[nodiscard]] bool on_communication_thread() noexcept;
+
+/// One round of progress on the calling thread, when no other thread is making progress: what
+/// is queued goes out, and what has arrived is delivered (replies, requests for the local pool,
+/// async callbacks), here. For a thread waiting for a reply: its message leaves and its reply
+/// arrives with no thread hand-off. Whether anything happened; false at once on the
+/// communication thread or inside a delivery.
+bool drive_progress();
+/// Around a thread's calls to drive_progress: start_driving before the first (the
+/// communication thread then leaves progress to it while it keeps making rounds), stop_driving
+/// once it has its reply or is about to sleep (which wakes the communication thread if it
+/// sleeps, so that what arrives meanwhile is delivered).
+void start_driving();
+void stop_driving();
+/// What the engine counts to tell thread hand-offs: messages queued, those sent by the thread
+/// that queued them (no hand-off), messages delivered, and those delivered by a thread in
+/// drive_progress rather than by the communication thread.
+struct progress_counts {
+  unsigned long long queued, sent_by_queuer, delivered, delivered_by_caller;
+};
+progress_counts progress_counts_now();
 
 /// The name and what() of the exception `e` (the demangled dynamic type), and the rank it was
 /// thrown on: a remote_error passed on keeps its own; any other exception, `here`.

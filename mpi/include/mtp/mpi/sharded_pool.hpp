@@ -424,7 +424,9 @@ class sharded_pool final : private impl::sharded_base {
 
   /// A batch with a callback: returns at once; on_done(std::vector<mtp::result<T>>) runs
   /// exactly once, responses in request order, on the thread that completed the last share (a
-  /// local worker, or the communication thread for a remote share; the caller's own thread
+  /// local worker, or for a remote share the thread that delivered its reply: the
+  /// communication thread, or a caller of a blocking form on this rank that was waiting
+  /// meanwhile and delivers what arrives; the caller's own thread
   /// when nothing could be sent, or when every share was answered before the call returned).
   /// Keep it short and non-blocking. The handle can cancel it.
   template <mtp::request_range Range, class F>

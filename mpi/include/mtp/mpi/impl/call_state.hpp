@@ -19,6 +19,7 @@
 
 #include <mtp/core/batch.hpp>
 #include <mtp/core/result.hpp>
+#include <mtp/mpi/environment.hpp>
 #include <mtp/mpi/impl/protocol.hpp>
 #include <mtp/mpi/wire.hpp>
 
@@ -69,14 +70,20 @@ struct call_state {
       finished.notify_one();
     }
   }
-  // Polls (yielding, so that the threads that will answer can run on a shared CPU) for up to
-  // `spin`, then sleeps.
+  // Polls for up to `spin`, making MPI progress itself when no other thread is (so its reply
+  // reaches it with no hand-off), and yielding after every fourth round that found nothing (so
+  // that the threads that will answer can run on a shared CPU); then leaves progress to the
+  // communication thread and sleeps.
   void wait(std::chrono::nanoseconds spin) {
     const auto until = std::chrono::steady_clock::now() + spin;
+    start_driving();
     for (int k = 0; finished.load(std::memory_order_acquire) == 0; ++k) {
       if ((k & 15) == 15 && std::chrono::steady_clock::now() >= until) break;
-      std::this_thread::yield();
+      // Yielding after every idle round gave the CPU away so often that the round trip took
+      // longer (10.0 against 8.0 us, 8.3 against 5.8 context switches per round trip, at 2 ranks on 2 vCPUs).
+      if (!drive_progress() && (k & 3) == 3) std::this_thread::yield();
     }
+    stop_driving();
     while (finished.load(std::memory_order_acquire) == 0) finished.wait(0, std::memory_order_acquire);
   }
   // A message that sends from the caller's storage: queued, then sent.
