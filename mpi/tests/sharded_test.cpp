@@ -476,6 +476,15 @@ TEST(Sharded, AWaitingCallerMakesProgressUnderTheCommunicationThreadsRules) {
   // taken by it (the communication thread does the rest when it holds the progress lock).
   EXPECT_GT(after.sent_by_queuer, before.sent_by_queuer);
   EXPECT_GT(after.delivered_by_caller, before.delivered_by_caller);
+  // A timed caller waits the same way.
+  for (int i = 0; i < 500; ++i) {
+    const auto r = pool.send_batch(std::vector<get>{get{remote}}, std::chrono::seconds(30));
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].value(), static_cast<long>(k_async));  // every add of this rank has run
+  }
+  const mtp::mpi::impl::progress_counts timed = mtp::mpi::impl::progress_counts_now();
+  EXPECT_GT(timed.sent_by_queuer, after.sent_by_queuer);
+  EXPECT_GT(timed.delivered_by_caller, after.delivered_by_caller);
   pool.barrier();
   EXPECT_EQ(pool.send(get{remote}), static_cast<long>(k_async));  // each rank added k_async to its next rank's item
   pool.barrier();

@@ -311,7 +311,7 @@ class sharded_pool final : private impl::sharded_base {
     auto box = std::make_shared<impl::timed_box<T>>();
     async_handle handle = bounded_ ? send_batch_waiting_for_room(all, deadline, box)
                                    : send_batch_async(all, [box](std::vector<result<T>>&& rs) { box->put(std::move(rs)); });
-    if (box->wait_until(deadline)) return std::move(box->results);
+    if (box->wait_until(deadline, spin_)) return std::move(box->results);
     handle.cancel();  // late responses land in the box, which nobody reads
     return fail_all(errc::timed_out);
   }
@@ -425,7 +425,7 @@ class sharded_pool final : private impl::sharded_base {
   /// A batch with a callback: returns at once; on_done(std::vector<mtp::result<T>>) runs
   /// exactly once, responses in request order, on the thread that completed the last share (a
   /// local worker, or for a remote share the thread that delivered its reply: the
-  /// communication thread, or a caller of a blocking form on this rank that was waiting
+  /// communication thread, or a caller of a blocking or timed form on this rank that was waiting
   /// meanwhile and delivers what arrives; the caller's own thread
   /// when nothing could be sent, or when every share was answered before the call returned).
   /// Keep it short and non-blocking. The handle can cancel it.
