@@ -369,7 +369,7 @@ class engine {
  public:
   // One round of progress on a thread that waits for a reply, when no other thread is making
   // progress: its own message goes out and its reply comes in without a thread hand-off.
-  bool drive() {
+  bool drive() noexcept {
     if (t_comm_thread) return false;  // inside a delivery, or the communication thread itself
     const std::unique_lock progress(progress_m_, std::try_to_lock);
     if (!progress.owns_lock()) return false;
@@ -400,15 +400,17 @@ class engine {
     }
     if (sleeping) wake_.notify_one();
   }
-  progress_counts counts() {
-    const std::lock_guard progress(progress_m_);
-    return {queued_.load(std::memory_order_relaxed), sent_by_queuer_, delivered_, delivered_by_caller_};
+  // No lock: a callback delivered under the progress lock may ask too.
+  progress_counts counts() const noexcept {
+    // relaxed: statistics, each a counter of its own.
+    return {queued_.load(std::memory_order_relaxed), sent_by_queuer_.load(std::memory_order_relaxed),
+            delivered_.load(std::memory_order_relaxed), delivered_by_caller_.load(std::memory_order_relaxed)};
   }
 
  private:
   // Sends what is queued and tests the sends in transit, delivering nothing: for a thread that
-  // has just queued a message and holds the progress lock.
-  void flush() {
+  // has just queued a message and holds the progress lock. noexcept, as pass().
+  void flush() noexcept {
     {
       const std::lock_guard lock(m_);
       ps_.out.swap(outbox_);
@@ -420,8 +422,12 @@ class engine {
   // One round of progress (the progress lock held): what users asked for, the channels being
   // created, the outgoing messages, the sends in transit, the incoming messages, barriers,
   // quiescence and termination. Whether anything happened; `stop` when the engine ends and
-  // nothing is left to send.
-  bool pass(bool& stop) {
+  // nothing is left to send. noexcept: a failure part way (out of memory, a client that
+  // throws) would leave messages half sent or counted but not delivered, so the channel's
+  // sums would never agree and every caller would wait for ever; it ends the process
+  // (std::terminate) on whichever thread makes the round, as it did when only the
+  // communication thread made them.
+  bool pass(bool& stop) noexcept {
     bool busy = false;
     {
       const std::lock_guard lock(m_);
@@ -544,7 +550,7 @@ class engine {
     std::vector<group>& groups = ps_.groups;
     groups.clear();
     for (std::size_t i = 0; i < out.size(); ++i) {
-      if (out[i].from == &t_me) ++sent_by_queuer_;
+      if (out[i].from == &t_me) bump(sent_by_queuer_);
       // The last group for this destination, if the message fits in it (a bundle stays
       // within one piece; groups for one destination are sent in order).
       // A message with borrowed parts goes alone, and no later message joins its group.
@@ -665,8 +671,8 @@ class engine {
 
   void deliver(channel* c, int source, const char* data, std::size_t size) {
     ++c->received;
-    ++delivered_;
-    if (!t_engine_thread) ++delivered_by_caller_;
+    bump(delivered_);
+    if (!t_engine_thread) bump(delivered_by_caller_);
     c->client->on_message(source, data, size);
   }
 
@@ -780,9 +786,14 @@ class engine {
   std::atomic<int> drivers_{0};                     // threads between start_ and stop_driving
   std::atomic<unsigned long long> drive_rounds_{0};  // rounds of progress made in drive()
   std::atomic<unsigned long long> queued_{0};     // relaxed: a statistic
-  unsigned long long sent_by_queuer_ = 0;         // under progress_m_, as the three below
-  unsigned long long delivered_ = 0;
-  unsigned long long delivered_by_caller_ = 0;
+  // Written under progress_m_ only, read by counts() without it.
+  std::atomic<unsigned long long> sent_by_queuer_{0};
+  std::atomic<unsigned long long> delivered_{0};
+  std::atomic<unsigned long long> delivered_by_caller_{0};
+  // relaxed, and no read-modify-write: one writer at a time (the progress lock), a statistic.
+  static void bump(std::atomic<unsigned long long>& n) noexcept {
+    n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
   std::unique_ptr<char[]> spare_large_;  // under progress_m_: an assembly buffer to reuse
   std::size_t spare_large_size_ = 0;
   unsigned long long messages_ = 0;      // under progress_m_
@@ -826,7 +837,7 @@ void send_borrowing(channel* c, int dest, std::vector<char>&& bytes, std::vector
 void close_channel(channel* c) { the_engine().close(c); }
 void barrier(channel* c) { the_engine().barrier(c); }
 void quiesce(channel* c) { the_engine().quiesce(c); }
-bool drive_progress() { return g_engine && g_engine->drive(); }
+bool drive_progress() noexcept { return g_engine && g_engine->drive(); }
 void start_driving() {
   if (g_engine) g_engine->start_driving();
 }

@@ -91,8 +91,10 @@ class remote_error : public std::runtime_error {
 
 namespace impl {
 
-/// What a sharded pool gives the communication thread. Both are called on that thread and
-/// must not block.
+/// What a sharded pool gives the communication thread. Called by whichever thread makes a
+/// round of progress (the communication thread, or a caller in drive_progress), one at a
+/// time, under the communication thread's rules; they must not block, and must not throw
+/// (that ends the process: see the engine's pass()).
 class channel_client {
  public:
   /// A message from `source` for this pool; the bytes are valid during the call only.
@@ -113,7 +115,8 @@ class channel;  // one pool's communicator and counters; used under the engine's
 /// Collective (every rank, same order): a communicator of its own for `client`; waits until
 /// it is ready. `slot` receives the channel before any message can reach the client.
 void open_channel(channel_client& client, channel*& slot);
-/// Queues `bytes` for `dest` (any thread, never blocks on MPI).
+/// Queues `bytes` for `dest` (any thread), and sends what is queued at once, from this thread,
+/// when no other thread holds the progress lock (MPI_Isend: it never waits for the receiver).
 void send_bytes(channel* c, int dest, std::vector<char>&& bytes);
 /// Bytes that a message takes from where they lie rather than from its own buffer: `size`
 /// bytes at `data`, which come at offset `at` of the message's own bytes.
@@ -123,8 +126,8 @@ struct borrowed {
   std::size_t size;
 };
 /// As send_bytes, the message being `bytes` with the `parts` inserted (in order of `at`),
-/// which are sent from where they lie, never copied; `sent()` runs on the communication
-/// thread once MPI no longer reads them. Until then the caller keeps them alive and unchanged.
+/// which are sent from where they lie, never copied; `sent()` runs on the thread making
+/// progress (under the progress lock: it must not send) once MPI no longer reads them. Until then the caller keeps them alive and unchanged.
 /// The message travels alone, as its size and then pieces (as a message larger than a piece).
 void send_borrowing(channel* c, int dest, std::vector<char>&& bytes, std::vector<borrowed>&& parts,
                     std::function<void()> sent);
@@ -157,7 +160,7 @@ void unpin_communication_thread(std::uint64_t token);
 /// async callbacks), here. For a thread waiting for a reply: its message leaves and its reply
 /// arrives with no thread hand-off. Whether anything happened; false at once on the
 /// communication thread or inside a delivery.
-bool drive_progress();
+bool drive_progress() noexcept;
 /// Around a thread's calls to drive_progress: start_driving before the first (the
 /// communication thread then leaves progress to it while it keeps making rounds), stop_driving
 /// once it has its reply or is about to sleep (which wakes the communication thread if it

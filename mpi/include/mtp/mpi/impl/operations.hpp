@@ -52,7 +52,7 @@ struct call_op {
 // blocking or timed batch. Entries: [i64 nanoseconds it may wait, k_wait_forever: no
 // deadline] then the requests. A rank whose queues are unbounded (its options differ from
 // the sender's) has no control thread and nothing to wait for: it serves the share as a
-// call_op, on the communication thread.
+// call_op, on the thread that delivers it.
 template <class Pool, class R>
 struct call_wait_op {
   static void serve(sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {
@@ -148,10 +148,11 @@ struct timer_op {
 };
 
 // Creates: Item(id, args...) for each entry [id][args], handed to the local pool with
-// create_batch_async on the communication thread, which never waits for a constructor; the
-// callback notes the ids created and replies. A later message from the same source is handed
-// to the local pool after it, by the same thread: the local pool's per-sender order runs it
-// once the item is built. Cancellable as a call_op share.
+// create_batch_async by the thread that delivers the message (the communication thread, or a
+// caller making progress), which never waits for a constructor; the callback notes the ids
+// created and replies. A later message from the same source is handed to the local pool after
+// it (deliveries are made one at a time, under the progress lock): the local pool's causal
+// order runs it once the item is built. Cancellable as a call_op share.
 template <class Pool, class... A>
 struct create_op {
   static void serve(sharded_base& base, int source, std::uint64_t call, wire::reader& in, std::uint32_t n) {

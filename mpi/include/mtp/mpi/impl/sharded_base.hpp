@@ -192,7 +192,7 @@ class sharded_base : public channel_client {
   // Serves the shares that wait for room in a bounded queue (call_wait_op), and behind each
   // the later messages from the same source, in arrival order. Waiting for room is the one
   // blocking step left in serving other ranks (create and remove go to the local pool with
-  // create_batch_async / remove_batch_async from the communication thread), and the local
+  // create_batch_async / remove_batch_async by the thread that delivers them), and the local
   // pool has no asynchronous form of it, so a thread waits. It exists only when the local
   // pool's queues are bounded (start_control_thread): by default a rank has no such thread.
   std::unique_ptr<control_thread> control_;
