@@ -250,8 +250,17 @@ class engine {
     // (Waiting a few microseconds for the lock, a round's length, measured slower at 2 ranks
     // on 2 vCPUs: 10.2-12.0 against 10.0-10.5 us per round trip.)
     if (!t_comm_thread) {
-      const std::unique_lock progress(progress_m_, std::try_to_lock);
-      if (progress.owns_lock()) flush();
+      std::unique_lock progress(progress_m_, std::try_to_lock);
+      if (progress.owns_lock()) {
+        flush();
+        progress.unlock();
+        // The communication thread may have found the queue empty (this thread had taken the
+        // message) and be about to sleep, with the reply on its way: tell it there was traffic
+        // (it then polls again instead of sleeping), or wake it if it already sleeps.
+        const std::lock_guard lock(m_);
+        flushed_ = true;
+        sleeping = sleeping_;
+      }
     }
     if (sleeping) wake_.notify_one();
   }
@@ -347,6 +356,7 @@ class engine {
         continue;
       }
       std::unique_lock lock(m_);
+      if (std::exchange(flushed_, false)) continue;  // a sender made progress meanwhile
       if (!outbox_.empty() || !opening_.empty() || !closing_.empty() || !barriers_.empty() || !quiescing_.empty() ||
           stop_)
         continue;
@@ -803,6 +813,7 @@ class engine {
   std::condition_variable users_;  // open and close wait on it
   bool stop_ = false;
   bool sleeping_ = false;
+  bool flushed_ = false;  // a sender sent messages itself since the communication thread last looked
   std::vector<outgoing> outbox_;
   std::vector<channel*> opening_;
   std::vector<channel*> closing_;
