@@ -169,7 +169,7 @@ void release_others(int ranks) {
 // caller. The ping-pong has none: each rank's main thread sends and receives itself.
 double handoffs_since(const mtp::mpi::impl::progress_counts& a, int rank) {
   const mtp::mpi::impl::progress_counts b = mtp::mpi::impl::progress_counts_now();
-  const double handed_sends = static_cast<double>((b.queued - a.queued) - (b.sent_by_queuer - a.sent_by_queuer));
+  const double handed_sends = static_cast<double>(b.handed_over - a.handed_over);
   const double by_caller = static_cast<double>(b.delivered_by_caller - a.delivered_by_caller);
   const double by_comm = static_cast<double>(b.delivered - a.delivered) - by_caller;
   // Rank 0 receives only replies (taken by the caller itself, or handed to it); rank 1 only

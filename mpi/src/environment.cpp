@@ -237,7 +237,6 @@ class engine {
   void send(channel* c, int dest, std::vector<char>&& bytes, std::vector<borrowed>&& parts = {},
             std::function<void()> sent = {}) {
     c->sent.fetch_add(1, std::memory_order_relaxed);
-    queued_.fetch_add(1, std::memory_order_relaxed);
     bool sleeping = false;
     {
       std::lock_guard lock(m_);
@@ -413,7 +412,7 @@ class engine {
   // No lock: a callback delivered under the progress lock may ask too.
   progress_counts counts() const noexcept {
     // relaxed: statistics, each a counter of its own.
-    return {queued_.load(std::memory_order_relaxed), sent_by_queuer_.load(std::memory_order_relaxed),
+    return {sent_by_queuer_.load(std::memory_order_relaxed), handed_over_.load(std::memory_order_relaxed),
             delivered_.load(std::memory_order_relaxed), delivered_by_caller_.load(std::memory_order_relaxed)};
   }
 
@@ -467,88 +466,83 @@ class engine {
       barriers_.clear();
     }
     // Channels being created.
-    for (auto it = ps_.starting.begin(); it != ps_.starting.end();) {
-      int done = 0;
-      MPI_Test(&(*it)->dup, &done, MPI_STATUS_IGNORE);
-      if (done) {
-        ps_.live.push_back(*it);
-        {
-          const std::lock_guard lock(m_);
-          (*it)->ready = true;
-        }
-        users_.notify_all();
-        it = ps_.starting.erase(it);
-        busy = true;
-      } else {
-        ++it;
-      }
-    }
+    busy |= retire(
+        ps_.starting,
+        [&](channel* c) {
+          int done = 0;
+          MPI_Test(&c->dup, &done, MPI_STATUS_IGNORE);
+          if (done) ps_.live.push_back(c);
+          return done != 0;
+        },
+        [](channel* c) { c->ready = true; });
     busy |= send_queued();
     test_transit();
     busy |= receive();
-    for (auto it = ps_.waiting.begin(); it != ps_.waiting.end();) {
-      int done = 0;
-      MPI_Test(&(*it)->barrier, &done, MPI_STATUS_IGNORE);
-      if (done) {
-        {
-          const std::lock_guard lock(m_);
-          (*it)->barrier_state = 3;
-        }
-        users_.notify_all();
-        it = ps_.waiting.erase(it);
-        busy = true;
-      } else {
-        ++it;
-      }
-    }
+    busy |= retire(
+        ps_.waiting,
+        [](channel* c) {
+          int done = 0;
+          MPI_Test(&c->barrier, &done, MPI_STATUS_IGNORE);
+          return done != 0;
+        },
+        [](channel* c) { c->barrier_state = 3; });
     // Quiescence (see channel): rounds of sums joined while this rank is idle.
-    for (auto it = ps_.settling.begin(); it != ps_.settling.end();) {
-      channel* c = *it;
-      bool reached = false;
-      if (c->quiesce_round.completed()) {
-        busy = true;
-        const long long* sums = c->quiesce_round.out;
-        reached = sums[0] == sums[1] && sums[0] == c->quiesce_last[0] && sums[1] == c->quiesce_last[1];
-        c->quiesce_last[0] = sums[0];
-        c->quiesce_last[1] = sums[1];
-      }
-      if (!reached && !c->quiesce_round.running && c->client->idle()) c->join(c->quiesce_round);
-      if (reached) {
-        {
-          const std::lock_guard lock(m_);
-          c->quiesce_state = 3;
-        }
-        users_.notify_all();
-        it = ps_.settling.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    retire(
+        ps_.settling,
+        [&](channel* c) {
+          bool reached = false;
+          if (c->quiesce_round.completed()) {
+            busy = true;
+            const long long* sums = c->quiesce_round.out;
+            reached = sums[0] == sums[1] && sums[0] == c->quiesce_last[0] && sums[1] == c->quiesce_last[1];
+            c->quiesce_last[0] = sums[0];
+            c->quiesce_last[1] = sums[1];
+          }
+          if (!reached && !c->quiesce_round.running && c->client->idle()) c->join(c->quiesce_round);
+          return reached;
+        },
+        [](channel* c) { c->quiesce_state = 3; });
     // Termination: a round of sums (messages sent, received) once this rank is quiescent;
     // when every rank has joined a round and the sums agree, nothing is in flight anywhere.
-    for (auto it = ps_.ending.begin(); it != ps_.ending.end();) {
-      channel* c = *it;
-      bool finished = false;
-      if (c->ending_round.completed()) {
-        finished = c->ending_round.out[0] == c->ending_round.out[1];
-        busy = true;
-      }
-      if (!finished && !c->ending_round.running && c->client->quiescent()) c->join(c->ending_round);
-      if (finished) {
-        MPI_Comm_free(&c->comm);
-        ps_.live.erase(std::find(ps_.live.begin(), ps_.live.end(), c));
-        {
-          const std::lock_guard lock(m_);
-          c->closed = true;
-        }
-        users_.notify_all();
-        it = ps_.ending.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    retire(
+        ps_.ending,
+        [&](channel* c) {
+          bool finished = false;
+          if (c->ending_round.completed()) {
+            finished = c->ending_round.out[0] == c->ending_round.out[1];
+            busy = true;
+          }
+          if (!finished && !c->ending_round.running && c->client->quiescent()) c->join(c->ending_round);
+          if (finished) {
+            MPI_Comm_free(&c->comm);
+            ps_.live.erase(std::find(ps_.live.begin(), ps_.live.end(), c));
+          }
+          return finished;
+        },
+        [](channel* c) { c->closed = true; });
     if (busy) ps_.last_busy = clock::now();
     return busy;
+  }
+
+  // Drops from `list` each channel for which step(c) is true, and for each sets what its users
+  // wait for (mark(c), under the engine mutex) and wakes them. Whether any was dropped.
+  template <class Step, class Mark>
+  bool retire(std::vector<channel*>& list, Step step, Mark mark) {
+    bool any = false;
+    for (auto it = list.begin(); it != list.end();) {
+      if (!step(*it)) {
+        ++it;
+        continue;
+      }
+      {
+        const std::lock_guard lock(m_);
+        mark(*it);
+      }
+      users_.notify_all();
+      it = list.erase(it);
+      any = true;
+    }
+    return any;
   }
 
   // The outgoing messages taken from the queue, in queue order (so in each sender's order).
@@ -560,7 +554,7 @@ class engine {
     std::vector<group>& groups = ps_.groups;
     groups.clear();
     for (std::size_t i = 0; i < out.size(); ++i) {
-      if (out[i].from == &t_me) bump(sent_by_queuer_);
+      bump(out[i].from == &t_me ? sent_by_queuer_ : handed_over_);
       // The last group for this destination, if the message fits in it (a bundle stays
       // within one piece; groups for one destination are sent in order).
       // A message with borrowed parts goes alone, and no later message joins its group.
@@ -795,9 +789,9 @@ class engine {
   progress_state ps_;
   std::atomic<int> drivers_{0};                     // threads between start_ and stop_driving
   std::atomic<unsigned long long> drive_rounds_{0};  // rounds of progress made in drive()
-  std::atomic<unsigned long long> queued_{0};     // relaxed: a statistic
   // Written under progress_m_ only, read by counts() without it.
   std::atomic<unsigned long long> sent_by_queuer_{0};
+  std::atomic<unsigned long long> handed_over_{0};  // sent by a thread other than the queuing one
   std::atomic<unsigned long long> delivered_{0};
   std::atomic<unsigned long long> delivered_by_caller_{0};
   // relaxed, and no read-modify-write: one writer at a time (the progress lock), a statistic.

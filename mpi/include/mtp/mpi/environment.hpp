@@ -127,7 +127,8 @@ struct borrowed {
 };
 /// As send_bytes, the message being `bytes` with the `parts` inserted (in order of `at`),
 /// which are sent from where they lie, never copied; `sent()` runs on the thread making
-/// progress (under the progress lock: it must not send) once MPI no longer reads them. Until then the caller keeps them alive and unchanged.
+/// progress (under the progress lock: it must not send) once MPI no longer reads them. Until
+/// then the caller keeps them alive and unchanged.
 /// The message travels alone, as its size and then pieces (as a message larger than a piece).
 void send_borrowing(channel* c, int dest, std::vector<char>&& bytes, std::vector<borrowed>&& parts,
                     std::function<void()> sent);
@@ -167,11 +168,11 @@ bool drive_progress() noexcept;
 /// sleeps, so that what arrives meanwhile is delivered).
 void start_driving();
 void stop_driving();
-/// What the engine counts to tell thread hand-offs: messages queued, those sent by the thread
-/// that queued them (no hand-off), messages delivered, and those delivered by a thread in
-/// drive_progress rather than by the communication thread.
+/// What the engine counts to tell thread hand-offs: messages sent by the thread that queued
+/// them (no hand-off) and by another thread (handed over), messages delivered, and those
+/// delivered by a thread in drive_progress rather than by the communication thread.
 struct progress_counts {
-  unsigned long long queued, sent_by_queuer, delivered, delivered_by_caller;
+  unsigned long long sent_by_queuer, handed_over, delivered, delivered_by_caller;
 };
 progress_counts progress_counts_now();
 
