@@ -32,13 +32,14 @@
 //                                 completion.
 //   async/send/callers:T          the blocking round trip (pool.send) from T threads.
 //   async/send_batch/batch:100    one thread, blocking send_batch of 100 requests back to back.
-//   async/session_server/<design>/connections:C
+//   async/session_server/<design>/io_threads:T/connections:C
 //                                 the example session server (examples/session_server.hpp) on
-//                                 127.0.0.1 with C client connections, each sending "add 1" and
-//                                 waiting for the reply: requests/s and p50/p99 per request
-//                                 (after one untimed request that opens the session).
-//                                 design pool: sessions are pool items; mutex: the conventional
-//                                 design, sessions in a map behind a mutex run on the I/O threads.
+//                                 127.0.0.1 with T I/O threads and C client connections, each
+//                                 sending "add 1" and waiting for the reply: requests/s and
+//                                 p50/p99 per request (after one untimed request that opens the
+//                                 session). design pool: sessions are pool items (on
+//                                 bench_workers() workers); mutex: the conventional design,
+//                                 sessions in a map behind a mutex run on the I/O threads.
 // Items: 1,000 echo items on bench_workers() workers (2 by default), ids round-robin.
 #include <algorithm>
 #include <chrono>
@@ -411,8 +412,9 @@ void batch_path(benchmark::State& state, std::size_t batch) {
   state.counters["batch"] = static_cast<double>(batch);
 }
 
-void session_server_bench(benchmark::State& state, session_server::design mode, std::size_t connections) {
-  session_server::server srv({.port = 0, .io_threads = 2, .workers = bench_workers(), .mode = mode});
+void session_server_bench(benchmark::State& state, session_server::design mode, std::size_t io_threads,
+                          std::size_t connections) {
+  session_server::server srv({.port = 0, .io_threads = io_threads, .workers = bench_workers(), .mode = mode});
   srv.start();
   const std::size_t total = config().quick ? 10000 : 60000;
   const std::size_t per = std::max<std::size_t>(total / connections, 20);
@@ -485,11 +487,14 @@ void register_async() {
     add("async/send/callers:" + std::to_string(t), [t](benchmark::State& s) { blocking_send(s, t); });
   }
   add("async/send_batch/batch:100", [](benchmark::State& s) { batch_path(s, 100); });
-  for (std::size_t c : {1, 64, 1000}) {
-    add("async/session_server/pool/connections:" + std::to_string(c),
-        [c](benchmark::State& s) { session_server_bench(s, session_server::design::pool, c); });
-    add("async/session_server/mutex/connections:" + std::to_string(c),
-        [c](benchmark::State& s) { session_server_bench(s, session_server::design::mutex_in_io_threads, c); });
+  for (std::size_t t : {1, 2}) {
+    for (std::size_t c : {1, 64, 1000}) {
+      const std::string tail = "/io_threads:" + std::to_string(t) + "/connections:" + std::to_string(c);
+      add("async/session_server/pool" + tail,
+          [t, c](benchmark::State& s) { session_server_bench(s, session_server::design::pool, t, c); });
+      add("async/session_server/mutex" + tail,
+          [t, c](benchmark::State& s) { session_server_bench(s, session_server::design::mutex_in_io_threads, t, c); });
+    }
   }
 }
 

@@ -22,11 +22,17 @@
 // owns an mtp::timeout, made in its constructor and re-armed by every command. When it fires,
 // the session marks itself expired (a command still in flight gets "error session expired")
 // and calls the callback the server gave it at creation. The item lives on a worker and never
-// touches the socket: the callback only posts the close to the connection's strand, where the
-// connection coroutine runs too, so the close never races with its reads and writes. The
+// touches the socket: the callback only posts the close to the connection's I/O thread, where
+// the connection coroutine runs too, so the close never races with its reads and writes. The
 // pending read then fails, and the coroutine removes the session as for any closed
 // connection. The posted close holds the socket weakly: a connection that ended meanwhile is
 // left alone.
+//
+// Threads: each I/O thread runs an io_context of its own, and each connection lives on one of
+// them (dealt in turn as they are accepted). A connection's coroutine and its idle close thus
+// run on one thread, one after another, without a strand; and the pool's completions for a
+// context's own executor travel in bulk (one posted drain for all those that finished
+// meanwhile), where a strand would take one post per completion.
 //
 // design::mutex_in_io_threads is the conventional design kept for comparison (benchmarks):
 // the same sessions in one map behind a mutex, run directly on the I/O threads (no idle limit).
@@ -43,11 +49,12 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/read_until.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/redirect_error.hpp>
-#include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -175,7 +182,7 @@ struct options {
 
 class server {
  public:
-  explicit server(options o) : options_(o), acceptor_(io_) {
+  explicit server(options o) : options_(o), acceptor_(context(0)) {
     if (options_.mode == design::pool) {
       mtp::pool_options po;
       po.workers = options_.workers;
@@ -197,8 +204,13 @@ class server {
 
   /// Starts accepting and runs the I/O threads in the background.
   void start() {
-    asio::co_spawn(io_, accept_loop(), asio::detached);
-    for (std::size_t i = 0; i < options_.io_threads; ++i) threads_.emplace_back([this] { io_.run(); });
+    asio::co_spawn(context(0), accept_loop(), asio::detached);
+    for (auto& io : io_) {
+      threads_.emplace_back([&io] {
+        const auto busy = asio::make_work_guard(*io);  // runs until stop(), even with no connection
+        io->run();
+      });
+    }
   }
 
   /// Stops: the pool first (every request in flight completes and its completion is queued on
@@ -206,7 +218,7 @@ class server {
   void stop() {
     if (stopped_.exchange(true)) return;
     if (pool_) pool_->shutdown();
-    io_.stop();
+    for (auto& io : io_) io->stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
   }
@@ -226,19 +238,29 @@ class server {
   [[nodiscard]] std::uint64_t idle_closes() const noexcept { return idle_closes_.load(); }
 
  private:
+  // One context per I/O thread, made before the threads start and kept until the server ends.
+  static std::vector<std::unique_ptr<asio::io_context>> make_contexts(std::size_t n) {
+    std::vector<std::unique_ptr<asio::io_context>> contexts;
+    for (std::size_t i = 0; i < std::max<std::size_t>(n, 1); ++i) {
+      contexts.push_back(std::make_unique<asio::io_context>(1));  // 1: one thread runs it
+    }
+    return contexts;
+  }
+  asio::io_context& context(std::size_t i) { return *io_[i % io_.size()]; }
+
   asio::awaitable<void> accept_loop() {
-    for (;;) {
-      asio::ip::tcp::socket socket(io_);
+    for (std::size_t turn = 0;; ++turn) {
+      asio::ip::tcp::socket socket(context(turn));
       try {
-        // Each connection on its own strand: its coroutine, and an idle close, run there.
-        socket = co_await acceptor_.async_accept(asio::any_io_executor(asio::make_strand(io_)), asio::use_awaitable);
+        // The connection's context: its coroutine, and an idle close, run on that one thread.
+        socket = co_await acceptor_.async_accept(context(turn).get_executor(), asio::use_awaitable);
       } catch (const std::system_error& e) {
         if (e.code() == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
         continue;  // e.g. out of descriptors: keep serving the others
       }
       accepted_.fetch_add(1);
-      const asio::any_io_executor strand = socket.get_executor();
-      asio::co_spawn(strand, serve(std::move(socket), next_id_.fetch_add(1)), asio::detached);
+      const asio::any_io_executor where = socket.get_executor();
+      asio::co_spawn(where, serve(std::move(socket), next_id_.fetch_add(1)), asio::detached);
     }
   }
 
@@ -312,10 +334,10 @@ class server {
     map_.emplace(id, session(id));
     co_return true;
   }
-  // What an expired session calls, on its worker: post the close to the connection's strand.
+  // What an expired session calls, on its worker: post the close to the connection's thread.
   std::function<void()> idle_close(const std::shared_ptr<asio::ip::tcp::socket>& connection) {
-    return [this, strand = connection->get_executor(), weak = std::weak_ptr(connection)] {
-      asio::post(strand, [this, weak] {
+    return [this, where = connection->get_executor(), weak = std::weak_ptr(connection)] {
+      asio::post(where, [this, weak] {
         const auto socket = weak.lock();
         if (!socket || !socket->is_open()) return;  // the connection ended meanwhile
         std::error_code ignored;
@@ -347,7 +369,7 @@ class server {
   std::unique_ptr<mtp::thread_pool<session>> pool_;  // outlives the io_context's handlers
   mutable std::mutex m_;                              // the conventional design only
   std::unordered_map<mtp::id_t, session> map_;
-  asio::io_context io_;
+  std::vector<std::unique_ptr<asio::io_context>> io_ = make_contexts(options_.io_threads);  // one per I/O thread
   asio::ip::tcp::acceptor acceptor_;
   std::vector<std::thread> threads_;
   std::atomic<mtp::id_t> next_id_{1};
