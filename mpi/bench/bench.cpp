@@ -9,7 +9,8 @@
 //   - a 16 MiB trivially copyable request (rank 0 -> item on rank 1, send_batch) beside an
 //     MPI_Send + MPI_Recv round trip of the same bytes, and the same 16 MiB through cereal;
 //   - one batch of 100,000 small requests over every rank, and the same requests split over
-//     the ranks sent at once, beside a plain mtp::thread_pool running the same requests;
+//     the ranks sent at once, beside a plain mtp::thread_pool running the same requests, with
+//     the page faults of the one batch and of the plain pool's (every rank's together);
 //   - thread hand-offs and context switches (getrusage) per round trip beside those of the
 //     MPI ping-pong.
 // Then, on a second pool of 10,000 items spread over the ranks (created once):
@@ -137,6 +138,21 @@ switches context_switches() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return {static_cast<double>(u.ru_nvcsw), static_cast<double>(u.ru_nivcsw)};
+}
+
+// Page faults of the whole process so far that needed no I/O: first touches of memory the
+// allocator has just taken from the system (or given back and taken again).
+double minor_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_minflt);
+}
+
+// The sum of every rank's value.
+double sum_all(double v) {
+  double out = 0;
+  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return out;
 }
 
 // Ranks other than 0 wait here, without taking a CPU, while rank 0 measures on its own;
@@ -503,8 +519,10 @@ void batch_vs_plain(mtp::mpi::sharded_pool<counter>& pool, int rank, int ranks, 
   int two_plain = plain_own ? 1 : 0;
   MPI_Bcast(&two_plain, 1, MPI_INT, 0, MPI_COMM_WORLD);
   bool failed = false;
+  double faults = 0;  // page faults of the last one_caller or plain, every rank's together
   auto one_caller = [&] {
     pool.barrier();
+    const double f0 = minor_faults();
     double s = 0;
     if (rank == 0) {
       const auto t0 = clock_type::now();
@@ -513,6 +531,7 @@ void batch_vs_plain(mtp::mpi::sharded_pool<counter>& pool, int rank, int ranks, 
       failed = failed || rs.size() != total || !rs.front().has_value() || !rs.back().has_value();
     }
     pool.barrier();
+    faults = sum_all(minor_faults() - f0);
     return s;
   };
   auto every_rank = [&] {
@@ -526,6 +545,7 @@ void batch_vs_plain(mtp::mpi::sharded_pool<counter>& pool, int rank, int ranks, 
   };
   auto plain = [&](mtp::thread_pool<counter>* p) {
     MPI_Barrier(MPI_COMM_WORLD);
+    const double f0 = minor_faults();
     double s = 0;
     if (rank == 0) {
       const auto t0 = clock_type::now();
@@ -536,21 +556,22 @@ void batch_vs_plain(mtp::mpi::sharded_pool<counter>& pool, int rank, int ranks, 
     } else {
       wait_for_rank0();
     }
+    faults = sum_all(minor_faults() - f0);
     return s;
   };
   (void)one_caller();  // warm up
   (void)every_rank();
   (void)plain(plain_all.get());
   if (two_plain != 0) (void)plain(plain_own.get());
-  std::vector<double> one, every, p_all, p_own, r_one, r_every, r_one_own, r_every_own;
+  std::vector<double> one, every, p_all, p_own, r_one, r_every, r_one_own, r_every_own, f_one, f_all;
   for (int rep = 0; rep < reps; ++rep) {
     // The order turns each repetition, so that no side always follows the same one.
     double t[4] = {0, 0, 0, 0};
     for (int k = 0; k < 4; ++k) {
       switch ((k + rep) % 4) {
-        case 0: t[0] = one_caller(); break;
+        case 0: t[0] = one_caller(); f_one.push_back(faults); break;
         case 1: t[1] = every_rank(); break;
-        case 2: t[2] = plain(plain_all.get()); break;
+        case 2: t[2] = plain(plain_all.get()); f_all.push_back(faults); break;
         default: t[3] = two_plain != 0 ? plain(plain_own.get()) : 0; break;
       }
     }
@@ -589,6 +610,10 @@ void batch_vs_plain(mtp::mpi::sharded_pool<counter>& pool, int rank, int ranks, 
                   "[%.2f - %.2f]\n",
                   where_own.c_str(), rao.median, rao.lo, rao.hi, rbo.median, rbo.lo, rbo.hi);
     }
+    const spread fa = summarise(f_one), fp = summarise(f_all);
+    std::printf("  page faults per batch (getrusage ru_minflt, every rank): one caller %.0f [%.0f - %.0f], plain pool on "
+                "worker CPUs %s %.0f [%.0f - %.0f]\n",
+                fa.median, fa.lo, fa.hi, where_all.c_str(), fp.median, fp.lo, fp.hi);
     if (failed) std::printf("  A BATCH FAILED\n");
   }
 }

@@ -23,6 +23,7 @@
 
 #include <mtp/core/awaitable.hpp>
 #include <mtp/core/concepts.hpp>
+#include <mtp/mpi/impl/thread_scratch.hpp>
 #include <mtp/mpi/sharded_pool.hpp>
 
 #include "items.hpp"
@@ -1484,6 +1485,82 @@ TEST(Sharded, ShutdownWhileTrafficInFlight) {
     EXPECT_EQ(e.code(), errc::pool_stopped);
   }
   pool.shutdown();  // idempotent
+}
+
+// The vectors a calling thread keeps between calls (routes, this rank's share, its results):
+// reused with their capacity, never lent twice at once, not kept when too large.
+TEST(ThreadScratch, AThreadKeepsItsVectorAndASecondLenderGetsItsOwn) {
+  using mtp::mpi::impl::thread_scratch;
+  const long* kept = nullptr;
+  {
+    thread_scratch<long> a;
+    EXPECT_TRUE(a.get().empty());
+    a.get().assign(1000, 7);
+    kept = a.get().data();
+    thread_scratch<long> b;  // `a` is still lent (a call made from inside a call): b has its own
+    EXPECT_TRUE(b.get().empty());
+    b.get().push_back(1);
+    EXPECT_NE(b.get().data(), kept);
+    EXPECT_EQ(a.get().size(), 1000u);  // untouched by b
+  }
+  {
+    thread_scratch<long> again;  // the same memory, emptied
+    EXPECT_TRUE(again.get().empty());
+    EXPECT_GE(again.get().capacity(), 1000u);
+    EXPECT_EQ(again.get().data(), kept);
+  }
+  {
+    thread_scratch<long> big;
+    big.get().resize(thread_scratch<long>::k_keep_bytes / sizeof(long) + 1);
+  }
+  {
+    thread_scratch<long> after;  // too large to keep: it was freed
+    EXPECT_EQ(after.get().capacity(), 0u);
+  }
+  std::size_t other_capacity = 1;
+  std::thread([&] { other_capacity = thread_scratch<long>().get().capacity(); }).join();
+  EXPECT_EQ(other_capacity, 0u);  // every thread has its own
+}
+
+// A batch split over the ranks, again and again from two threads with shares of changing size
+// (the calling threads' kept vectors reused, larger and smaller): every result where it belongs.
+TEST(Sharded, RepeatedBatchesReuseTheCallersVectors) {
+  pool_t pool(small());
+  constexpr mtp::id_t k_items = 64;
+  std::vector<mtp::id_t> ids(k_items);
+  for (mtp::id_t i = 0; i < k_items; ++i) ids[i] = 900000 + i;
+  if (g_rank == 0) {
+    for (const auto& r : pool.create_batch(ids, 0L)) ASSERT_TRUE(r.has_value()) << code_of(r);
+  }
+  pool.barrier();
+  if (g_rank == 0) {
+    std::atomic<int> wrong{0};
+    // Each thread adds to its own half of the items and keeps their totals: every response
+    // (the item's running total) is known in advance.
+    auto caller = [&](std::size_t half) {
+      std::mt19937_64 rng(half + 1);
+      std::vector<long> totals(k_items / 2, 0);
+      for (int round = 0; round < 20; ++round) {
+        std::vector<add> batch(1 + rng() % 3000);
+        std::vector<long> expected(batch.size());
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          const std::size_t k = rng() % totals.size();
+          batch[i] = add{ids[half * totals.size() + k], static_cast<long>(i % 7) + 1};
+          expected[i] = totals[k] += batch[i].amount;
+        }
+        const auto rs = pool.send_batch(batch);
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          if (!rs[i].has_value() || rs[i].value() != expected[i]) ++wrong;
+        }
+      }
+    };
+    std::thread other(caller, 1);
+    caller(0);
+    other.join();
+    EXPECT_EQ(wrong.load(), 0);
+    for (const auto& r : pool.remove_batch(ids)) EXPECT_TRUE(r.has_value()) << code_of(r);
+  }
+  pool.barrier();
 }
 
 int main(int argc, char** argv) {

@@ -72,6 +72,7 @@
 #include <mtp/mpi/impl/operations.hpp>
 #include <mtp/mpi/impl/protocol.hpp>
 #include <mtp/mpi/impl/sharded_base.hpp>
+#include <mtp/mpi/impl/thread_scratch.hpp>
 #include <mtp/mpi/wire.hpp>
 
 namespace mtp::mpi {
@@ -263,7 +264,9 @@ class sharded_pool final : private impl::sharded_base {
     const std::span<const R> all = mtp::gather<R>(std::forward<Range>(requests), storage);
     // With bounded queues the owner waits for room, as the local pool would (call_wait_op).
     return run<response_t<R>>(all, [](const R& r) { return static_cast<id_t>(r.id); },
-                              [&](std::span<const R> local) { return pool_.send_batch(local); },
+                              [&](std::span<const R> local, std::span<result<response_t<R>>> out) {
+                                pool_.send_batch(local, out);
+                              },
                               bounded_ ? impl::call_wait_op<sharded_pool, R>::key : impl::call_op<sharded_pool, R>::key,
                               // The caller waits until the message has gone: large requests are
                               // sent from its storage, not copied into the message.
@@ -693,7 +696,9 @@ class sharded_pool final : private impl::sharded_base {
     }
     if (async) state->after = [this] { leave(); };
     state->results.resize(all.size());
-    std::vector<int> routes(all.size());
+    impl::thread_scratch<int> kept_routes;
+    std::vector<int>& routes = kept_routes.get();
+    routes.resize(all.size());
     std::vector<std::size_t> counts(static_cast<std::size_t>(ranks_), 0);
     for (std::size_t i = 0; i < all.size(); ++i) {
       routes[i] = route(id_of(all[i]));
@@ -744,7 +749,8 @@ class sharded_pool final : private impl::sharded_base {
       if (mine.size() == all.size()) {
         local_fn(all, state, std::move(mine));
       } else {
-        std::vector<X> share;
+        impl::thread_scratch<X> kept_share;  // local_fn is done with it when it returns
+        std::vector<X>& share = kept_share.get();
         share.reserve(mine.size());
         for (std::uint32_t i : mine) share.push_back(all[i]);
         local_fn(std::span<const X>(share), state, std::move(mine));
@@ -754,7 +760,13 @@ class sharded_pool final : private impl::sharded_base {
     return true;
   }
 
-  // The blocking form of launch: the local share runs on the pool's blocking batch.
+  // A local batch that writes its results into a span the caller gives (the local pool's
+  // send_batch(requests, out)), rather than returning a vector.
+  template <class LocalBatch, class X, class T>
+  static constexpr bool fills = std::is_invocable_v<LocalBatch&, std::span<const X>, std::span<result<T>>>;
+
+  // The blocking form of launch: the local share runs on the pool's blocking batch, into this
+  // thread's kept results where the local batch can fill a span.
   template <class T, class X, class IdOf, class LocalBatch, class Encode>
   std::vector<result<T>> run(std::span<const X> all, IdOf id_of, LocalBatch local_batch, std::uint64_t op, Encode encode,
                              std::int64_t wait_ns = -1) {
@@ -770,7 +782,13 @@ class sharded_pool final : private impl::sharded_base {
         return out;
       }
       gate_guard g{this};
-      return local_batch(all);
+      if constexpr (fills<LocalBatch, X, T>) {
+        std::vector<result<T>> out(all.size());
+        local_batch(all, std::span<result<T>>(out));
+        return out;
+      } else {
+        return local_batch(all);
+      }
     }
     auto state = std::make_shared<impl::call_state<T>>();
     // Large requests are sent from the caller's storage (the encoder may borrow them): return
@@ -782,7 +800,14 @@ class sharded_pool final : private impl::sharded_base {
     const bool entered = launch<T>(
         state, all, id_of,
         [&](std::span<const X> local, const std::shared_ptr<impl::call_state<T>>& s, std::vector<std::uint32_t> index) {
-          std::vector<result<T>> rs = local_batch(local);
+          impl::thread_scratch<result<T>> kept_results;
+          std::vector<result<T>>& rs = kept_results.get();
+          if constexpr (fills<LocalBatch, X, T>) {
+            rs.resize(local.size());
+            local_batch(local, std::span<result<T>>(rs));
+          } else {
+            rs = local_batch(local);
+          }
           for (std::size_t i = 0; i < rs.size(); ++i) s->results[index[i]] = std::move(rs[i]);
           s->arrive();
         },
