@@ -32,7 +32,10 @@
 // them (dealt in turn as they are accepted). A connection's coroutine and its idle close thus
 // run on one thread, one after another, without a strand; and the pool's completions for a
 // context's own executor travel in bulk (one posted drain for all those that finished
-// meanwhile), where a strand would take one post per completion.
+// meanwhile), where a strand would take one post per completion. The price: a connection is
+// served only by its own thread, so a thread that is busy, or waits for a CPU, holds up its
+// connections while another thread may have nothing to do (with one shared context, either
+// thread could serve any connection).
 //
 // design::mutex_in_io_threads is the conventional design kept for comparison (benchmarks):
 // the same sessions in one map behind a mutex, run directly on the I/O threads (no idle limit).
@@ -45,11 +48,11 @@
 #include <asio/buffer.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/read_until.hpp>
-#include <asio/executor_work_guard.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -172,7 +175,7 @@ enum class design { pool, mutex_in_io_threads };
 
 struct options {
   unsigned short port = 0;       // 0: an ephemeral port (see server::port())
-  std::size_t io_threads = 1;
+  std::size_t io_threads = 1;     // at least 1 (0 counts as 1)
   std::size_t workers = 0;       // pool workers; 0: the pool's default
   design mode = design::pool;
   std::size_t max_line = 1024;
@@ -182,7 +185,7 @@ struct options {
 
 class server {
  public:
-  explicit server(options o) : options_(o), acceptor_(context(0)) {
+  explicit server(options o) : options_(o), acceptor_(std::in_place, context(0)) {
     if (options_.mode == design::pool) {
       mtp::pool_options po;
       po.workers = options_.workers;
@@ -190,17 +193,24 @@ class server {
       pool_ = std::make_unique<mtp::thread_pool<session>>(po);
     }
     const asio::ip::tcp::endpoint where(asio::ip::make_address("127.0.0.1"), options_.port);
-    acceptor_.open(where.protocol());
-    acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
-    acceptor_.bind(where);
-    acceptor_.listen();
+    acceptor_->open(where.protocol());
+    acceptor_->set_option(asio::ip::tcp::acceptor::reuse_address(true));
+    acceptor_->bind(where);
+    acceptor_->listen();
   }
   server(const server&) = delete;
   server& operator=(const server&) = delete;
-  ~server() { stop(); }
+  ~server() {
+    stop();
+    // The accept that stop() left pending (on context 0) holds a socket of the context it was
+    // accepting for: the acceptor goes first, then the contexts from the first to the last,
+    // so that each handler left unrun is destroyed while the context of its socket still is.
+    acceptor_.reset();
+    for (auto& io : io_) io.reset();
+  }
 
   /// The port it listens on (127.0.0.1).
-  [[nodiscard]] unsigned short port() const { return acceptor_.local_endpoint().port(); }
+  [[nodiscard]] unsigned short port() const { return acceptor_->local_endpoint().port(); }
 
   /// Starts accepting and runs the I/O threads in the background.
   void start() {
@@ -214,7 +224,7 @@ class server {
   }
 
   /// Stops: the pool first (every request in flight completes and its completion is queued on
-  /// the io_context), then the I/O threads; open connections are closed.
+  /// its connection's io_context), then the I/O threads; open connections are closed.
   void stop() {
     if (stopped_.exchange(true)) return;
     if (pool_) pool_->shutdown();
@@ -253,9 +263,9 @@ class server {
       asio::ip::tcp::socket socket(context(turn));
       try {
         // The connection's context: its coroutine, and an idle close, run on that one thread.
-        socket = co_await acceptor_.async_accept(context(turn).get_executor(), asio::use_awaitable);
+        socket = co_await acceptor_->async_accept(context(turn).get_executor(), asio::use_awaitable);
       } catch (const std::system_error& e) {
-        if (e.code() == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+        if (e.code() == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
         continue;  // e.g. out of descriptors: keep serving the others
       }
       accepted_.fetch_add(1);
@@ -370,7 +380,7 @@ class server {
   mutable std::mutex m_;                              // the conventional design only
   std::unordered_map<mtp::id_t, session> map_;
   std::vector<std::unique_ptr<asio::io_context>> io_ = make_contexts(options_.io_threads);  // one per I/O thread
-  asio::ip::tcp::acceptor acceptor_;
+  std::optional<asio::ip::tcp::acceptor> acceptor_;  // on context 0; reset before the contexts
   std::vector<std::thread> threads_;
   std::atomic<mtp::id_t> next_id_{1};
   std::atomic<std::uint64_t> accepted_{0};

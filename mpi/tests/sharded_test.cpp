@@ -1523,8 +1523,9 @@ TEST(ThreadScratch, AThreadKeepsItsVectorAndASecondLenderGetsItsOwn) {
 }
 
 // A batch split over the ranks, again and again from two threads with shares of changing size
-// (the calling threads' kept vectors reused, larger and smaller): every result where it belongs.
-TEST(Sharded, RepeatedBatchesReuseTheCallersVectors) {
+// (the calling threads' kept vectors reused, larger and smaller): every result where it belongs,
+// and the caller keeps the vectors afterwards.
+TEST(Sharded, RepeatedBatchesFromTwoThreadsKeepTheirVectors) {
   pool_t pool(small());
   constexpr mtp::id_t k_items = 64;
   std::vector<mtp::id_t> ids(k_items);
@@ -1558,6 +1559,10 @@ TEST(Sharded, RepeatedBatchesReuseTheCallersVectors) {
     caller(0);
     other.join();
     EXPECT_EQ(wrong.load(), 0);
+    // Nothing is lent now: these are this thread's kept routes, share and results.
+    EXPECT_GT(mtp::mpi::impl::thread_scratch<int>().get().capacity(), 0u);
+    EXPECT_GT(mtp::mpi::impl::thread_scratch<add>().get().capacity(), 0u);
+    EXPECT_GT(mtp::mpi::impl::thread_scratch<mtp::result<long>>().get().capacity(), 0u);
     for (const auto& r : pool.remove_batch(ids)) EXPECT_TRUE(r.has_value()) << code_of(r);
   }
   pool.barrier();
